@@ -1,0 +1,3 @@
+from porting.cli import main
+
+main()

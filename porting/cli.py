@@ -1,0 +1,225 @@
+"""`porting` command line. Heavy frameworks are imported inside the commands that need them."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from porting import __version__
+from porting.errors import PortingError
+from porting.specs import all_specs, resolve
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Port timm / Keras / PaddleClas image classifiers to MindSpore, with proof.")
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def log(message: str) -> None:
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", highlight=False)
+
+
+def _weights_args(weights: Optional[Path], random_init: Optional[int]):
+    if weights is not None and random_init is not None:
+        raise PortingError("give either --weights or --random-init, not both")
+    if weights is not None and not weights.is_file():
+        raise PortingError(f"weights file '{weights}' does not exist")
+    return (str(weights) if weights else None), random_init
+
+
+WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights (.pth/.bin/.safetensors for timm).")
+RANDOM = typer.Option(None, "--random-init", metavar="SEED",
+                      help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List every supported SOURCE:MODEL."""
+    table = Table(title="supported models")
+    for col in ("spec", "aliases", "architecture", "variant", "input", "mean / std", "interp / crop"):
+        table.add_column(col)
+    for s in all_specs():
+        variant = ", ".join(f"{k}={v}" for k, v in s.arch_config.items())
+        table.add_row(s.id, ", ".join(s.aliases), s.arch, variant, str(s.input_size),
+                      f"{list(s.mean)} / {list(s.std)}", f"{s.interpolation} / {s.crop_pct}")
+    out.print(table)
+
+
+@app.command("map")
+def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
+            as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")) -> None:
+    """Print the expanded weight map: source name and shape, target name and shape, transform."""
+    import numpy as np
+
+    from porting import msenv
+    from porting.converters.port import target_shapes
+    from porting.runners.source import run_source
+
+    model = resolve(spec)
+    wm = model.build_weight_map()
+    sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
+    msenv.setup()
+    targets = target_shapes(model, model.num_classes)
+    # the same strict check port-weights makes, on zero tensors of the source's shapes
+    wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
+    rows = wm.table(sources, targets)
+    if as_json:
+        out.print_json(json.dumps({"spec": model.id, "rows": rows, "ignore": wm.ignore}))
+        return
+    table = Table(title=f"{model.id} -> MindSpore {model.arch} ({len(rows)} tensors; ignored: "
+                        f"{', '.join(wm.ignore) or 'none'})")
+    for col in ("source", "source shape", "target", "target shape", "transform"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["source"], str(r["source_shape"]), r["target"] or "-", str(r["target_shape"] or "-"),
+                      r["transform"])
+    out.print(table)
+
+
+@app.command("port-weights")
+def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
+                 weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
+                 output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .ckpt"),
+                 num_classes: Optional[int] = typer.Option(None, "--num-classes",
+                                                           help="Re-initialise the head for N classes.")) -> None:
+    """Port source weights to a MindSpore .ckpt that carries its own metadata."""
+    from porting import msenv
+    from porting.converters.port import port_to_file
+
+    model = resolve(spec)
+    weights_path, seed = _weights_args(weights, random_init)
+    if weights_path is None and seed is None:
+        log(f"no --weights given: downloading {model.source}'s pretrained {model.name}")
+    output = output or Path(f"{model.source}_{model.name}.ckpt")
+    msenv.setup()
+    t0 = time.perf_counter()
+    ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes, log=log)
+    m = ported.metadata
+    log(f"wrote {output} ({len(ported.params)} parameters, {m['num_classes']} classes, "
+        f"input {m['input_size']}) in {time.perf_counter() - t0:.1f}s")
+
+
+@app.command("export")
+def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
+               fmt: str = typer.Option(..., "--format", "-f", help="onnx | mindir | air"),
+               output: Path = typer.Option(..., "-o", "--output"),
+               size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the checkpoint's)."),
+               batch: int = typer.Option(1, "--batch", help="Batch of MINDIR/AIR (ONNX's batch is dynamic).")) -> None:
+    """Export a checkpoint to ONNX (opset 17, checked), MINDIR or AIR (Ascend only)."""
+    from porting import checkpoint, msenv
+    from porting.converters import export
+
+    fmt = fmt.lower()
+    if fmt not in ("onnx", "mindir", "air"):
+        raise PortingError(f"unknown format '{fmt}': use onnx, mindir or air")
+    msenv.setup()
+    if fmt == "air" and msenv.device() != "Ascend":
+        raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
+                           f"use --format mindir or --format onnx instead")
+    net, metadata = checkpoint.load_model(ckpt)
+    size = size or int(metadata["input_size"])
+    if fmt == "onnx":
+        export.export_onnx(net, metadata, output, size)
+    else:
+        export.export_ms(net, fmt, output, size, batch=batch)
+    log(f"wrote {output} ({fmt}, input {'N' if fmt == 'onnx' else batch}x3x{size}x{size})")
+
+
+@app.command("parity")
+def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
+               weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
+               batch: int = typer.Option(2, "--batch"),
+               size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the model's)."),
+               onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
+               mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
+               report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
+               plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
+               ) -> None:
+    """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
+    from porting import msenv
+    from porting.parity import parity
+
+    model = resolve(spec)
+    weights_path, seed = _weights_args(weights, random_init)
+    msenv.setup()
+    result = parity(model, weights=weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
+                    log=log)
+    print_report(result)
+    if report:
+        report.write_text(result.to_json())
+    if plot:
+        from porting.plot import plot_report
+        plot_report(result, plot)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def print_report(result) -> None:
+    layers = result.info.get("layers", {})
+    first = {rt: result.first_failure(rt) for rt in {r.runtime for r in result.rows}}
+    table = Table(title=f"parity {result.spec}: batch {result.info['batch']}, size {result.info['size']}, "
+                        f"weights {result.info['weights']}; pass if max_abs <= {result.rtol:g} x max(1, max|ref|)")
+    for col, kw in (("#", {"justify": "right"}), ("runtime", {}), ("layer (source)", {}), ("MindSpore cell", {}),
+                    ("shape", {}), ("max abs", {"justify": "right"}), ("max rel", {"justify": "right"}),
+                    ("cosine", {"justify": "right"}), ("", {})):
+        table.add_column(col, **kw)
+    for i, row in enumerate(result.rows):
+        status = "[green]ok[/green]" if row.ok else "[bold red]FAIL[/bold red]"
+        if first.get(row.runtime) is row:
+            status = "[bold red]<< FIRST FAILURE[/bold red]"
+        table.add_row(str(i), row.runtime, row.layer, layers.get(row.layer, "(output)"), "x".join(map(str, row.shape)),
+                      f"{row.max_abs:.2e}", f"{row.max_rel:.2e}", f"{row.cosine:.8f}",
+                      status + (f" {row.note}" if row.note else ""))
+    out.print(table)
+    for runtime, agree in result.top1_agree.items():
+        out.print(f"top-1 agreement {runtime}: {agree:.0%}")
+    for e in result.errors:
+        out.print(f"[red]error:[/red] {e}")
+    failure = result.first_failure()
+    if result.ok:
+        out.print(f"[bold green]PASS[/bold green] {result.spec}: {len(result.rows)} comparisons within tolerance")
+    elif failure:
+        out.print(f"[bold red]FAIL[/bold red] {result.spec}: first diverging layer '{failure.layer}' "
+                  f"(MindSpore '{layers.get(failure.layer, failure.layer)}') on {failure.runtime}: "
+                  f"max abs {failure.max_abs:.3e} > {failure.bound:.3e}")
+    else:
+        out.print(f"[bold red]FAIL[/bold red] {result.spec}: top-1 disagreement or errors")
+
+
+@app.command("random-weights")
+def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
+                   seed: int = typer.Option(0, "--seed"),
+                   output: Path = typer.Option(..., "-o", "--output", help="File in the source's own format "
+                                                                           "(.pth or .safetensors for timm)."),
+                   num_classes: Optional[int] = typer.Option(None, "--num-classes")) -> None:
+    """Write seeded synthetic source weights in the source library's own file format."""
+    from porting.runners.source import run_source
+
+    model = resolve(spec)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(output.resolve()))
+    log(f"wrote {output} ({model.id}, seed {seed})")
+
+
+@app.callback(invoke_without_command=True)
+def _version(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        out.print(f"porting {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    try:
+        app()
+    except PortingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,104 @@
+"""port-weights: source weights -> weight map -> MindSpore parameters (+ metadata) -> .ckpt."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from porting import __version__
+from porting.errors import PortingError
+from porting.runners.source import SourceResult, run_source
+from porting.specs import ModelSpec
+
+
+@dataclass
+class Ported:
+    params: dict[str, np.ndarray]
+    metadata: dict
+    source: SourceResult
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_weights(weights: str | None, seed: int | None, info: dict) -> str:
+    if weights:
+        return f"file:{Path(weights).name}"
+    if seed is not None:
+        return f"random-init:{seed}"
+    return f"pretrained:{info.get('pretrained_tag', '')}"
+
+
+def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
+    from porting import models
+
+    net = models.build(spec.arch, spec.arch_config, num_classes)
+    return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
+
+
+def map_source(spec: ModelSpec, source: SourceResult, origin: str) -> dict[str, np.ndarray]:
+    """Apply the spec's weight map to the source tensors, checked against the real MindSpore model."""
+    wm = spec.build_weight_map()
+    return wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=origin)
+
+
+def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: int | None,
+                 num_classes: int, head_reinitialized: bool) -> dict:
+    pre = spec.preprocessing()
+    cfg = source.info.get("pretrained_cfg") or {}
+    # the source library's own config wins over our defaults where it states a value
+    for key in ("mean", "std", "interpolation", "crop_pct"):
+        if cfg.get(key) not in (None, [], ""):
+            pre[key] = cfg[key]
+    if cfg.get("input_size"):
+        pre["input_size"] = int(cfg["input_size"][-1])
+    return {
+        "format": "porting-ckpt/1", "tool_version": __version__, "source": spec.id, "arch": spec.arch,
+        "arch_config": spec.arch_config, "head": spec.head, "num_classes": num_classes,
+        "source_num_classes": int(source.info["num_classes"]), "head_reinitialized": head_reinitialized,
+        "weights": describe_weights(weights, seed, source.info),
+        "source_sha256": sha256(weights) if weights else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **pre,
+    }
+
+
+def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
+         num_classes: int | None = None, log=lambda msg: None) -> Ported:
+    if weights is not None and seed is not None:
+        raise PortingError("give either --weights or --random-init, not both")
+    log(f"building {spec.id} in a {spec.source} worker process")
+    source = run_source(spec, weights=weights, seed=seed)
+    origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
+    log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
+    params = map_source(spec, source, origin)
+    src_classes = int(source.info["num_classes"])
+    head_reinit = num_classes is not None and num_classes != src_classes
+    if head_reinit:
+        from porting import models
+        from porting.models.layers import init_head
+
+        net = models.build(spec.arch, spec.arch_config, num_classes)
+        init_head(net, spec.head, num_classes, seed=seed or 0)
+        for name, p in net.parameters_and_names():
+            if name.startswith(spec.head + "."):
+                params[name] = p.asnumpy()
+        log(f"re-initialised head '{spec.head}' for {num_classes} classes (source has {src_classes}): "
+            f"fine-tune before use")
+    final_classes = num_classes if head_reinit else src_classes
+    return Ported(params, metadata_for(spec, source, weights, seed, final_classes, head_reinit), source)
+
+
+def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:
+    from porting import checkpoint
+
+    ported = port(spec, **kwargs)
+    checkpoint.save(ported.params, out, ported.metadata)
+    return ported

@@ -1,0 +1,85 @@
+"""parity: run the source model and the ported model(s) on the same inputs, layer by layer.
+
+The source runs in its worker process; MindSpore, onnxruntime and the MINDIR run here. Each runtime's
+outputs are renamed to the source's layer names and handed to the framework-agnostic comparator.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from porting.compare import Report, compare
+from porting.converters.port import metadata_for, target_shapes
+from porting.runners.inputs import make_images
+from porting.runners.source import run_source
+from porting.specs import ModelSpec
+
+
+def run_mindspore(net, x: np.ndarray, cells: list[str]) -> dict[str, np.ndarray]:
+    import mindspore as ms
+
+    from porting.models.layers import record_outputs
+
+    with record_outputs(net, cells) as outputs:
+        logits = net(ms.Tensor(x)).asnumpy()
+    return {**outputs, "logits": logits}
+
+
+def run_onnx(net, metadata: dict, x: np.ndarray, cells: list[str], size: int) -> dict[str, np.ndarray]:
+    """Our ONNX graph, with every tapped layer as an extra output, run in onnxruntime."""
+    import onnxruntime as ort
+
+    from porting.converters.export import trace_onnx
+
+    model, tap_names = trace_onnx(net, metadata, size, cells)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    results = dict(zip(names, session.run(None, {"input": x})))
+    return {**{cell: results[onnx_name] for cell, onnx_name in tap_names.items()}, "logits": results["logits"]}
+
+
+def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
+           size: int | None = None, onnx: bool = False, mindir: bool = False, input_seed: int = 1234,
+           log=lambda msg: None, weight_map=None) -> Report:
+    """`weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
+    from porting import checkpoint, models
+    from porting.converters import export
+
+    size = size or spec.input_size
+    wm = weight_map or spec.build_weight_map()
+    x = make_images(input_seed, batch, size, spec.mean, spec.std)
+    report = Report(spec=spec.id, info={"batch": batch, "size": size,
+                                        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
+    t0 = time.perf_counter()
+    log(f"running the {spec.source} source model ({batch}x3x{size}x{size}) in its own process")
+    source = run_source(spec, weights=weights, seed=seed, inputs=x, taps=[l.source for l in wm.layers])
+    by_source = {l.source: l for l in wm.layers}
+    order = [name for name in source.order if name in by_source]
+    report.info["layers"] = {name: by_source[name].target for name in order}
+    report.info["layer_kinds"] = {name: by_source[name].kind for name in order}
+    params = wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=spec.id)
+    metadata = metadata_for(spec, source, weights, seed, int(source.info["num_classes"]), False)
+    net = models.build(spec.arch, spec.arch_config, int(source.info["num_classes"]))
+    checkpoint.load_params(net, params, spec.id)
+    cells = [by_source[name].target for name in order]
+    to_source = {by_source[name].target: name for name in order}
+
+    def renamed(outputs):
+        return {to_source.get(k, k): v for k, v in outputs.items()}
+
+    log("running the ported MindSpore model")
+    compare(report, "mindspore", source.outputs, renamed(run_mindspore(net, x, cells)), order)
+    if onnx:
+        log("running the ONNX export in onnxruntime")
+        compare(report, "onnx", source.outputs, renamed(run_onnx(net, metadata, x, cells, size)), order)
+    if mindir:
+        log("exporting and reloading MINDIR")
+        with tempfile.TemporaryDirectory(prefix="porting-parity-") as tmp:
+            path = export.export_ms(net, "MINDIR", Path(tmp) / "model.mindir", size, batch=batch)
+            compare(report, "mindir", source.outputs, {"logits": export.run_mindir(path, x)}, [])
+    report.info["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+

@@ -1,0 +1,143 @@
+"""Weight maps: plain tables saying where each source tensor goes in MindSpore and how it is transformed.
+
+A table is a list of `Row(source, target, transform)`, built in loops by the per-model modules the way the
+Hugging Face conversion scripts build their rename lists. `apply()` is strict: every source tensor is used
+exactly once (declared ignores aside), every MindSpore parameter is filled, every shape is checked, and a
+failure lists every offending tensor at once.
+
+A table also lists its *layers*: pairs of (source module, MindSpore cell) whose outputs the parity check
+compares, in the order the source computes them.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from porting.errors import PortingError
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A named, shape-aware array transform (the name is what `porting map` prints)."""
+
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.fn(array))
+
+
+COPY = Transform("copy", lambda a: a)
+
+
+def transpose(*axes: int) -> Transform:
+    return Transform(f"transpose{tuple(axes)}", lambda a: np.transpose(a, axes))
+
+
+# Keras kernels: Conv2D [kh, kw, in, out] -> OIHW; DepthwiseConv [kh, kw, C, 1] -> [C, 1, kh, kw].
+HWIO_TO_OIHW = Transform("hwio->oihw", lambda a: np.transpose(a, (3, 2, 0, 1)))
+DEPTHWISE_HWC1_TO_C1HW = Transform("hwc1->c1hw", lambda a: np.transpose(a, (2, 3, 0, 1)))
+# Dense stored [in, out] (Keras, Paddle) -> MindSpore [out, in].
+IN_OUT_TO_OUT_IN = Transform("[in,out]->[out,in]", lambda a: np.transpose(a, (1, 0)))
+
+
+def scale(factor: float) -> Transform:
+    """Fold a constant inference-time factor (e.g. Paddle's downscale_in_infer dropout) into a tensor."""
+    return Transform(f"x{factor:g}", lambda a: a * np.asarray(factor, dtype=a.dtype))
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    target: str
+    transform: Transform = COPY
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer whose output parity compares: where it lives in the source and in the MindSpore model."""
+
+    source: str
+    target: str
+    kind: str
+
+
+@dataclass
+class WeightMap:
+    name: str
+    rows: list[Row] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)  # fnmatch patterns of source tensors not ported
+    layers: list[Layer] = field(default_factory=list)
+
+    def add(self, source: str, target: str, transform: Transform = COPY) -> None:
+        self.rows.append(Row(source, target, transform))
+
+    def layer(self, source: str, target: str, kind: str) -> None:
+        self.layers.append(Layer(source, target, kind))
+
+    def is_ignored(self, source_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(source_name, pattern) for pattern in self.ignore)
+
+    def apply(
+        self,
+        source: Mapping[str, np.ndarray],
+        target_shapes: Mapping[str, tuple[int, ...]],
+        context: str = "",
+    ) -> dict[str, np.ndarray]:
+        """Map source tensors onto the target parameters; raise one error listing every problem."""
+        problems: list[str] = []
+        out: dict[str, np.ndarray] = {}
+        used: set[str] = set()
+        for row in self.rows:
+            if row.source not in source:
+                problems.append(f"source tensor '{row.source}' missing")
+                continue
+            if row.source in used:
+                problems.append(f"source tensor '{row.source}' used twice")
+            used.add(row.source)
+            if row.target not in target_shapes:
+                problems.append(f"target parameter '{row.target}' does not exist (from '{row.source}')")
+                continue
+            if row.target in out:
+                problems.append(f"target parameter '{row.target}' filled twice")
+                continue
+            value = row.transform(np.asarray(source[row.source]))
+            want = tuple(target_shapes[row.target])
+            if tuple(value.shape) != want:
+                problems.append(
+                    f"'{row.source}' {list(np.shape(source[row.source]))} --{row.transform.name}--> "
+                    f"{list(value.shape)} does not fit '{row.target}' {list(want)}"
+                )
+                continue
+            out[row.target] = value.astype(np.float32, copy=False)
+        for name in source:
+            if name not in used and not self.is_ignored(name):
+                problems.append(f"source tensor '{name}' {list(np.shape(source[name]))} is not mapped")
+        for name in target_shapes:
+            if name not in out and not any(p.startswith(f"target parameter '{name}'") for p in problems):
+                problems.append(f"MindSpore parameter '{name}' {list(target_shapes[name])} is not filled")
+        if problems:
+            head = f"weight map {self.name} failed{' for ' + context if context else ''}"
+            raise PortingError(f"{head} ({len(problems)} problems): " + "; ".join(problems))
+        return out
+
+    def table(self, source_shapes: Mapping[str, tuple[int, ...]] | None = None,
+              target_shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[dict]:
+        """The expanded table, one dict per row (ignored source tensors last)."""
+        rows = []
+        for row in self.rows:
+            rows.append({
+                "source": row.source,
+                "source_shape": list(source_shapes[row.source]) if source_shapes and row.source in source_shapes else None,
+                "target": row.target,
+                "target_shape": list(target_shapes[row.target]) if target_shapes and row.target in target_shapes else None,
+                "transform": row.transform.name,
+            })
+        for name in (source_shapes or {}):
+            if self.is_ignored(name):
+                rows.append({"source": name, "source_shape": list(source_shapes[name]), "target": None,
+                             "target_shape": None, "transform": "drop"})
+        return rows

@@ -1,0 +1,37 @@
+"""timm `legacy_xception` (timm/models/xception.py) -> porting.models.xception.Xception.
+
+timm names the layers of a block by position in `rep`, a Sequential of [ReLU, SeparableConv, BN] triples
+whose first ReLU is dropped in block1 (start_with_relu=False); we name them sep1/bn1, sep2/bn2...
+"""
+from porting.models.xception import ENTRY_MIDDLE_EXIT
+from porting.weight_maps import WeightMap
+from porting.weight_maps.conventions import batchnorm, conv, dense
+
+
+def separable(wm: WeightMap, src: str, dst: str) -> None:
+    conv(wm, f"{src}.conv1", f"{dst}.depthwise", tap=False)
+    conv(wm, f"{src}.pointwise", f"{dst}.pointwise", tap=False)
+    wm.layer(src, dst, "separable")
+
+
+def build(spec=None) -> WeightMap:
+    wm = WeightMap("timm:legacy_xception", ignore=["*.num_batches_tracked"])
+    conv(wm, "conv1", "features.conv1")
+    batchnorm(wm, "bn1", "features.bn1")
+    conv(wm, "conv2", "features.conv2")
+    batchnorm(wm, "bn2", "features.bn2")
+    for b, (cin, cout, reps, stride, start_with_relu, _) in enumerate(ENTRY_MIDDLE_EXIT, 1):
+        first = 1 if start_with_relu else 0  # index of the first SeparableConv in timm's `rep`
+        for k in range(reps):
+            separable(wm, f"block{b}.rep.{first + 3 * k}", f"features.block{b}.rep.sep{k + 1}")
+            batchnorm(wm, f"block{b}.rep.{first + 3 * k + 1}", f"features.block{b}.rep.bn{k + 1}")
+        if cin != cout or stride != 1:
+            conv(wm, f"block{b}.skip", f"features.block{b}.skip")
+            batchnorm(wm, f"block{b}.skipbn", f"features.block{b}.skip_bn")
+        wm.layer(f"block{b}", f"features.block{b}", "block")
+    separable(wm, "conv3", "features.conv3")
+    batchnorm(wm, "bn3", "features.bn3")
+    separable(wm, "conv4", "features.conv4")
+    batchnorm(wm, "bn4", "features.bn4")
+    dense(wm, "fc", "fc")
+    return wm
