@@ -29,7 +29,10 @@ def run_mindspore(net, x: np.ndarray, cells: list[str]) -> dict[str, np.ndarray]
 
 
 def run_onnx(net, metadata: dict, x: np.ndarray, cells: list[str], size: int) -> dict[str, np.ndarray]:
-    """Our ONNX graph, with every tapped layer as an extra output, run in onnxruntime."""
+    """Our ONNX graph traced with every tapped layer as an extra output, run in onnxruntime.
+
+    The exported file itself has only the logits; parity runs it separately (run_onnx_file).
+    """
     import onnxruntime as ort
 
     from porting.converters.export import trace_onnx
@@ -41,11 +44,18 @@ def run_onnx(net, metadata: dict, x: np.ndarray, cells: list[str], size: int) ->
     return {**{cell: results[onnx_name] for cell, onnx_name in tap_names.items()}, "logits": results["logits"]}
 
 
+def run_onnx_file(path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"input": x})[0]
+
+
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
            size: int | None = None, onnx: bool = False, mindir: bool = False, input_seed: int = 1234,
            log=lambda msg: None, weight_map=None) -> Report:
     """`weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
-    from porting import checkpoint, models
+    from porting import checkpoint
     from porting.converters import export
 
     size = size or spec.input_size
@@ -62,22 +72,27 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     report.info["layer_kinds"] = {name: by_source[name].kind for name in order}
     params = wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=spec.id)
     metadata = metadata_for(spec, source, weights, seed, int(source.info["num_classes"]), False)
-    net = models.build(spec.arch, spec.arch_config, int(source.info["num_classes"]))
-    checkpoint.load_params(net, params, spec.id)
     cells = [by_source[name].target for name in order]
     to_source = {by_source[name].target: name for name in order}
 
     def renamed(outputs):
         return {to_source.get(k, k): v for k, v in outputs.items()}
 
-    log("running the ported MindSpore model")
-    compare(report, "mindspore", source.outputs, renamed(run_mindspore(net, x, cells)), order)
-    if onnx:
-        log("running the ONNX export in onnxruntime")
-        compare(report, "onnx", source.outputs, renamed(run_onnx(net, metadata, x, cells, size)), order)
-    if mindir:
-        log("exporting and reloading MINDIR")
-        with tempfile.TemporaryDirectory(prefix="porting-parity-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="porting-parity-") as tmp:
+        # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
+        ckpt = Path(tmp) / "model.ckpt"
+        checkpoint.save(params, ckpt, metadata)
+        net, metadata = checkpoint.load_model(ckpt)
+        log("running the ported MindSpore model")
+        compare(report, "mindspore", source.outputs, renamed(run_mindspore(net, x, cells)), order)
+        if onnx:
+            log("running the ONNX export in onnxruntime")
+            path = export.export_onnx(net, metadata, Path(tmp) / "model.onnx", size)
+            per_layer = renamed(run_onnx(net, metadata, x, cells, size))
+            per_layer["logits"] = run_onnx_file(path, x)
+            compare(report, "onnx", source.outputs, per_layer, order)
+        if mindir:
+            log("exporting and reloading MINDIR")
             path = export.export_ms(net, "MINDIR", Path(tmp) / "model.mindir", size, batch=batch)
             compare(report, "mindir", source.outputs, {"logits": export.run_mindir(path, x)}, [])
     report.info["seconds"] = round(time.perf_counter() - t0, 1)

@@ -1,0 +1,71 @@
+"""Shared fixtures. The test process itself may import MindSpore (and torch), never TensorFlow or Paddle:
+every source model runs in its own worker process, exactly as in the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GLOG_v", "3")
+os.environ.setdefault("PORTING_DEVICE", "CPU")
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def porting(*args: str, cwd: Path | None = None) -> Run:
+    """Run the real CLI in a fresh process."""
+    proc = subprocess.run([sys.executable, "-m", "porting", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=dict(os.environ, COLUMNS="200"))
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session")
+def source_weights(weights_dir):
+    """source_weights(spec, suffix, seed=0) -> a file of seeded random weights in the source's own format,
+    written by the source library itself (torch.save, safetensors, model.save_weights, paddle.save)."""
+    cache: dict = {}
+
+    def make(spec: str, suffix: str, seed: int = 0) -> Path:
+        key = (spec, suffix, seed)
+        if key not in cache:
+            path = weights_dir / f"{spec.replace(':', '_')}_{seed}{suffix}"
+            run = porting("random-weights", spec, "--seed", seed, "-o", path)
+            assert run.code == 0, run.stderr
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+def assert_parity(report, runtimes=("mindspore", "onnx", "mindir")):
+    """Every runtime was compared, every layer within tolerance, top-1 equal on every sample."""
+    seen = {row.runtime for row in report.rows}
+    assert set(runtimes) <= seen, f"runtimes compared: {seen}"
+    failure = report.first_failure()
+    assert failure is None, f"first failing layer {failure}"
+    assert all(report.top1_agree[r] == 1.0 for r in runtimes), report.top1_agree
+    assert not report.errors, report.errors
+    # the check must have looked at real layers, not just the logits
+    assert sum(1 for r in report.rows if r.runtime == "mindspore") > 10
+
+
+def error_line(run: Run) -> str:
+    """The single `error: ...` line a failed command must print (progress lines aside)."""
+    assert run.code == 2, (run.code, run.stderr)
+    errors = [ln for ln in run.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, run.stderr
+    return errors[0]

@@ -1,0 +1,138 @@
+"""timm legacy_xception: the foundation's end-to-end proof, from real .pth / .safetensors files."""
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import assert_parity, error_line, porting
+
+from porting import checkpoint
+from porting.parity import parity
+from porting.specs import resolve
+from porting.weight_maps import Row
+
+SPEC = "timm:legacy_xception"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [299, 256])  # 256 is even: it exposes pool/conv padding differences
+def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
+    pth = source_weights(SPEC, ".pth")
+    report = parity(resolve(SPEC), weights=str(pth), size=size, batch=2, onnx=True, mindir=True)
+    assert_parity(report)
+    assert report.info["size"] == size
+
+
+def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
+    """Two same-shaped pointwise kernels swapped inside block5: parity must fail exactly there."""
+    spec = resolve(SPEC)
+    wm = spec.build_weight_map()
+    a, b = "block5.rep.1.pointwise.weight", "block5.rep.4.pointwise.weight"
+    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
+    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
+    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    report = parity(spec, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1, weight_map=wm)
+    assert not report.ok
+    failure = report.first_failure()
+    assert failure.layer == "block5.rep.1", failure
+    assert report.info["layers"][failure.layer] == "features.block5.rep.sep1"
+    # everything before the broken layer still agrees
+    before = report.rows[: report.rows.index(failure)]
+    assert before and all(r.ok for r in before)
+
+
+def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):
+    spec = resolve(SPEC)
+    wrong = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "bn_eps": 1e-3}})
+    report = parity(wrong, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1)
+    failure = report.first_failure()
+    assert failure is not None
+    assert report.info["layer_kinds"][failure.layer] == "bn", failure
+    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+
+
+def test_pth_and_safetensors_port_to_the_same_checkpoint(source_weights, tmp_path):
+    pth, st = source_weights(SPEC, ".pth"), source_weights(SPEC, ".safetensors")
+    for src, out in ((pth, "a.ckpt"), (st, "b.ckpt")):
+        run = porting("port-weights", "timm:xception", "--weights", src, "-o", tmp_path / out)
+        assert run.code == 0, run.stderr
+    pa, ma = checkpoint.load(tmp_path / "a.ckpt")
+    pb, mb = checkpoint.load(tmp_path / "b.ckpt")
+    assert pa.keys() == pb.keys() and len(pa) == 236
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k])
+    assert ma["source_sha256"] != mb["source_sha256"]
+
+
+def test_metadata_round_trip_through_ckpt_and_onnx(source_weights, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from porting.converters.port import sha256
+
+    pth = source_weights(SPEC, ".pth")
+    assert porting("port-weights", "timm:Xception", "--weights", pth, "-o", tmp_path / "x.ckpt").code == 0
+    _, meta = checkpoint.load(tmp_path / "x.ckpt")
+    assert meta["source"] == "timm:legacy_xception" and meta["arch"] == "xception"
+    assert meta["arch_config"] == {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1}
+    assert meta["num_classes"] == 1000 and meta["input_size"] == 299
+    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3
+    assert meta["interpolation"] == "bicubic" and meta["crop_pct"] == 0.8975
+    assert meta["source_sha256"] == sha256(str(pth)) and meta["tool_version"]
+    # export needs no flag beyond the checkpoint
+    run = porting("export", tmp_path / "x.ckpt", "--format", "onnx", "-o", tmp_path / "x.onnx")
+    assert run.code == 0, run.stderr
+    model = onnx.load(str(tmp_path / "x.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version >= 17
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["source"] == "timm:legacy_xception" and json.loads(props["arch_config"]) == meta["arch_config"]
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
+    session = ort.InferenceSession(str(tmp_path / "x.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):  # dynamic batch
+        x = np.zeros((batch, 3, 299, 299), np.float32)
+        assert session.run(None, {"input": x})[0].shape == (batch, 1000)
+
+
+def test_air_needs_ascend_and_writes_nothing(source_weights, tmp_path):
+    assert porting("port-weights", SPEC, "--weights", source_weights(SPEC, ".pth"), "-o", tmp_path / "x.ckpt").code == 0
+    run = porting("export", tmp_path / "x.ckpt", "--format", "air", "-o", tmp_path / "x.air")
+    line = error_line(run)
+    assert "Ascend" in line and "mindir" in line.lower() and "onnx" in line.lower()
+    assert os.listdir(tmp_path) == ["x.ckpt"]
+
+
+def test_aliases_and_unknown_names():
+    assert resolve("timm:xception").name == "legacy_xception"
+    assert resolve("TIMM:Legacy_Xception").name == "legacy_xception"
+    run = porting("port-weights", "timm:nosuchnet", "--random-init", "0")
+    assert "timm:legacy_xception" in error_line(run)
+
+
+def test_num_classes_reinitialises_the_head(tmp_path):
+    run = porting("port-weights", "timm:xception", "--random-init", "0", "--num-classes", "7", "-o", tmp_path / "h.ckpt")
+    assert run.code == 0, run.stderr
+    assert "re-initialised head 'fc' for 7 classes" in run.stderr
+    params, meta = checkpoint.load(tmp_path / "h.ckpt")
+    assert params["fc.weight"].shape == (7, 2048) and meta["num_classes"] == 7 and meta["head_reinitialized"]
+
+
+def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    run = porting("port-weights", "timm:xception", "--weights", broken, "-o", tmp_path / "out.ckpt")
+    assert "broken.pth" in error_line(run)
+    import torch
+    torch.save({"conv1.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "partial.pth")
+    run = porting("port-weights", "timm:xception", "--weights", tmp_path / "partial.pth", "-o", tmp_path / "out.ckpt")
+    line = error_line(run)
+    assert "partial.pth" in line and "missing" in line
+    assert not (tmp_path / "out.ckpt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["broken.pth", "partial.pth"]
+
+
+def test_offline_pretrained_download_names_weights_flag(tmp_path):
+    run = porting("port-weights", "timm:xception", "-o", tmp_path / "p.ckpt",)
+    if run.code == 0:
+        pytest.skip("online: timm's pretrained download worked")
+    assert "--weights" in error_line(run) and not (tmp_path / "p.ckpt").exists()
