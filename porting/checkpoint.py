@@ -57,14 +57,16 @@ def load_model(path: str | Path):
 
     params, metadata = load(path)
     net = models.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
-    load_params(net, params, str(path))
+    load_params(net, params, str(path), train_state_ok="train_state" in metadata)
     return net, metadata
 
 
-def load_params(net, params: dict[str, np.ndarray], origin: str) -> None:
+def load_params(net, params: dict[str, np.ndarray], origin: str, train_state_ok: bool = False) -> None:
+    """Fill every parameter of `net`; with train_state_ok, tensors of the optimizer state are skipped."""
     net_params = dict(net.parameters_and_names())
     problems = [f"missing '{k}'" for k in net_params if k not in params]
-    problems += [f"unexpected '{k}'" for k in params if k not in net_params]
+    if not train_state_ok:
+        problems += [f"unexpected '{k}'" for k in params if k not in net_params]
     problems += [f"'{k}' has shape {list(v.shape)}, model expects {list(net_params[k].shape)}"
                  for k, v in params.items() if k in net_params and tuple(v.shape) != tuple(net_params[k].shape)]
     if problems:

@@ -207,6 +207,120 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
     log(f"wrote {output} ({model.id}, seed {seed})")
 
 
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, disable=not err.is_terminal)
+
+
+@app.command("finetune")
+def finetune_cmd(
+        ckpt: Path = typer.Argument(..., help="A ported (or fine-tuned) .ckpt"),
+        data: Path = typer.Option(..., "--data", help="ImageFolder root with train/ (and optionally val/)"),
+        output: Path = typer.Option(Path("finetune_out"), "-o", "--output-dir", help="Checkpoints and train.log"),
+        recipe: Optional[str] = typer.Option(None, "--recipe", help="xception | inceptionv4 | se_resnext50 "
+                                                                    "(default: the architecture's)"),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML of recipe keys overriding the recipe"),
+        num_classes: Optional[int] = typer.Option(None, "--num-classes", help="New head for N classes"),
+        epochs: Optional[int] = typer.Option(None, "--epochs"),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per device"),
+        lr_max: Optional[float] = typer.Option(None, "--lr-max"),
+        lr_init: Optional[float] = typer.Option(None, "--lr-init"),
+        lr_end: Optional[float] = typer.Option(None, "--lr-end"),
+        warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs"),
+        lr_decay_mode: Optional[str] = typer.Option(None, "--lr-decay-mode", help="linear | cosine"),
+        optimizer: Optional[str] = typer.Option(None, "--optimizer", help="momentum | rmsprop"),
+        weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+        label_smooth: Optional[float] = typer.Option(None, "--label-smooth-factor"),
+        loss_scale: Optional[float] = typer.Option(None, "--loss-scale"),
+        amp_level: Optional[str] = typer.Option(None, "--amp-level", help="O0 | O1 | O2 | O3"),
+        save_epochs: Optional[int] = typer.Option(None, "--save-checkpoint-epochs"),
+        save_steps: Optional[int] = typer.Option(None, "--save-checkpoint-steps"),
+        keep_max: Optional[int] = typer.Option(None, "--keep-checkpoint-max"),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help="Train/eval size (default: ckpt's)"),
+        device: Optional[str] = typer.Option(None, "--device", help="CPU | GPU | Ascend"),
+        distributed: bool = typer.Option(False, "--distributed", help="Data parallel; launch with msrun"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir"),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Dataset workers"),
+        log_every: int = typer.Option(0, "--log-every", help="Log the loss every N steps (0: once per epoch)"),
+        max_steps: int = typer.Option(0, "--max-steps", help="Stop this run after N steps (--resume continues)"),
+        shard: Optional[str] = typer.Option(None, "--shard", help="K/N: train on shard K of N (single worker)"),
+        seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
+    from porting.training import recipes
+    from porting.training.finetune import Options, finetune
+
+    overrides = dict(epochs=epochs, batch_size=batch_size, lr_max=lr_max, lr_init=lr_init, lr_end=lr_end,
+                     warmup_epochs=warmup_epochs, lr_decay_mode=lr_decay_mode, optimizer=optimizer,
+                     weight_decay=weight_decay, label_smooth_factor=label_smooth, loss_scale=loss_scale,
+                     amp_level=amp_level, save_checkpoint_epochs=save_epochs, save_checkpoint_steps=save_steps,
+                     keep_checkpoint_max=keep_max)
+    from porting import checkpoint
+
+    _, meta = checkpoint.load(ckpt)
+    chosen = recipes.load(recipe, meta["arch"], config, overrides)
+    shard_pair = None
+    if shard:
+        try:
+            k, n = (int(v) for v in shard.split("/"))
+            assert 0 <= k < n
+        except (ValueError, AssertionError):
+            raise PortingError(f"--shard must look like K/N with 0 <= K < N, not '{shard}'") from None
+        shard_pair = (k, n)
+    opts = Options(ckpt=ckpt, data=data, output=output, recipe=chosen, num_classes=num_classes,
+                   image_size=image_size, device=device, distributed=distributed, resume=resume, workers=workers,
+                   log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps)
+    with _progress() as progress:
+        finetune(opts, log=log, progress=progress)
+
+
+@app.command("eval")
+def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "--data",
+                                                                         help="ImageFolder root (uses val/ if present)"),
+             batch_size: int = typer.Option(32, "--batch-size"), size: Optional[int] = typer.Option(None, "--size"),
+             device: Optional[str] = typer.Option(None, "--device"),
+             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
+             dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
+    """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
+    import numpy as np
+
+    from porting.training.evaluate import evaluate
+
+    with _progress() as progress:
+        result, logits, labels = evaluate(ckpt, data, batch_size=batch_size, size=size, device=device,
+                                          progress=progress)
+    if dump_logits:
+        np.savez(dump_logits, logits=logits, labels=labels)
+    if as_json:
+        print(json.dumps(dict(result, samples=int(len(labels)))))
+    else:
+        print(f"result: {result}")
+
+
+@app.command("predict")
+def predict_cmd(ckpt: Path = typer.Argument(...), images: list[Path] = typer.Argument(..., help="Image files"),
+                topk: int = typer.Option(5, "--topk"),
+                labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line"),
+                device: Optional[str] = typer.Option(None, "--device"),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
+    from porting.training.evaluate import predict
+
+    results = predict(ckpt, images, topk=topk, labels_file=labels, device=device)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        table = Table(title=r["image"])
+        for col in ("rank", "class", "index", "probability"):
+            table.add_column(col)
+        for i, t in enumerate(r["top"], 1):
+            table.add_row(str(i), t["class"], str(t["index"]), f"{t['probability']:.4f}")
+        out.print(table)
+
+
 @app.callback(invoke_without_command=True)
 def _version(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation and prediction of ported checkpoints in MindSpore (model-zoo recipes)."""

@@ -1,0 +1,95 @@
+"""eval and predict on ported or fine-tuned checkpoints."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+
+from porting import checkpoint
+from porting.errors import PortingError
+from porting.training import data as data_mod
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[-1])
+    top = np.argsort(-logits, axis=-1)[:, :k]
+    return float(np.mean([label in row for row, label in zip(top, labels)]))
+
+
+def evaluate(ckpt: Path, data: Path, batch_size: int = 32, workers: int | None = None, size: int | None = None,
+             device: str | None = None, progress=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over data/val (or data itself if it has no val/)."""
+    from porting import msenv
+
+    msenv.setup(device)
+    root = data / "val" if (data / "val").is_dir() else data
+    net, meta = checkpoint.load_model(ckpt)
+    classes = data_mod.class_names(root)
+    known = meta.get("class_names")
+    if known and classes != known:
+        raise PortingError(f"class folders of '{root}' ({', '.join(classes[:5])}...) differ from the checkpoint's "
+                           f"classes ({', '.join(known[:5])}...)")
+    if len(classes) > int(meta["num_classes"]):
+        raise PortingError(f"'{root}' has {len(classes)} classes, '{ckpt}' predicts {meta['num_classes']}")
+    size = size or int(meta["input_size"])
+    dataset = data_mod.image_folder(root, meta, size, batch_size, train=False, workers=workers)
+    task = progress.add_task("eval", total=dataset.get_dataset_size()) if progress else None
+    all_logits, all_labels = [], []
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+        all_logits.append(net(images).asnumpy())
+        all_labels.append(labels.asnumpy())
+        if task is not None:
+            progress.update(task, advance=1)
+    logits, labels = np.concatenate(all_logits), np.concatenate(all_labels)
+    probs = softmax(logits.astype(np.float64))
+    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
+    result = {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
+    return result, logits, labels
+
+
+def imagenet_classes() -> list[str]:
+    text = resources.files("porting").joinpath("data/imagenet_classes.txt").read_text()
+    return [line.split("\t", 1)[1] for line in text.splitlines() if line]
+
+
+def label_names(meta: dict, labels_file: Path | None) -> list[str]:
+    n = int(meta["num_classes"])
+    if labels_file is not None:
+        if not labels_file.is_file():
+            raise PortingError(f"labels file '{labels_file}' does not exist")
+        names = [ln.split("\t", 1)[-1].strip() for ln in labels_file.read_text().splitlines() if ln.strip()]
+        if len(names) != n:
+            raise PortingError(f"labels file '{labels_file}' has {len(names)} names, the checkpoint {n} classes")
+        return names
+    if meta.get("class_names"):
+        return list(meta["class_names"])
+    if n == 1000:
+        return imagenet_classes()
+    return [f"class_{i}" for i in range(n)]
+
+
+def predict(ckpt: Path, images: list[Path], topk: int = 5, labels_file: Path | None = None,
+            device: str | None = None) -> list[dict]:
+    from porting import msenv
+
+    msenv.setup(device)
+    net, meta = checkpoint.load_model(ckpt)
+    names = label_names(meta, labels_file)
+    size = int(meta["input_size"])
+    batch = np.stack([data_mod.load_image(p, meta, size) for p in images])  # unreadable files fail here, by name
+    probs = softmax(net(ms.Tensor(batch)).asnumpy().astype(np.float64))
+    k = min(topk, probs.shape[-1])
+    results = []
+    for path, row in zip(images, probs):
+        order = np.argsort(-row)[:k]
+        results.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
+                                                    for i in order]})
+    return results
