@@ -247,6 +247,8 @@ def finetune_cmd(
         max_steps: int = typer.Option(0, "--max-steps", help="Stop this run after N steps (--resume continues)"),
         shard: Optional[str] = typer.Option(None, "--shard", help="K/N: train on shard K of N (single worker)"),
         seed: int = typer.Option(0, "--seed"),
+        save_rank_weights: bool = typer.Option(False, "--save-rank-weights",
+                                               help="Every rank writes OUTPUT/rank_R.npz of its trainable weights"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
     from porting.training import recipes
@@ -271,7 +273,8 @@ def finetune_cmd(
         shard_pair = (k, n)
     opts = Options(ckpt=ckpt, data=data, output=output, recipe=chosen, num_classes=num_classes,
                    image_size=image_size, device=device, distributed=distributed, resume=resume, workers=workers,
-                   log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps)
+                   log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps,
+                   save_rank_weights=save_rank_weights)
     with _progress() as progress:
         finetune(opts, log=log, progress=progress)
 

@@ -53,6 +53,7 @@ class Options:
     seed: int = 0
     shard: tuple[int, int] | None = None  # (shard_id, num_shards) on a single worker
     max_steps: int = 0  # > 0: stop this invocation after N steps (a budgeted run; --resume continues)
+    save_rank_weights: bool = False  # every rank writes OUTPUT/rank_R.npz of its trainable weights at the end
 
 
 def _parallel_setup(distributed: bool) -> tuple[int, int]:
@@ -235,6 +236,11 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
             break
     if logfile:
         logfile.close()
+    if opts.save_rank_weights:
+        # Data parallel keeps trainable weights identical on every rank; BN moving statistics are each rank's own
+        # (no SyncBN, as in the model zoo), and only rank 0's are checkpointed.
+        opts.output.mkdir(parents=True, exist_ok=True)
+        np.savez(opts.output / f"rank_{rank}.npz", **{p.name: p.asnumpy() for p in net.trainable_params()})
     newest = _newest(opts.output) if is_main else None
     if is_main:
         log(f"done: global step {global_step} of {total_steps}; newest checkpoint {newest}")

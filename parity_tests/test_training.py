@@ -1,0 +1,201 @@
+"""finetune / eval / predict / msrun on a tiny generated ImageFolder, at 64 px on CPU (issue 5)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import error_line, porting
+
+from porting import checkpoint
+
+CLASSES = ["circle", "square", "stripes"]
+SMALL = ["--image-size", "64", "--batch-size", "4", "--lr-init", "0.001", "--lr-max", "0.01", "--lr-end", "0.0001",
+         "--workers", "2", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """3 classes, 8 train + 4 val images each, 72x72 PNG; each class has its own dominant colour."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                img = rng.uniform(0, 60, size=(72, 72, 3))
+                img[..., c] += 150
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ported(tmp_path_factory) -> Path:
+    """A ported xception with a fresh 3-class head (random-init source weights)."""
+    path = tmp_path_factory.mktemp("ported") / "x3.ckpt"
+    run = porting("port-weights", "timm:xception", "--random-init", "0", "--num-classes", "3", "-o", path)
+    assert run.code == 0, run.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, ported, tiny_data) -> Path:
+    out = tmp_path_factory.mktemp("ft")
+    run = porting("finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "-o", out)
+    assert run.code == 0, run.stderr
+    return out
+
+
+def eval_json(ckpt: Path, data: Path, *extra) -> dict:
+    run = porting("eval", ckpt, "--data", data, "--json", *extra)
+    assert run.code == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_finetune_lowers_the_loss_on_a_fixed_batch(ported, finetuned, tiny_data):
+    newest = finetuned / "xception-2_6.ckpt"
+    assert newest.exists(), os.listdir(finetuned)
+    before = eval_json(ported, tiny_data, "--size", "64")
+    after = eval_json(newest, tiny_data)
+    assert after["Loss"] < before["Loss"], (before, after)
+    log = (finetuned / "train.log").read_text()
+    assert "epoch: 1 step: 1, loss is " in log and "epoch: 2 step: 6, loss is " in log
+    assert "epoch time: " in log and " ms, per step time: " in log
+    _, meta = checkpoint.load(newest)
+    assert meta["class_names"] == CLASSES and meta["num_classes"] == 3 and meta["input_size"] == 64
+    assert meta["train_state"]["global_step"] == 12
+
+
+def test_eval_agrees_with_topk_from_the_logits(finetuned, tiny_data, tmp_path):
+    result = eval_json(finetuned / "xception-2_6.ckpt", tiny_data, "--dump-logits", tmp_path / "l.npz")
+    dump = np.load(tmp_path / "l.npz")
+    logits, labels = dump["logits"], dump["labels"]
+    assert sorted(np.bincount(labels).tolist()) == [4, 4, 4] and logits.shape == (12, 3)
+    top1 = float(np.mean(logits.argmax(axis=1) == labels))
+    ranks = (logits > logits[np.arange(12), labels][:, None]).sum(axis=1)  # how many classes beat the true one
+    top5 = float(np.mean(ranks < 5))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(12), labels]))
+    assert result["Top_1_Acc"] == pytest.approx(top1) and result["Top_5_Acc"] == pytest.approx(top5)
+    assert result["Loss"] == pytest.approx(loss, rel=1e-6)
+    plain = porting("eval", finetuned / "xception-2_6.ckpt", "--data", tiny_data)
+    assert plain.stdout.strip().startswith("result: {'Loss': ")
+
+
+def test_predict_gives_sorted_probabilities_over_the_class_names(finetuned, tiny_data, tmp_path):
+    images = [tiny_data / "val" / "circle" / "0.png", tiny_data / "val" / "stripes" / "1.png"]
+    run = porting("predict", finetuned / "xception-2_6.ckpt", *images, "--topk", "3", "--json")
+    assert run.code == 0, run.stderr
+    results = json.loads(run.stdout)
+    for r in results:
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert sorted(t["class"] for t in r["top"]) == CLASSES
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    assert "broken.jpg" in error_line(porting("predict", finetuned / "xception-2_6.ckpt", bad))
+
+
+def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "porting", "finetune", str(ported), "--data", str(tiny_data), "--epochs", "2",
+           *SMALL, "--save-checkpoint-steps", "2", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "xception-1_2.ckpt"
+    deadline = time.time() + 900
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # a hard interruption, right after the step-2 checkpoint
+    proc.wait()
+    assert first.exists()
+    for later in out.glob("xception-*.ckpt"):  # keep exactly the step-2 state, wherever the kill landed
+        if later != first:
+            later.unlink()
+    state, meta = checkpoint.load(first)
+    assert meta["train_state"]["global_step"] == 2
+    assert any(k.startswith("moments.") and np.abs(v).max() > 0 for k, v in state.items())
+    run = porting("finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "--save-checkpoint-steps", "2",
+                  "-o", out, "--resume")
+    assert run.code == 0, run.stderr
+    assert "resuming from xception-1_2.ckpt: global step 2" in run.stderr
+    final, final_meta = checkpoint.load(out / "xception-2_6.ckpt")
+    assert final_meta["train_state"]["global_step"] == 12 and int(final["global_step"].reshape(-1)[0]) == 12
+    log = (out / "train.log").read_text().splitlines()
+    last_step2 = max(i for i, ln in enumerate(log) if ln.startswith("epoch: 1 step: 2,"))
+    assert log[last_step2 + 1].startswith("epoch: 1 step: 3,"), log  # it continued, it did not start over
+
+
+def test_amp_fp16_on_cpu_is_a_clear_error(ported, tiny_data, tmp_path):
+    line = error_line(porting("finetune", ported, "--data", tiny_data, "--amp-level", "O2", "-o", tmp_path))
+    assert "O2" in line and "CPU" in line and "O0" in line
+
+
+@pytest.mark.skipif(shutil.which("msrun", path=os.path.dirname(sys.executable)) is None, reason="msrun missing")
+def test_msrun_two_workers_keep_identical_weights(ported, tiny_data, tmp_path):
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    args = ["finetune", str(ported), "--data", str(tiny_data), "--epochs", "1", "--image-size", "64",
+            "--batch-size", "2", "--lr-max", "0.05", "--lr-init", "0.05", "--workers", "1", "--max-steps", "2",
+            "--save-rank-weights"]
+    porting_bin = shutil.which("porting", path=os.path.dirname(sys.executable))
+    msrun = [shutil.which("msrun", path=os.path.dirname(sys.executable)), "--worker_num=2", "--local_worker_num=2",
+             "--master_port=8231", f"--log_dir={tmp_path / 'logs'}", "--join=True", porting_bin]
+    proc = subprocess.run(msrun + args + ["--distributed", "-o", str(tmp_path / "ddp")], env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rank0, rank1 = np.load(tmp_path / "ddp" / "rank_0.npz"), np.load(tmp_path / "ddp" / "rank_1.npz")
+    assert rank0.files == rank1.files and len(rank0.files) > 100
+    for name in rank0.files:
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+    assert sorted(os.listdir(tmp_path / "ddp")) == ["rank_0.npz", "rank_1.npz", "train.log", "xception-1_2.ckpt"]
+    # one worker on rank 0's shard alone, same steps: without rank 1's gradients it must end elsewhere
+    single = porting(*args, "--shard", "0/2", "-o", tmp_path / "single")
+    assert single.code == 0, single.stderr
+    alone = np.load(tmp_path / "single" / "rank_0.npz")
+    changed = [n for n in rank0.files if not np.array_equal(rank0[n], alone[n])]
+    assert "fc.weight" in changed and len(changed) > len(rank0.files) // 2
+
+
+def test_finetuned_checkpoint_exports_to_onnx_with_parity(finetuned, tiny_data, tmp_path):
+    import mindspore as ms
+    import onnxruntime as ort
+
+    from porting.compare import compare_tensor
+    from porting.training.data import load_image
+
+    ckpt = finetuned / "xception-2_6.ckpt"
+    assert porting("export", ckpt, "--format", "onnx", "-o", tmp_path / "ft.onnx").code == 0
+    net, meta = checkpoint.load_model(ckpt)
+    x = np.stack([load_image(p, meta, 64) for p in sorted((tiny_data / "val").glob("*/*.png"))[:4]])
+    expected = net(ms.Tensor(x)).asnumpy()
+    got = ort.InferenceSession(str(tmp_path / "ft.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    row = compare_tensor("logits", "onnx", expected, got)
+    assert row.ok, row
+    assert (expected.argmax(1) == got.argmax(1)).all()
+
+
+def test_recipes_and_overrides(tmp_path):
+    from porting.errors import PortingError
+    from porting.training import recipes
+
+    assert recipes.load(None, "xception").optimizer == "momentum"
+    assert recipes.load("inceptionv4", "xception").optimizer == "rmsprop"
+    assert recipes.load(None, "se_resnext").lr_decay_mode == "cosine"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr_max: 0.1\nepochs: 3\n")
+    r = recipes.load("xception", "xception", cfg, {"epochs": 5})
+    assert (r.lr_max, r.epochs) == (0.1, 5)  # file over recipe, flag over file
+    cfg.write_text("lr_maxx: 0.1\n")
+    with pytest.raises(PortingError, match="lr_maxx"):
+        recipes.load("xception", "xception", cfg)
+    lrs = recipes.lr_schedule(recipes.Recipe(lr_init=0.0, lr_max=1.0, lr_end=0.0, warmup_epochs=1), 10, 3)
+    assert len(lrs) == 30 and lrs[9] == pytest.approx(1.0) and lrs[0] == pytest.approx(0.1) and lrs[-1] < 0.06
