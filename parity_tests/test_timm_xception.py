@@ -23,7 +23,7 @@ def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
     assert report.info["size"] == size
 
 
-def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
+def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     """Two same-shaped pointwise kernels swapped inside block5: parity must fail exactly there."""
     spec = resolve(SPEC)
     wm = spec.build_weight_map()
@@ -39,6 +39,9 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     # everything before the broken layer still agrees
     before = report.rows[: report.rows.index(failure)]
     assert before and all(r.ok for r in before)
+    from porting.plot import plot_report
+
+    assert plot_report(report, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):

@@ -40,13 +40,18 @@ RANDOM = typer.Option(None, "--random-init", metavar="SEED",
 
 @app.command("models")
 def models_cmd() -> None:
-    """List every supported SOURCE:MODEL."""
+    """List every supported SOURCE:MODEL with its MindSpore architecture, size and preprocessing."""
+    from porting import models, msenv
+
+    msenv.setup()
     table = Table(title="supported models")
-    for col in ("spec", "aliases", "architecture", "variant", "input", "mean / std", "interp / crop"):
+    for col in ("spec", "aliases", "architecture", "variant", "params", "input", "mean / std", "interp / crop"):
         table.add_column(col)
     for s in all_specs():
         variant = ", ".join(f"{k}={v}" for k, v in s.arch_config.items())
-        table.add_row(s.id, ", ".join(s.aliases), s.arch, variant, str(s.input_size),
+        net = models.build(s.arch, s.arch_config, s.num_classes)
+        count = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
+        table.add_row(s.id, ", ".join(s.aliases), s.arch, variant, f"{count / 1e6:.2f}M", str(s.input_size),
                       f"{list(s.mean)} / {list(s.std)}", f"{s.interpolation} / {s.crop_pct}")
     out.print(table)
 
