@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from porting import __version__
@@ -82,8 +83,8 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
     for col in ("source", "source shape", "target", "target shape", "transform"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["source"], str(r["source_shape"]), r["target"] or "-", str(r["target_shape"] or "-"),
-                      r["transform"])
+        table.add_row(*(escape(str(v)) for v in (r["source"], r["source_shape"], r["target"] or "-",
+                                                   r["target_shape"] or "-", r["transform"])))
     out.print(table)
 
 
@@ -92,7 +93,11 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                  weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
                  output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .ckpt"),
                  num_classes: Optional[int] = typer.Option(None, "--num-classes",
-                                                           help="Re-initialise the head for N classes.")) -> None:
+                                                           help="Re-initialise the head for N classes."),
+                 keep_background: bool = typer.Option(
+                     False, "--keep-background",
+                     help="Keep the background class (index 0) of a 1001-class TF-slim head instead of dropping it."),
+                 ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata."""
     from porting import msenv
     from porting.converters.port import port_to_file
@@ -104,7 +109,8 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     output = output or Path(f"{model.source}_{model.name}.ckpt")
     msenv.setup()
     t0 = time.perf_counter()
-    ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes, log=log)
+    ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes,
+                          keep_background=keep_background, log=log)
     m = ported.metadata
     log(f"wrote {output} ({len(ported.params)} parameters, {m['num_classes']} classes, "
         f"input {m['input_size']}) in {time.perf_counter() - t0:.1f}s")

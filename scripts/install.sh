@@ -19,10 +19,10 @@ start=$(date +%s)
 .venv/bin/python -m pip install -q --upgrade pip
 echo "installing porting and the frameworks into .venv (about 11 GB; a few minutes)..."
 .venv/bin/python -m pip install -q -e '.[all]'
-# PaddleClas pins numpy==1.24.4 and opencv<=4.6, which break everything else (PORTING_NOTES.md section 1):
-# install it without its pins, plus the few packages its import really needs.
+# PaddleClas pins numpy==1.24.4 and opencv<=4.6, which break everything else (PORTING_NOTES.md section 1).
+# porting imports only its backbone modules, which need requests and tqdm (in the [paddle] extra), so it is
+# installed without its pins and without the application's own dependencies (cv2, faiss, sklearn...).
 .venv/bin/python -m pip install -q --no-deps 'paddleclas==2.6.0'
-.venv/bin/python -m pip install -q opencv-python-headless faiss-cpu scikit-learn prettytable ujson easydict 'numpy>=1.26,<2'
 # (pip check would flag paddleclas's own pins, deliberately not installed)
 echo "installed in $(( $(date +%s) - start ))s; $(du -sh .venv | cut -f1) in .venv"
 

@@ -1,0 +1,336 @@
+"""PaddleClas / PaddlePaddle side of a source worker. Imports paddle and one PaddleClas backbone module only.
+
+Models are built by PaddleClas's own code (`paddleclas.ppcls.arch.backbone...`), weights read with
+`paddle.load` and loaded with the layer's own `set_state_dict`. `.pdparams` files come in two namings:
+structured keys (`_entry_flow._conv1._conv.weight`, what `paddle.save(model.state_dict())` writes) and the
+ParamAttr names older PaddleClas releases used (`entry_flow_conv1_weights`, `bn_entry_flow_conv1_scale`,
+`fc_weights`). Both are accepted; the translation comes from the model itself (each parameter carries its
+ParamAttr name), never from a hand-written list.
+
+Seeded random weights are saved with structured keys; a file name ending in `.paramattr.pdparams` is
+written with the ParamAttr names instead (what the old PaddleClas pretrained files look like).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import logging
+import math
+import os
+import pickle
+import re
+import sys
+import types
+import warnings
+
+import numpy as np
+
+from porting.errors import PortingError
+from porting.runners.inputs import make_images
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("FLAGS_call_stack_level", "0")
+
+import paddle  # noqa: E402
+
+paddle.set_device("cpu")
+logging.getLogger("paddle").setLevel(logging.ERROR)
+
+PARAMATTR_SUFFIX = ".paramattr.pdparams"
+
+# Packages whose __init__ we do not run: `import paddleclas` pulls the whole PaddleClas application (cv2,
+# faiss, sklearn, every backbone, the data pipeline). The backbone modules themselves need only paddle,
+# plus ppcls/utils/{save_load,logger,download}.py (requests, tqdm) for their pretrained-download helper.
+_STUB_PACKAGES = ("", "ppcls", "ppcls/arch", "ppcls/arch/backbone", "ppcls/arch/backbone/model_zoo",
+                  "ppcls/arch/backbone/legendary_models", "ppcls/arch/backbone/variant_models", "ppcls/utils")
+
+
+def _paddleclas_root() -> str:
+    stub = sys.modules.get("paddleclas")
+    if stub is not None and getattr(stub, "__path__", None):
+        return list(stub.__path__)[0]
+    spec = importlib.util.find_spec("paddleclas")  # finds the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise PortingError("paddleclas is not installed (pip install paddleclas --no-deps)")
+    return list(spec.submodule_search_locations)[0]
+
+
+def _install_stubs(root: str) -> None:
+    for sub in _STUB_PACKAGES:
+        name = "paddleclas" + ("." + sub.replace("/", ".") if sub else "")
+        if name in sys.modules:
+            continue
+        module = types.ModuleType(name)
+        module.__path__ = [os.path.join(root, sub)]
+        module.__package__ = name
+        sys.modules[name] = module
+
+
+def _backbone_modules(root: str) -> dict[str, str]:
+    """Model name -> backbone module, read from PaddleClas's own backbone/__init__.py imports."""
+    with open(os.path.join(root, "ppcls", "arch", "backbone", "__init__.py")) as f:
+        text = f.read()
+    table: dict[str, str] = {}
+    for module, names in re.findall(r"^from \.([\w.]+) import ([^\n]+)$", text, flags=re.M):
+        for name in names.replace("(", "").replace(")", "").split(","):
+            name = name.strip().split(" as ")[0].strip()
+            if name and name != "*":
+                table.setdefault(name, "paddleclas.ppcls.arch.backbone." + module)
+    return table
+
+
+def model_factory(name: str):
+    """PaddleClas's own constructor for `name` (e.g. Xception41, InceptionV4, SE_ResNeXt50_vd_32x4d)."""
+    root = _paddleclas_root()
+    table = _backbone_modules(root)
+    if name not in table:
+        close = [n for n in table if n.lower() == name.lower()]
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise PortingError(f"PaddleClas has no backbone named '{name}'{hint}")
+    _install_stubs(root)
+    module = importlib.import_module(table[name])
+    return getattr(module, name)
+
+
+def download_pretrained(name: str) -> str:
+    """The .pdparams PaddleClas's `pretrained=True` would load, fetched by PaddleClas's own downloader."""
+    module = sys.modules[model_factory(name).__module__]
+    url = getattr(module, "MODEL_URLS", {}).get(name)
+    if not url:
+        raise PortingError(f"PaddleClas lists no pretrained weights for {name}; pass --weights FILE.pdparams")
+    from paddleclas.ppcls.utils import logger
+    from paddleclas.ppcls.utils.download import get_weights_path_from_url
+
+    logger.init_logger(log_level=logging.WARNING)  # ppcls's logger is None until its engine sets it up
+    try:
+        return get_weights_path_from_url(url)
+    except Exception as exc:
+        raise PortingError(f"could not download PaddleClas's pretrained {name} weights ({type(exc).__name__}); "
+                           f"offline? pass --weights FILE with a local .pdparams ({url})") from None
+
+
+def _build(name: str, num_classes: int):
+    factory = model_factory(name)
+    # fresh unique-name counters: auto-generated parameter names (linear_0.w_0 ...) do not depend on how
+    # many models this process built before
+    with paddle.utils.unique_name.guard():
+        model = factory(class_num=num_classes)
+    model.eval()
+    return model
+
+
+def _head_key(model) -> str:
+    """Structured key of the classifier weight: the last Linear layer."""
+    linears = [n for n, layer in model.named_sublayers() if isinstance(layer, paddle.nn.Linear)]
+    if not linears:
+        raise PortingError(f"{type(model).__name__} has no Linear classifier")
+    return linears[-1] + ".weight"
+
+
+def param_names(model) -> dict[str, str]:
+    """Structured key -> ParamAttr name, for every tensor of the state dict."""
+    return {key: value.name for key, value in model.state_dict().items()}
+
+
+# --- reading .pdparams ------------------------------------------------------------------------------------
+
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"), ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "slice"),
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _CheckingUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a .pdparams holds only arrays)")
+        return super().find_class(module, name)
+
+
+def _check_pickle(path: str) -> None:
+    """paddle.load unpickles blindly; first make sure the file holds nothing but arrays and dicts."""
+    with open(path, "rb") as f:
+        _CheckingUnpickler(io.BufferedReader(f), encoding="latin1").load()
+
+
+def read_pdparams(path: str) -> dict[str, np.ndarray]:
+    if not os.path.isfile(path):
+        raise PortingError(f"weights file '{path}' does not exist")
+    if not path.endswith(".pdparams"):
+        raise PortingError(f"weights file '{path}': expected a .pdparams file for PaddleClas")
+    try:
+        _check_pickle(path)
+        state = paddle.load(path, return_numpy=True)  # the library's own reader
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PortingError(f"cannot read '{path}' as PaddleClas weights: {first}") from None
+    if not isinstance(state, dict) or not state:
+        raise PortingError(f"'{path}' is not a PaddleClas state dict (got {type(state).__name__})")
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, np.ndarray):
+            raise PortingError(f"'{path}': entry '{key}' is a {type(value).__name__}, not a tensor")
+        out[str(key)] = value
+    return out
+
+
+def to_structured(state: dict[str, np.ndarray], names: dict[str, str], path: str, model_name: str):
+    """Accept structured keys or ParamAttr names; return structured keys (whichever naming fits better)."""
+    by_param = {v: k for k, v in names.items()}
+    structured = sum(1 for k in state if k in names)
+    named = sum(1 for k in state if k in by_param and k not in names)
+    if named > structured:
+        if len(by_param) != len(names):
+            raise PortingError(f"'{path}' uses parameter names, but PaddleClas {model_name}'s parameter names "
+                               f"are not unique; re-save it with structured keys")
+        state = {by_param.get(k, k): v for k, v in state.items()}
+    return state
+
+
+def check_fits(state, model, path: str, model_name: str) -> None:
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        raise PortingError(
+            f"'{path}' does not fit PaddleClas {model_name}: "
+            f"{len(missing)} missing ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}), "
+            f"{len(unexpected)} unexpected ({', '.join(unexpected[:5])}{'...' if len(unexpected) > 5 else ''})")
+    for key, value in state.items():
+        if tuple(value.shape) != want[key]:
+            raise PortingError(f"'{path}': tensor '{key}' has shape {list(value.shape)}, "
+                               f"PaddleClas {model_name} expects {list(want[key])}")
+
+
+def load(job: dict):
+    name = job["model"]
+    info: dict = {}
+    if job.get("weights"):
+        path = job["weights"]
+        state = read_pdparams(path)
+        probe = _build(name, 1000)
+        state = to_structured(state, param_names(probe), path, name)
+        head = _head_key(probe)
+        file_classes = state[head].shape[-1] if head in state and state[head].ndim == 2 else 1000
+        num_classes = job.get("num_classes") or file_classes
+        model = probe if num_classes == 1000 else _build(name, num_classes)
+        check_fits(state, model, path, name)
+        missing, unexpected = model.set_state_dict(state)
+        if missing or unexpected:
+            raise PortingError(f"'{path}': paddle set_state_dict left {len(missing)} missing, "
+                               f"{len(unexpected)} unexpected tensors for PaddleClas {name}")
+    elif job.get("untrained"):
+        model = _build(name, job.get("num_classes") or 1000)
+    elif job.get("seed") is not None:
+        model = _build(name, job.get("num_classes") or 1000)
+        randomize(model, int(job["seed"]), job["input_size"], job["mean"], job["std"],
+                  **(job.get("random_init") or {}))
+    else:  # PaddleClas's own pretrained download, then the same strict loading as for --weights
+        path = download_pretrained(name)
+        model, info = load({**job, "weights": path})
+        info["pretrained_tag"] = os.path.basename(path)
+        return model, info
+    model.eval()
+    head = _head_key(model)
+    info.update(num_classes=int(model.state_dict()[head].shape[-1]), pretrained_cfg={})
+    return model, info
+
+
+# --- random weights -----------------------------------------------------------------------------------------
+
+_BN_TYPES = (paddle.nn.BatchNorm, paddle.nn.layer.norm._BatchNormBase)
+
+
+def randomize(model, seed: int, size: int, mean, std, bn_beta_mean: float = 0.0) -> None:
+    """Seeded synthetic weights for every tensor, BN running statistics included, with live activations.
+
+    As for timm: He-scaled conv/linear weights, BN statistics measured on an image-like batch (momentum 0 for
+    one training-mode forward, so the running stats become that batch's), then perturbed.
+    """
+    rng = np.random.default_rng(seed)
+    paddle.seed(seed)
+
+    def put(param, array):
+        param.set_value(np.asarray(array, dtype=np.float32).reshape(param.shape))
+
+    bns, done = [], set()
+    for _name, layer in model.named_sublayers(include_self=True):
+        if isinstance(layer, _BN_TYPES):
+            bns.append(layer)
+            put(layer.weight, rng.uniform(0.5, 1.5, layer.weight.shape))
+            put(layer.bias, rng.normal(bn_beta_mean, 0.2, layer.bias.shape))
+            done.update(id(p) for p in (layer.weight, layer.bias, layer._mean, layer._variance))
+        elif isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear)):
+            shape = list(layer.weight.shape)
+            # Conv2D [out, in/groups, kh, kw]: fan_in is the rest; Linear [in, out]: fan_in is dim 0
+            fan_in = shape[0] if isinstance(layer, paddle.nn.Linear) else int(np.prod(shape[1:]))
+            put(layer.weight, rng.normal(0.0, math.sqrt(2.0 / fan_in), shape))
+            done.add(id(layer.weight))
+            if getattr(layer, "bias", None) is not None:
+                put(layer.bias, rng.normal(0.0, 0.1, layer.bias.shape))
+                done.add(id(layer.bias))
+    for value in model.state_dict().values():  # any other tensor (a learned scale...) still gets seeded values
+        if id(value) not in done:
+            put(value, rng.normal(0.0, 0.1, value.shape))
+    momenta = [bn._momentum for bn in bns]
+    for bn in bns:
+        bn._momentum = 0.0  # running = 0 * running + 1 * batch statistics
+    model.train()
+    with paddle.no_grad():
+        model(paddle.to_tensor(make_images(seed, 4, size, mean, std)))
+    for bn, momentum in zip(bns, momenta):
+        bn._momentum = momentum
+        var = bn._variance.numpy() * rng.uniform(0.8, 1.25, bn._variance.shape)
+        put(bn._variance, var)
+        put(bn._mean, bn._mean.numpy() + rng.normal(0.0, 0.1, bn._mean.shape) * np.sqrt(var))
+    model.eval()
+
+
+# --- the worker protocol ------------------------------------------------------------------------------------
+
+def tensors(model) -> dict[str, np.ndarray]:
+    return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
+
+
+def save_weights(model, path: str) -> None:
+    if not path.endswith(".pdparams"):
+        raise PortingError(f"'{path}': PaddleClas weights are saved as .pdparams")
+    state = model.state_dict()
+    if path.endswith(PARAMATTR_SUFFIX):  # keyed by ParamAttr names, like the old PaddleClas releases
+        names = param_names(model)
+        if len(set(names.values())) != len(names):
+            raise PortingError(f"{type(model).__name__}'s parameter names are not unique; save structured keys")
+        # plain arrays: no StructuredToParameterName@@ table, as in the files of the fluid era
+        state = {names[k]: np.array(v.numpy(), copy=True) for k, v in state.items()}
+    paddle.save(state, path)
+
+
+def forward(model, x: np.ndarray, taps: list[str]):
+    """Logits plus the outputs of the named sublayers, and the order in which those sublayers ran."""
+    layers = dict(model.named_sublayers())
+    missing = [t for t in taps if t not in layers]
+    if missing:
+        raise PortingError(f"PaddleClas model has no sublayer(s) {', '.join(missing)}")
+    outputs, order, handles = {}, [], []
+
+    def hook(name):
+        def fn(_layer, _inputs, output):
+            outputs[name] = np.array(output.numpy(), copy=True)
+            order.append(name)
+        return fn
+
+    for name in taps:
+        handles.append(layers[name].register_forward_post_hook(hook(name)))
+    try:
+        with paddle.no_grad():
+            outputs["logits"] = np.array(model(paddle.to_tensor(x)).numpy(), copy=True)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, order
