@@ -34,7 +34,8 @@ def _weights_args(weights: Optional[Path], random_init: Optional[int]):
     return (str(weights) if weights else None), random_init
 
 
-WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights (.pth/.bin/.safetensors for timm).")
+WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
+                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams.")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED",
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
 
