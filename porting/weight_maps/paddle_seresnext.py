@@ -1,0 +1,52 @@
+"""PaddleClas SE_ResNeXt50_32x4d (ppcls/.../model_zoo/se_resnext.py) and SE_ResNeXt50_vd_32x4d
+(se_resnext_vd.py) -> porting.models.se_resnext.SEResNeXt.
+
+Source keys are Paddle's structured names (ParamAttr-named files, `conv2_1_x1_weights`..., are translated by
+the worker). Each Paddle `ConvBNLayer` is `_conv` + `_batch_norm` (nn.BatchNorm: weight/bias/_mean/_variance,
+eps 1e-5) with the ReLU fused into the BN layer, so a BN with act='relu' is compared with our ReLU cell.
+Bottleneck `bb_{stage}_{i}`: conv0 (1x1), conv1 (grouped 3x3 with the stride), conv2 (1x1, no act), SE
+`scale` with Linear `squeeze`/`excitation` stored [in, out] (our Dense is [out, in]), shortcut `short`.
+The vd variant has the stem `conv1_1..conv1_3` (3x3 convs) and its strided shortcuts run `_pool2d_avg`
+(AvgPool2D(2, 2, ceil_mode=True), exclusive) before a stride-1 1x1 conv; head `out` [in, out].
+"""
+from porting.weight_maps import IN_OUT_TO_OUT_IN, WeightMap
+from porting.weight_maps.conventions import batchnorm, conv, dense
+from porting.weight_maps.timm_seresnext import blocks
+
+PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
+
+
+def conv_bn(wm: WeightMap, src: str, conv_dst: str, bn_dst: str, act_dst: str | None) -> None:
+    """Paddle ConvBNLayer; with act='relu' the BN layer outputs relu(bn(x)): tap our ReLU cell for it."""
+    conv(wm, f"{src}._conv", conv_dst)
+    if act_dst is None:
+        batchnorm(wm, f"{src}._batch_norm", bn_dst, PADDLE_BN)
+    else:
+        for s, d in PADDLE_BN.items():
+            wm.add(f"{src}._batch_norm.{s}", f"{bn_dst}.{d}")
+        wm.layer(f"{src}._batch_norm", act_dst, "bn")
+
+
+def build(spec=None) -> WeightMap:
+    cfg = spec.arch_config if spec is not None else {}
+    wm = WeightMap(spec.id if spec is not None else "paddleclas:SE_ResNeXt50_32x4d")
+    stem = cfg.get("stem", [64])
+    names = ["conv"] if len(stem) == 1 else [f"conv1_{k}" for k in range(1, len(stem) + 1)]
+    for k, name in enumerate(names, 1):
+        conv_bn(wm, name, f"stem.conv{k}", f"stem.bn{k}", f"stem.act{k}")
+    wm.layer("pool2d_max", "pool", "pool")
+    for s, i, down in blocks(spec):
+        src, dst = f"bb_{s - 1}_{i}", f"layer{s}.{i}"
+        conv_bn(wm, f"{src}.conv0", f"{dst}.conv1", f"{dst}.bn1", f"{dst}.act1")
+        conv_bn(wm, f"{src}.conv1", f"{dst}.conv2", f"{dst}.bn2", f"{dst}.act2")
+        conv_bn(wm, f"{src}.conv2", f"{dst}.conv3", f"{dst}.bn3", None)
+        dense(wm, f"{src}.scale.squeeze", f"{dst}.se.fc1", transform=IN_OUT_TO_OUT_IN)
+        dense(wm, f"{src}.scale.excitation", f"{dst}.se.fc2", transform=IN_OUT_TO_OUT_IN)
+        wm.layer(f"{src}.scale", f"{dst}.se", "se")
+        if down:
+            if cfg.get("avg_down") and s > 1:  # vd: AvgPool2D(2, 2, ceil_mode=True) before the 1x1 conv
+                wm.layer(f"{src}.short._pool2d_avg", f"{dst}.downsample.pool", "pool")
+            conv_bn(wm, f"{src}.short", f"{dst}.downsample.conv", f"{dst}.downsample.bn", None)
+        wm.layer(src, dst, "block")
+    dense(wm, "out", "fc", transform=IN_OUT_TO_OUT_IN)
+    return wm
