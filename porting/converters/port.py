@@ -70,8 +70,30 @@ def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, see
     }
 
 
+def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes: int, keep: bool,
+                    num_classes: int | None, log) -> tuple[int, dict | None]:
+    """TF-slim style checkpoints (e.g. Cadene's / TF-slim Inception-v4) have 1001 outputs, background at index 0.
+
+    For a 1000-class family, drop row 0 of the head's weight and bias unless `keep`; returns the class count
+    the ported head has and what the metadata records (None when the source head is not such a head).
+    """
+    if not (spec.num_classes == 1000 and src_classes == 1001) or num_classes not in (None, 1000, 1001):
+        return src_classes, None
+    if keep or num_classes == 1001:
+        log(f"source head '{spec.head}' has 1001 outputs: index 0 is the TF-slim background class; kept "
+            f"(--keep-background): output i is ImageNet class i - 1")
+        return src_classes, {"index": 0, "kept": True}
+    for suffix in ("weight", "bias"):
+        key = f"{spec.head}.{suffix}"
+        if key in params:
+            params[key] = params[key][1:]
+    log(f"source head '{spec.head}' has 1001 outputs: dropped the TF-slim background class (index 0) from its "
+        f"weight and bias, leaving the 1000 ImageNet classes; pass --keep-background to keep it")
+    return 1000, {"index": 0, "kept": False}
+
+
 def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
-         num_classes: int | None = None, log=lambda msg: None) -> Ported:
+         num_classes: int | None = None, keep_background: bool = False, log=lambda msg: None) -> Ported:
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
     log(f"building {spec.id} in a {spec.source} worker process")
@@ -79,7 +101,8 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
     params = map_source(spec, source, origin)
-    src_classes = int(source.info["num_classes"])
+    src_classes, background = drop_background(spec, params, int(source.info["num_classes"]), keep_background,
+                                              num_classes, log)
     head_reinit = num_classes is not None and num_classes != src_classes
     if head_reinit:
         from porting import models
@@ -93,7 +116,9 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
         log(f"re-initialised head '{spec.head}' for {num_classes} classes (source has {src_classes}): "
             f"fine-tune before use")
     final_classes = num_classes if head_reinit else src_classes
-    return Ported(params, metadata_for(spec, source, weights, seed, final_classes, head_reinit), source)
+    metadata = metadata_for(spec, source, weights, seed, final_classes, head_reinit)
+    metadata["background_class"] = background  # {"index": 0, "kept": bool} for a 1001-class source head
+    return Ported(params, metadata, source)
 
 
 def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:

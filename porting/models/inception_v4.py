@@ -1,0 +1,195 @@
+"""Inception-v4 (Szegedy et al. 2016) in MindSpore, configurable for how each source computes it.
+
+Cell names follow timm (timm/models/inception_v4.py): `features.0`..`features.21`, branches `branch0`..,
+each conv a ConvBnAct (`conv`, `bn`, `act`). The variants (PORTING_NOTES.md section 4, rows 1, 6, 11):
+
+- timm `inception_v4`: BN eps 1e-3; branch outputs concatenated as (convs..., pool branch).
+- PaddleClas `InceptionV4` (ppcls/arch/backbone/model_zoo/inception_v4.py): BN eps 1e-5 (Paddle default);
+  Inception-A/B/C and Reduction-A/B concatenate the pool branch FIRST; the factorized stacks of the stem
+  (Mixed4a branch 1), Inception-B branch 2 and Inception-C branch 2 apply the 1xk / kx1 pair in the opposite
+  order (timm 1x7,7x1 / 7x1,1x7,7x1,1x7 / 3x1,1x3; Paddle 7x1,1x7 / 1x7,7x1,1x7,7x1 / 1x3,3x1).
+
+Both pool their Inception-block average pools 3x3 stride 1 padded by 1 EXCLUDING the padding (timm
+count_include_pad=False, Paddle exclusive=True), and max pools 3x3 stride 2 without padding. Paddle's
+inference-time Dropout(downscale_in_infer) x0.8 is folded into the head by its weight map.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+from mindspore import nn
+
+from porting.models.layers import AvgPool2d, Concat, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, Sequential, Traced
+
+
+@dataclass(frozen=True)
+class InceptionV4Config:
+    bn_eps: float = 1e-3
+    pool_branch_first: bool = False  # Paddle: the pool branch comes first in every block's concat
+    swap_factorized: bool = False  # Paddle: the stem / B / C factorized stacks start with the other shape
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _factor(n: int, vertical: bool):
+    """(kernel, padding) of an n x 1 (vertical) or 1 x n conv that keeps the spatial size."""
+    return ((n, 1), (n // 2, 0)) if vertical else ((1, n), (0, n // 2))
+
+
+class _Block(Traced, nn.Cell):
+    def __init__(self, cfg: InceptionV4Config):
+        super().__init__()
+        self.eps = cfg.bn_eps
+        self.pool_first = cfg.pool_branch_first
+        self.swap = cfg.swap_factorized
+        self.cat = Concat()
+
+    def cba(self, cin, cout, kernel, stride=1, padding=0):
+        return ConvBnAct(cin, cout, kernel, stride, padding, eps=self.eps)
+
+    def factor(self, cin, cout, n, vertical):
+        """One conv of a factorized stack: timm's n x 1 (vertical) or 1 x n, the other shape if swapped."""
+        kernel, padding = _factor(n, vertical != self.swap)
+        return self.cba(cin, cout, kernel, 1, padding)
+
+    def join(self, pool, *convs):
+        """Concat the conv branches and the pool branch in the source's order (Paddle: pool first)."""
+        if self.pool_first:
+            return self.cat(pool, *convs)
+        return self.cat(*convs, pool)
+
+    def seq(self, *cells):
+        return Sequential(OrderedDict((str(i), c) for i, c in enumerate(cells)))
+
+
+class Mixed3a(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.maxpool = MaxPool2d(3, 2)
+        self.conv = self.cba(64, 96, 3, 2)
+
+    def construct(self, x):
+        return self.cat(self.maxpool(x), self.conv(x))
+
+
+class Mixed4a(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.seq(self.cba(160, 64, 1), self.cba(64, 96, 3))
+        self.branch1 = self.seq(self.cba(160, 64, 1), self.factor(64, 64, 7, False), self.factor(64, 64, 7, True),
+                                self.cba(64, 96, 3))
+
+    def construct(self, x):
+        return self.cat(self.branch0(x), self.branch1(x))
+
+
+class Mixed5a(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.conv = self.cba(192, 192, 3, 2)
+        self.maxpool = MaxPool2d(3, 2)
+
+    def construct(self, x):
+        return self.cat(self.conv(x), self.maxpool(x))
+
+
+class InceptionA(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.cba(384, 96, 1)
+        self.branch1 = self.seq(self.cba(384, 64, 1), self.cba(64, 96, 3, 1, 1))
+        self.branch2 = self.seq(self.cba(384, 64, 1), self.cba(64, 96, 3, 1, 1), self.cba(96, 96, 3, 1, 1))
+        self.branch3 = self.seq(AvgPool2d(3, 1, 1, count_include_pad=False), self.cba(384, 96, 1))
+
+    def construct(self, x):
+        x0, x1, x2, x3 = self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)
+        return self.join(x3, x0, x1, x2)
+
+
+class ReductionA(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.cba(384, 384, 3, 2)
+        self.branch1 = self.seq(self.cba(384, 192, 1), self.cba(192, 224, 3, 1, 1), self.cba(224, 256, 3, 2))
+        self.branch2 = MaxPool2d(3, 2)
+
+    def construct(self, x):
+        x0, x1, x2 = self.branch0(x), self.branch1(x), self.branch2(x)
+        return self.join(x2, x0, x1)
+
+
+class InceptionB(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.cba(1024, 384, 1)
+        # 1x7 then 7x1 in both sources
+        self.branch1 = self.seq(self.cba(1024, 192, 1), self.cba(192, 224, (1, 7), 1, (0, 3)),
+                                self.cba(224, 256, (7, 1), 1, (3, 0)))
+        self.branch2 = self.seq(self.cba(1024, 192, 1), self.factor(192, 192, 7, True),
+                                self.factor(192, 224, 7, False), self.factor(224, 224, 7, True),
+                                self.factor(224, 256, 7, False))
+        self.branch3 = self.seq(AvgPool2d(3, 1, 1, count_include_pad=False), self.cba(1024, 128, 1))
+
+    def construct(self, x):
+        x0, x1, x2, x3 = self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)
+        return self.join(x3, x0, x1, x2)
+
+
+class ReductionB(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.seq(self.cba(1024, 192, 1), self.cba(192, 192, 3, 2))
+        # 1x7 then 7x1 in both sources
+        self.branch1 = self.seq(self.cba(1024, 256, 1), self.cba(256, 256, (1, 7), 1, (0, 3)),
+                                self.cba(256, 320, (7, 1), 1, (3, 0)), self.cba(320, 320, 3, 2))
+        self.branch2 = MaxPool2d(3, 2)
+
+    def construct(self, x):
+        x0, x1, x2 = self.branch0(x), self.branch1(x), self.branch2(x)
+        return self.join(x2, x0, x1)
+
+
+class InceptionC(_Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.branch0 = self.cba(1536, 256, 1)
+        self.branch1_0 = self.cba(1536, 384, 1)
+        self.branch1_1a = self.cba(384, 256, (1, 3), 1, (0, 1))
+        self.branch1_1b = self.cba(384, 256, (3, 1), 1, (1, 0))
+        self.branch2_0 = self.cba(1536, 384, 1)
+        self.branch2_1 = self.factor(384, 448, 3, True)
+        self.branch2_2 = self.factor(448, 512, 3, False)
+        self.branch2_3a = self.cba(512, 256, (1, 3), 1, (0, 1))
+        self.branch2_3b = self.cba(512, 256, (3, 1), 1, (1, 0))
+        self.branch3 = self.seq(AvgPool2d(3, 1, 1, count_include_pad=False), self.cba(1536, 256, 1))
+
+    def construct(self, x):
+        x0 = self.branch0(x)
+        x1 = self.branch1_0(x)
+        x1a, x1b = self.branch1_1a(x1), self.branch1_1b(x1)
+        x2 = self.branch2_2(self.branch2_1(self.branch2_0(x)))
+        x2a, x2b = self.branch2_3a(x2), self.branch2_3b(x2)
+        x3 = self.branch3(x)
+        return self.join(x3, x0, x1a, x1b, x2a, x2b)
+
+
+class InceptionV4(Traced, nn.Cell):
+    def __init__(self, num_classes: int = 1000, cfg: InceptionV4Config = InceptionV4Config()):
+        super().__init__()
+        eps = cfg.bn_eps
+        stages = [
+            ConvBnAct(3, 32, 3, 2, 0, eps=eps), ConvBnAct(32, 32, 3, 1, 0, eps=eps),
+            ConvBnAct(32, 64, 3, 1, 1, eps=eps), Mixed3a(cfg), Mixed4a(cfg), Mixed5a(cfg),
+            *[InceptionA(cfg) for _ in range(4)], ReductionA(cfg),
+            *[InceptionB(cfg) for _ in range(7)], ReductionB(cfg),
+            *[InceptionC(cfg) for _ in range(3)],
+        ]
+        self.features = Sequential(OrderedDict((str(i), c) for i, c in enumerate(stages)))
+        self.global_pool = GlobalAvgPool()
+        self.fc = Dense(1536, num_classes)
+        self.num_classes = num_classes
+
+    def construct(self, x):
+        return self.fc(self.global_pool(self.features(x)))

@@ -1,0 +1,69 @@
+"""PaddleClas `InceptionV4` (ppcls/arch/backbone/model_zoo/inception_v4.py) -> porting.models.inception_v4.
+
+Each Paddle ConvBNLayer `<x>._conv` / `<x>._batch_norm` (BatchNorm with act='relu', so its output is
+post-ReLU) maps onto a ConvBnAct of the timm-named MindSpore model, which the `paddleclas` variant computes in
+Paddle's order (pool branch first in each concat, swapped factorized stacks). Paddle's layers are named by
+role, not position: `_conv4_2` of Inception-B is the 7x1 conv that the timm naming calls `branch2.1`.
+
+Head: Paddle's Linear is [in, out], and Dropout(p=0.2, mode='downscale_in_infer') multiplies its input by
+0.8 at inference, so fc.weight = 0.8 * out.weight^T (the bias is not scaled).
+"""
+from porting.weight_maps import Transform, WeightMap
+from porting.weight_maps.timm_inception_v4 import conv_bn_act
+
+PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
+DROPOUT_KEEP = 0.8  # Dropout(p=0.2, mode="downscale_in_infer")
+HEAD = Transform(f"[in,out]->[out,in] x{DROPOUT_KEEP:g}", lambda a: a.T * a.dtype.type(DROPOUT_KEEP))
+
+STEM = {  # InceptionStem: timm's features.0 .. features.5 in one Paddle layer
+    "_conv_1": "features.0", "_conv_2": "features.1", "_conv_3": "features.2",
+    "_conv2": "features.3.conv",
+    "_conv1_1": "features.4.branch0.0", "_conv1_2": "features.4.branch0.1",
+    "_conv2_1": "features.4.branch1.0", "_conv2_2": "features.4.branch1.1",  # 7x1 first in Paddle
+    "_conv2_3": "features.4.branch1.2", "_conv2_4": "features.4.branch1.3",
+    "_conv3": "features.5.conv",
+}
+# Paddle unit -> MindSpore unit inside one block; pools: Paddle `_pool` -> MindSpore pool cell
+BLOCKS = {
+    "_inceptionA": ("branch3.0", {
+        "_conv1": "branch3.1", "_conv2": "branch0", "_conv3_1": "branch1.0", "_conv3_2": "branch1.1",
+        "_conv4_1": "branch2.0", "_conv4_2": "branch2.1", "_conv4_3": "branch2.2"}),
+    "_reductionA": ("branch2", {
+        "_conv2": "branch0", "_conv3_1": "branch1.0", "_conv3_2": "branch1.1", "_conv3_3": "branch1.2"}),
+    "_inceptionB": ("branch3.0", {
+        "_conv1": "branch3.1", "_conv2": "branch0", "_conv3_1": "branch1.0", "_conv3_2": "branch1.1",
+        "_conv3_3": "branch1.2", "_conv4_1": "branch2.0", "_conv4_2": "branch2.1", "_conv4_3": "branch2.2",
+        "_conv4_4": "branch2.3", "_conv4_5": "branch2.4"}),
+    "_reductionB": ("branch2", {
+        "_conv2_1": "branch0.0", "_conv2_2": "branch0.1", "_conv3_1": "branch1.0", "_conv3_2": "branch1.1",
+        "_conv3_3": "branch1.2", "_conv3_4": "branch1.3"}),
+    "_inceptionC": ("branch3.0", {
+        "_conv1": "branch3.1", "_conv2": "branch0", "_conv3_0": "branch1_0", "_conv3_1": "branch1_1a",
+        "_conv3_2": "branch1_1b", "_conv4_0": "branch2_0", "_conv4_00": "branch2_1", "_conv4_000": "branch2_2",
+        "_conv4_1": "branch2_3a", "_conv4_2": "branch2_3b"}),
+}
+# Paddle block name -> MindSpore features index (features.6 .. features.21)
+LAYOUT = [*[(f"_inceptionA_{k}", "_inceptionA") for k in range(1, 5)], ("_reductionA", "_reductionA"),
+          *[(f"_inceptionB_{k}", "_inceptionB") for k in range(1, 8)], ("_reductionB", "_reductionB"),
+          *[(f"_inceptionC_{k}", "_inceptionC") for k in range(1, 4)]]
+
+
+def unit(wm: WeightMap, src: str, dst: str) -> None:
+    conv_bn_act(wm, src, dst, PADDLE_BN, conv_name="_conv", bn_name="_batch_norm")
+
+
+def build(spec=None) -> WeightMap:
+    wm = WeightMap("paddleclas:InceptionV4")
+    # the stem's `_pool` runs twice (Mixed3a and Mixed5a), so it is not tapped; the stem's output is
+    for src, dst in STEM.items():
+        unit(wm, f"_inception_stem.{src}", dst)
+    wm.layer("_inception_stem", "features.5", "block")
+    for i, (block, kind) in enumerate(LAYOUT, 6):
+        pool, units = BLOCKS[kind]
+        wm.layer(f"{block}._pool", f"features.{i}.{pool}", "pool")
+        for src, dst in units.items():
+            unit(wm, f"{block}.{src}", f"features.{i}.{dst}")
+        wm.layer(block, f"features.{i}", "block")
+    wm.add("out.weight", "fc.weight", HEAD)
+    wm.add("out.bias", "fc.bias")
+    return wm

@@ -1,0 +1,51 @@
+"""timm `inception_v4` (timm/models/inception_v4.py) -> porting.models.inception_v4.InceptionV4.
+
+The MindSpore model keeps timm's cell names, so each ConvNormAct `features.N.<unit>` maps onto the
+ConvBnAct of the same name: `.conv` -> `.conv`, `.bn` (BatchNormAct2d) -> `.bn`. timm's `.bn` output already
+includes the ReLU, so parity compares it with the MindSpore ConvBnAct's `.act` cell.
+"""
+from porting.weight_maps import WeightMap
+from porting.weight_maps.conventions import TORCH_BN, conv, dense
+
+# ConvBnAct units of each block, in timm's compute order; pools are (path, kind) taps without weights.
+STEM = ["features.0", "features.1", "features.2"]
+BLOCKS = {
+    "mixed3a": (["maxpool"], ["conv"]),
+    "mixed4a": ([], ["branch0.0", "branch0.1", "branch1.0", "branch1.1", "branch1.2", "branch1.3"]),
+    "mixed5a": (["maxpool"], ["conv"]),
+    "inception_a": (["branch3.0"], ["branch0", "branch1.0", "branch1.1", "branch2.0", "branch2.1", "branch2.2",
+                                    "branch3.1"]),
+    "reduction_a": (["branch2"], ["branch0", "branch1.0", "branch1.1", "branch1.2"]),
+    "inception_b": (["branch3.0"], ["branch0", "branch1.0", "branch1.1", "branch1.2", "branch2.0", "branch2.1",
+                                    "branch2.2", "branch2.3", "branch2.4", "branch3.1"]),
+    "reduction_b": (["branch2"], ["branch0.0", "branch0.1", "branch1.0", "branch1.1", "branch1.2", "branch1.3"]),
+    "inception_c": (["branch3.0"], ["branch0", "branch1_0", "branch1_1a", "branch1_1b", "branch2_0", "branch2_1",
+                                    "branch2_2", "branch2_3a", "branch2_3b", "branch3.1"]),
+}
+# features.3 .. features.21
+LAYOUT = ["mixed3a", "mixed4a", "mixed5a", *["inception_a"] * 4, "reduction_a", *["inception_b"] * 7,
+          "reduction_b", *["inception_c"] * 3]
+
+
+def conv_bn_act(wm: WeightMap, src: str, dst: str, bn_names: dict = TORCH_BN, conv_name: str = "conv",
+                bn_name: str = "bn") -> None:
+    """One ConvBnAct: conv weight, the four BN tensors; taps on the conv and on the post-ReLU output."""
+    conv(wm, f"{src}.{conv_name}", f"{dst}.conv")
+    for s, d in bn_names.items():
+        wm.add(f"{src}.{bn_name}.{s}", f"{dst}.bn.{d}")
+    wm.layer(f"{src}.{bn_name}", f"{dst}.act", "bn")
+
+
+def build(spec=None) -> WeightMap:
+    wm = WeightMap("timm:inception_v4", ignore=["*.num_batches_tracked"])
+    for unit in STEM:
+        conv_bn_act(wm, unit, unit)
+    for i, kind in enumerate(LAYOUT, 3):
+        pools, units = BLOCKS[kind]
+        for pool in pools:
+            wm.layer(f"features.{i}.{pool}", f"features.{i}.{pool}", "pool")
+        for unit in units:
+            conv_bn_act(wm, f"features.{i}.{unit}", f"features.{i}.{unit}")
+        wm.layer(f"features.{i}", f"features.{i}", "block")
+    dense(wm, "last_linear", "fc")
+    return wm
