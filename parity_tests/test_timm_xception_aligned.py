@@ -1,0 +1,84 @@
+"""timm aligned Xception (xception41/65/71, xception41p/65p): ckpt + ONNX parity from real .pth / .safetensors
+files, layer by layer, at 299 and at an even size; MINDIR for one variant; mapping and variant bugs named."""
+import numpy as np
+import pytest
+from conftest import assert_parity, porting
+
+from porting import checkpoint
+from porting.parity import parity
+from porting.specs import resolve
+from porting.weight_maps import Row
+
+# variant -> the file format its seeded weights are saved in (both of timm's formats are exercised)
+VARIANTS = {"xception41": ".pth", "xception65": ".safetensors", "xception71": ".pth",
+            "xception41p": ".safetensors", "xception65p": ".pth"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [299, 160])  # 160 is even at every stride-2 layer: exposes padding differences
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_ckpt_onnx_parity_from_file(source_weights, name, size):
+    spec = f"timm:{name}"
+    weights = source_weights(spec, VARIANTS[name])
+    mindir = name == "xception41" and size == 160
+    report = parity(resolve(spec), weights=str(weights), size=size, batch=1, onnx=True, mindir=mindir)
+    assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
+    kinds = set(report.info["layer_kinds"].values())
+    assert {"conv", "bn", "separable", "block"} <= kinds
+    # every mapped layer was compared, not only the logits
+    assert len(report.info["layers"]) == len(resolve(spec).build_weight_map().layers)
+
+
+def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
+    """Two same-shaped pointwise kernels swapped inside middle block 5: parity must fail exactly there."""
+    spec = resolve("timm:xception41")
+    wm = spec.build_weight_map()
+    a, b = "blocks.5.stack.conv1.conv_pw.weight", "blocks.5.stack.conv2.conv_pw.weight"
+    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
+    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
+    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    report = parity(spec, weights=str(source_weights("timm:xception41", ".pth")), size=96, batch=1,
+                    weight_map=wm)
+    failure = report.first_failure()
+    assert failure is not None and failure.layer == "blocks.5.stack.conv1.conv_pw", failure
+    assert report.info["layers"][failure.layer] == "blocks.5.stack.conv1.conv_pw"
+    before = report.rows[: report.rows.index(failure)]
+    assert before and all(r.ok for r in before)
+
+
+def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
+    """xception41p builds nn.BatchNorm2d (eps 1e-5) while 41/65/71/65p use eps 1e-3: the wrong one fails at a BN."""
+    spec = resolve("timm:xception41p")
+    assert spec.arch_config["bn_eps"] == 1e-5 and resolve("timm:xception65p").arch_config["bn_eps"] == 1e-3
+    wrong = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "bn_eps": 1e-3}})
+    report = parity(wrong, weights=str(source_weights("timm:xception41p", ".safetensors")), size=96, batch=1)
+    failure = report.first_failure()
+    assert failure is not None and report.info["layer_kinds"][failure.layer] == "bn", failure
+    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+
+
+def test_port_and_export_need_no_variant_flags(source_weights, tmp_path):
+    import onnx
+
+    pth = source_weights("timm:xception65p", ".pth")
+    run = porting("port-weights", "timm:xception65p", "--weights", pth, "-o", tmp_path / "x.ckpt")
+    assert run.code == 0, run.stderr
+    params, meta = checkpoint.load(tmp_path / "x.ckpt")
+    assert meta["arch"] == "xception_aligned"
+    assert meta["arch_config"] == {"layout": "65", "preact": True, "bn_eps": 1e-3}
+    assert meta["crop_pct"] == 0.94 and meta["mean"] == [0.5] * 3 and meta["num_classes"] == 1000
+    assert params["fc.weight"].shape == (1000, 2048)
+    run = porting("export", tmp_path / "x.ckpt", "--format", "onnx", "-o", tmp_path / "x.onnx")
+    assert run.code == 0, run.stderr
+    model = onnx.load(str(tmp_path / "x.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["source"] == "timm:xception65p" and props["arch"] == "xception_aligned"
+
+
+def test_head_reinit_uses_fc(tmp_path):
+    run = porting("port-weights", "timm:xception41", "--random-init", "0", "--num-classes", "5",
+                  "-o", tmp_path / "h.ckpt")
+    assert run.code == 0, run.stderr
+    params, meta = checkpoint.load(tmp_path / "h.ckpt")
+    assert params["fc.weight"].shape == (5, 2048) and meta["head_reinitialized"]
+    assert np.all(params["fc.bias"] == 0)
