@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("GLOG_v", "3")
 os.environ.setdefault("PORTING_DEVICE", "CPU")
+if "ONEDNN_MAX_CPU_ISA" not in os.environ:  # before MindSpore loads; see porting/msenv.py (20-100x faster convs)
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    os.environ["PORTING_CAPPED_ONEDNN"] = "1"
 
 
 @dataclass

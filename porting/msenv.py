@@ -7,7 +7,9 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ logging: errors only
 # MindSpore 2.10's bundled oneDNN runs every k x k (k > 1) fp32 conv on AVX-512 CPUs with its reference
 # kernel (ONEDNN_VERBOSE: jit_uni_ncsp:conv+ref:any), 20-100x slower than the gemm:jit kernel it picks when
 # capped at AVX2 (e.g. 192->192 3x3 s2 on 71x71: 2.4 s -> 36 ms). Read by oneDNN at its first primitive.
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+if "ONEDNN_MAX_CPU_ISA" not in os.environ:
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    os.environ["PORTING_CAPPED_ONEDNN"] = "1"  # so source workers (torch/TF/Paddle) get their full ISA back
 
 import mindspore as ms  # noqa: E402
 

@@ -8,6 +8,10 @@ from porting.errors import PortingError
 # arch id -> (module, model class, config class)
 ARCHS = {
     "xception": ("porting.models.xception", "Xception", "XceptionConfig"),
+    "xception_ppcls": ("porting.models.xception_ppcls", "XceptionPP", "XceptionPPConfig"),
+    "xception_aligned": ("porting.models.xception_aligned", "XceptionAligned", "XceptionAlignedConfig"),
+    "se_resnext": ("porting.models.se_resnext", "SEResNeXt", "SEResNeXtConfig"),
+    "inception_v4": ("porting.models.inception_v4", "InceptionV4", "InceptionV4Config"),
 }
 
 

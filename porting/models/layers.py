@@ -74,10 +74,21 @@ def _onnx_pads(padding: Padding) -> dict:
 
 
 class Conv2d(Traced, nn.Conv2d):
+    """kernel_size may also be (kh, kw) and padding (ph, pw), symmetric per axis, for non-square kernels
+    (Inception's 1x7 / 7x1); int kernels and paddings behave exactly as before."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding: Padding = 0, dilation=1,
                  groups=1, bias=False):
+        if isinstance(kernel_size, (tuple, list)):
+            kernel_size = tuple(int(k) for k in kernel_size)
+        if isinstance(padding, (tuple, list)):  # (ph, pw) -> MindSpore (top, bottom, left, right)
+            ph, pw = (int(p) for p in padding)
+            pad = {"pad_mode": "pad", "padding": (ph, ph, pw, pw)} if ph or pw else {"pad_mode": "valid"}
+            padding = (ph, pw)
+        else:
+            pad = _pad_args(padding)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
-                         group=groups, has_bias=bias, **_pad_args(padding))
+                         group=groups, has_bias=bias, **pad)
         self.spec = dict(kernel=kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def onnx(self, x: OnnxValue) -> OnnxValue:
@@ -86,8 +97,13 @@ class Conv2d(Traced, nn.Conv2d):
         if self.has_bias:
             inputs.append(g.const("B", self.bias.asnumpy()))
         k = s["kernel"]
-        return g.op("Conv", inputs, kernel_shape=[k, k], strides=[s["stride"]] * 2,
-                    dilations=[s["dilation"]] * 2, group=s["groups"], **_onnx_pads(s["padding"]))
+        if isinstance(s["padding"], tuple):  # ONNX pads: [top, left, bottom, right]
+            ph, pw = s["padding"]
+            pads = {"pads": [ph, pw, ph, pw]}
+        else:
+            pads = _onnx_pads(s["padding"])
+        return g.op("Conv", inputs, kernel_shape=list(k) if isinstance(k, tuple) else [k, k],
+                    strides=[s["stride"]] * 2, dilations=[s["dilation"]] * 2, group=s["groups"], **pads)
 
 
 class BatchNorm2d(Traced, nn.BatchNorm2d):
@@ -113,7 +129,9 @@ class MaxPool2d(Traced, nn.Cell):
     def __init__(self, kernel_size, stride, padding: Padding = 0, ceil_mode=False):
         super().__init__()
         self.spec = dict(kernel=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
-        self.pool = nn.MaxPool2d(kernel_size, stride, ceil_mode=ceil_mode, **_pad_args(padding))
+        # MindSpore rejects ceil_mode with pad_mode='valid'; 'pad' with padding 0 is the same pool
+        pad = {"pad_mode": "pad", "padding": 0} if ceil_mode and padding == 0 else _pad_args(padding)
+        self.pool = nn.MaxPool2d(kernel_size, stride, ceil_mode=ceil_mode, **pad)
 
     def construct(self, x):
         return self.pool(x)
@@ -175,3 +193,125 @@ def init_head(net: nn.Cell, head: str, num_classes: int, seed: int = 0) -> None:
     dense.weight.set_data(ms.Tensor(w.astype(np.float32)))
     if dense.has_bias:
         dense.bias.set_data(ms.Tensor(np.zeros(num_classes, np.float32)))
+
+
+class AvgPool2d(Traced, nn.Cell):
+    """Average pool with symmetric int padding. count_include_pad=False divides each window by the number of
+    real input elements it covers (timm count_include_pad=False, Paddle exclusive=True), which also holds
+    for the partial last window of ceil_mode=True. Checked against PyTorch in MindSpore and onnxruntime."""
+
+    def __init__(self, kernel_size, stride, padding: int = 0, ceil_mode=False, count_include_pad=False):
+        super().__init__()
+        if not isinstance(padding, int):
+            raise ValueError(f"AvgPool2d takes an int padding, got {padding!r}")
+        self.spec = dict(kernel=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad)
+        self.pool = nn.AvgPool2d(kernel_size, stride, pad_mode="pad", padding=padding, ceil_mode=ceil_mode,
+                                 count_include_pad=count_include_pad)
+
+    def construct(self, x):
+        return self.pool(x)
+
+    def onnx(self, x):
+        s = self.spec
+        return x.graph.op("AveragePool", [x], kernel_shape=[s["kernel"]] * 2, strides=[s["stride"]] * 2,
+                          pads=[s["padding"]] * 4, ceil_mode=int(s["ceil_mode"]),
+                          count_include_pad=int(s["count_include_pad"]))
+
+
+class SqueezeExcite(Traced, nn.Cell):
+    """x * sigmoid(fc2(relu(fc1(mean over H, W of x)))), fc1/fc2 with bias.
+
+    dense=False: fc1/fc2 are 1x1 convs on [N, C, 1, 1] (timm SEModule, weights [r, C, 1, 1]);
+    dense=True: Dense layers on [N, C] (PaddleClas SELayer squeeze/excitation, mindcv), weights [r, C].
+    """
+
+    def __init__(self, channels: int, reduced: int, dense: bool = False):
+        super().__init__()
+        self.dense = dense
+        if dense:
+            self.fc1, self.fc2 = Dense(channels, reduced), Dense(reduced, channels)
+        else:
+            self.fc1 = Conv2d(channels, reduced, 1, bias=True)
+            self.fc2 = Conv2d(reduced, channels, 1, bias=True)
+        self.act = ReLU()
+        self.sigmoid = ops.Sigmoid()
+
+    def construct(self, x):
+        if self.dense:
+            s = self.sigmoid(self.fc2(self.act(self.fc1(ops.mean(x, (2, 3), False)))))
+            return x * ops.expand_dims(ops.expand_dims(s, 2), 3)
+        return x * self.sigmoid(self.fc2(self.act(self.fc1(ops.mean(x, (2, 3), True)))))
+
+    def onnx(self, x):
+        g = x.graph
+        s = g.op("GlobalAveragePool", [x])
+        if self.dense:
+            s = g.op("Flatten", [s], axis=1)
+        s = g.op("Sigmoid", [self.fc2(self.act(self.fc1(s)))])
+        if self.dense:
+            s = g.op("Unsqueeze", [s, g.const("axes", np.array([2, 3], np.int64))])
+        return g.op("Mul", [x, s])
+
+
+class ConvBnAct(Traced, nn.Cell):
+    """Conv2d (no bias) -> BatchNorm -> optional ReLU: timm `ConvNormAct`, Paddle `ConvBNLayer(act=...)`.
+
+    Cells `conv`, `bn` and (with act) `act`, so a tap on `act` is the post-activation output that timm's
+    BatchNormAct2d and Paddle's BatchNorm(act='relu') report.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding: Padding = 0, dilation=1,
+                 groups=1, eps=1e-5, act=True):
+        super().__init__()
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self.bn = BatchNorm2d(out_channels, eps)
+        self.use_act = act
+        if act:
+            self.act = ReLU()
+
+    def construct(self, x):
+        x = self.bn(self.conv(x))
+        if self.use_act:
+            x = self.act(x)
+        return x
+
+
+class SeparableConvBnAct(Traced, nn.Cell):
+    """Depthwise k x k -> BN -> [ReLU] -> pointwise 1x1 -> BN -> [ReLU], no conv bias (DeepLab-style).
+
+    timm aligned Xception `SeparableConv2d` and Paddle xception_deeplab `Seperate_Conv`. Cells `conv_dw`,
+    `bn_dw`, `act_dw`, `conv_pw`, `bn_pw`, `act_pw` (the acts only with act=True).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding: Padding = 1, dilation=1,
+                 eps=1e-5, act=False):
+        super().__init__()
+        self.conv_dw = Conv2d(in_channels, in_channels, kernel_size, stride, padding, dilation,
+                              groups=in_channels)
+        self.bn_dw = BatchNorm2d(in_channels, eps)
+        self.conv_pw = Conv2d(in_channels, out_channels, 1)
+        self.bn_pw = BatchNorm2d(out_channels, eps)
+        self.use_act = act
+        if act:
+            self.act_dw = ReLU()
+            self.act_pw = ReLU()
+
+    def construct(self, x):
+        x = self.bn_dw(self.conv_dw(x))
+        if self.use_act:
+            x = self.act_dw(x)
+        x = self.bn_pw(self.conv_pw(x))
+        if self.use_act:
+            x = self.act_pw(x)
+        return x
+
+
+class Concat(Traced, nn.Cell):
+    """Concatenation along channels (axis 1) of the tensors it is called with, in that order."""
+
+    def construct(self, *xs):
+        return ops.concat(xs, 1)
+
+    def onnx(self, *xs):
+        return xs[0].graph.op("Concat", list(xs), axis=1)

@@ -37,6 +37,7 @@ def run_source(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
         job = {
             "source": spec.source, "model": spec.name, "weights": weights, "seed": seed,
             "num_classes": num_classes, "untrained": untrained, "input_size": spec.input_size, "mean": spec.mean, "std": spec.std,
+            "random_init": dict(spec.random_init),
             "tensors_out": str(tmp / "tensors.npz") if want_tensors else None,
             "inputs": None, "taps": taps or [], "outputs_out": None,
             "save_weights": save_weights, "result_out": str(tmp / "result.json"),
@@ -46,6 +47,8 @@ def run_source(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             job["inputs"], job["outputs_out"] = str(tmp / "inputs.npy"), str(tmp / "outputs.npz")
         (tmp / "job.json").write_text(json.dumps(job))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
+        if env.pop("PORTING_CAPPED_ONEDNN", None):  # the AVX2 cap is for MindSpore's oneDNN only (msenv.py)
+            env.pop("ONEDNN_MAX_CPU_ISA", None)
         proc = subprocess.run([sys.executable, "-m", "porting.runners.worker", str(tmp / "job.json")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         if proc.returncode != 0:

@@ -13,7 +13,8 @@ import numpy as np
 
 from porting.errors import PortingError
 
-RUNNERS = {"timm": "porting.runners.timm_source"}
+RUNNERS = {"timm": "porting.runners.timm_source", "paddleclas": "porting.runners.paddle_source",
+           "keras": "porting.runners.keras_source"}
 
 
 def main(job_path: str) -> int:
