@@ -72,3 +72,20 @@ def error_line(run: Run) -> str:
     errors = [ln for ln in run.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1, run.stderr
     return errors[0]
+
+
+def swap_targets(wm, a: str, b: str):
+    """A deliberate mapping bug: source tensors `a` and `b` (same shape) trade their targets."""
+    from dataclasses import replace
+
+    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
+    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
+    ra, rb = wm.rows[ia], wm.rows[ib]
+    wm.rows[ia], wm.rows[ib] = replace(ra, target=rb.target), replace(rb, target=ra.target)
+    return wm
+
+
+def assert_agrees_before(report, failure) -> None:
+    """Every comparison before the first failure passes: the check names the layer where the port broke."""
+    before = report.rows[: report.rows.index(failure)]
+    assert before and all(r.ok for r in before), [r for r in before if not r.ok]

@@ -10,12 +10,11 @@ Batch 1 throughout: InceptionV4 is ~25 GFLOP per image and MindSpore runs on CPU
 """
 import numpy as np
 import pytest
-from conftest import assert_parity, error_line, porting
+from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import SPECS, resolve
-from porting.weight_maps import Row
 
 TIMM, PADDLE = "timm:inception_v4", "paddleclas:InceptionV4"
 
@@ -39,18 +38,12 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec_id, suffix, siz
     assert report.info["size"] == size
 
 
-def _swap(wm, a: str, b: str) -> None:
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
-
-
 def test_a_swapped_pair_of_1x7_kernels_is_caught_and_named(source_weights):
     """Inception-B #3: branch1's and branch2's 1x7 192->224 kernels have the same shape; swapped, parity must fail
     at the first of them that runs, and everything computed before it must still agree."""
     spec = resolve(TIMM)
     wm = spec.build_weight_map()
-    _swap(wm, "features.13.branch1.1.conv.weight", "features.13.branch2.2.conv.weight")
+    swap_targets(wm, "features.13.branch1.1.conv.weight", "features.13.branch2.2.conv.weight")
     report = parity(spec, weights=str(source_weights(TIMM, ".pth")), size=107, batch=1, weight_map=wm)
     assert not report.ok
     failure = report.first_failure()
@@ -69,7 +62,7 @@ def test_paddle_concat_order_matters_and_is_located(source_weights):
     failure = report.first_failure()
     assert failure is not None and failure.layer == "_inceptionA_1", failure
     assert report.info["layer_kinds"][failure.layer] == "block"
-    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+    assert_agrees_before(report, failure)
 
 
 def test_1001_class_head_drops_background_unless_kept(weights_dir, tmp_path):

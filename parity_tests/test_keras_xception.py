@@ -10,12 +10,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import assert_parity, error_line, porting
+from conftest import assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import resolve
-from porting.weight_maps import Row
 
 SPEC = "keras:xception"
 
@@ -53,10 +52,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     spec = resolve(SPEC)
     wm = spec.build_weight_map()
     a, b = "block6_sepconv1/pointwise_kernel", "block6_sepconv3/pointwise_kernel"
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = (Row(a, wm.rows[ib].target, wm.rows[ia].transform),
-                                Row(b, wm.rows[ia].target, wm.rows[ib].transform))
+    swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(SPEC, ".weights.h5")), size=128, batch=1, weight_map=wm)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "block6_sepconv1", failure

@@ -7,12 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_parity, error_line, porting
+from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import resolve
-from porting.weight_maps import Row
 
 SPECS = ["paddleclas:Xception41", "paddleclas:Xception65", "paddleclas:Xception71"]
 
@@ -69,16 +68,13 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     wm = spec.build_weight_map()
     a = "_middle_flow._conv_3._conv_1._pointwise_conv._conv.weight"
     b = "_middle_flow._conv_3._conv_2._pointwise_conv._conv.weight"
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(spec.id, ".pdparams")), size=96, batch=1, weight_map=wm)
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "_middle_flow._conv_3._conv_1._pointwise_conv._conv", failure
     assert report.info["layers"][failure.layer] == "middle.block3.sep2.pointwise.conv"
-    before = report.rows[: report.rows.index(failure)]
-    assert before and all(r.ok for r in before)
+    assert_agrees_before(report, failure)
 
 
 def test_bad_pdparams_fail_in_one_line_and_write_nothing(tmp_path):

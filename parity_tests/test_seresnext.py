@@ -10,12 +10,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_parity, porting
+from conftest import assert_agrees_before, assert_parity, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import resolve
-from porting.weight_maps import Row
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -89,16 +88,13 @@ def test_a_swapped_se_tensor_pair_is_caught_and_named(source_weights):
     spec = resolve("timm:seresnext50_32x4d")
     wm = spec.build_weight_map()
     a, b = "layer3.1.se.fc2.weight", "layer3.2.se.fc2.weight"
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(spec.id, ".pth")), size=96, batch=1, weight_map=wm)
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "layer3.1.se", failure
     assert report.info["layers"][failure.layer] == "layer3.1.se"
-    before = report.rows[: report.rows.index(failure)]
-    assert before and all(r.ok for r in before)
+    assert_agrees_before(report, failure)
 
 
 def test_a_padded_stem_pool_is_wrong_for_legacy_and_caught_at_pool0(source_weights):
@@ -111,7 +107,7 @@ def test_a_padded_stem_pool_is_wrong_for_legacy_and_caught_at_pool0(source_weigh
     failure = report.first_failure()
     assert failure is not None and failure.layer == "pool0", failure
     assert "shape" not in failure.note  # 48 -> 24 either way: the values differ
-    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+    assert_agrees_before(report, failure)
 
 
 def test_vd_without_avg_down_is_caught_at_the_first_strided_shortcut(source_weights):
@@ -120,7 +116,7 @@ def test_vd_without_avg_down_is_caught_at_the_first_strided_shortcut(source_weig
     report = parity(wrong, weights=str(source_weights(spec.id, ".paramattr.pdparams")), size=96, batch=1)
     failure = report.first_failure()
     assert failure is not None and failure.layer.startswith("bb_1_0.short"), failure
-    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+    assert_agrees_before(report, failure)
 
 
 def test_gluon_alias_ports_and_exports_with_its_own_metadata(source_weights, tmp_path):

@@ -4,12 +4,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_parity, error_line, porting
+from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import resolve
-from porting.weight_maps import Row
 
 SPEC = "timm:legacy_xception"
 
@@ -28,17 +27,14 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     spec = resolve(SPEC)
     wm = spec.build_weight_map()
     a, b = "block5.rep.1.pointwise.weight", "block5.rep.4.pointwise.weight"
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1, weight_map=wm)
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "block5.rep.1", failure
     assert report.info["layers"][failure.layer] == "features.block5.rep.sep1"
     # everything before the broken layer still agrees
-    before = report.rows[: report.rows.index(failure)]
-    assert before and all(r.ok for r in before)
+    assert_agrees_before(report, failure)
     from porting.plot import plot_report
 
     assert plot_report(report, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
@@ -51,7 +47,7 @@ def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):
     failure = report.first_failure()
     assert failure is not None
     assert report.info["layer_kinds"][failure.layer] == "bn", failure
-    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+    assert_agrees_before(report, failure)
 
 
 def test_pth_and_safetensors_port_to_the_same_checkpoint(source_weights, tmp_path):

@@ -2,12 +2,11 @@
 files, layer by layer, at 299 and at an even size; MINDIR for one variant; mapping and variant bugs named."""
 import numpy as np
 import pytest
-from conftest import assert_parity, porting
+from conftest import assert_agrees_before, assert_parity, porting, swap_targets
 
 from porting import checkpoint
 from porting.parity import parity
 from porting.specs import resolve
-from porting.weight_maps import Row
 
 # variant -> the file format its seeded weights are saved in (both of timm's formats are exercised)
 VARIANTS = {"xception41": ".pth", "xception65": ".safetensors", "xception71": ".pth",
@@ -34,16 +33,13 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     spec = resolve("timm:xception41")
     wm = spec.build_weight_map()
     a, b = "blocks.5.stack.conv1.conv_pw.weight", "blocks.5.stack.conv2.conv_pw.weight"
-    ia = next(i for i, r in enumerate(wm.rows) if r.source == a)
-    ib = next(i for i, r in enumerate(wm.rows) if r.source == b)
-    wm.rows[ia], wm.rows[ib] = Row(a, wm.rows[ib].target), Row(b, wm.rows[ia].target)
+    swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights("timm:xception41", ".pth")), size=96, batch=1,
                     weight_map=wm)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "blocks.5.stack.conv1.conv_pw", failure
     assert report.info["layers"][failure.layer] == "blocks.5.stack.conv1.conv_pw"
-    before = report.rows[: report.rows.index(failure)]
-    assert before and all(r.ok for r in before)
+    assert_agrees_before(report, failure)
 
 
 def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
@@ -54,7 +50,7 @@ def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
     report = parity(wrong, weights=str(source_weights("timm:xception41p", ".safetensors")), size=96, batch=1)
     failure = report.first_failure()
     assert failure is not None and report.info["layer_kinds"][failure.layer] == "bn", failure
-    assert all(r.ok for r in report.rows[: report.rows.index(failure)])
+    assert_agrees_before(report, failure)
 
 
 def test_port_and_export_need_no_variant_flags(source_weights, tmp_path):

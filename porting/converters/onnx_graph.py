@@ -60,7 +60,6 @@ class GraphBuilder:
 
         extra_outputs (debug taps for layer-by-layer parity) are declared with unknown shapes.
         """
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         renames = {value.name: name for name, (value, _) in outputs.items()}

@@ -8,6 +8,10 @@ from porting.weight_maps import COPY, Transform, WeightMap
 
 # PyTorch BatchNorm -> MindSpore BatchNorm (num_batches_tracked is declared ignored by each table).
 TORCH_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+# Paddle BatchNorm / BatchNorm2D.
+PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
+# Keras BatchNormalization (tensor paths are 'layer/gamma': sep="/").
+KERAS_BN = {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
 def conv(wm: WeightMap, src: str, dst: str, bias: bool = False, transform: Transform = COPY,
@@ -19,10 +23,13 @@ def conv(wm: WeightMap, src: str, dst: str, bias: bool = False, transform: Trans
         wm.layer(src, dst, "conv")
 
 
-def batchnorm(wm: WeightMap, src: str, dst: str, names: dict[str, str] = TORCH_BN) -> None:
+def batchnorm(wm: WeightMap, src: str, dst: str, names: dict[str, str] = TORCH_BN, tap: str | None = None,
+              sep: str = ".") -> None:
+    """BN rows. `tap` is the MindSpore cell whose output equals the source module's: the BN itself by default,
+    our ReLU where the source fuses the activation into its BN layer (Paddle act='relu', timm BatchNormAct2d)."""
     for s, d in names.items():
-        wm.add(f"{src}.{s}", f"{dst}.{d}")
-    wm.layer(src, dst, "bn")
+        wm.add(f"{src}{sep}{s}", f"{dst}.{d}")
+    wm.layer(src, tap or dst, "bn")
 
 
 def dense(wm: WeightMap, src: str, dst: str, transform: Transform = COPY, weight: str = "weight",

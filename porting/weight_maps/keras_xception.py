@@ -11,9 +11,8 @@ depthwise_kernel [kh, kw, C, 1] -> [C, 1, kh, kw] and pointwise_kernel [1, 1, in
 [in, out] -> [out, in].
 """
 from porting.models.xception import ENTRY_MIDDLE_EXIT
-from porting.weight_maps import (COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, WeightMap)
-
-KERAS_BN = {"gamma": "gamma", "beta": "beta", "moving_mean": "moving_mean", "moving_variance": "moving_variance"}
+from porting.weight_maps import DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, WeightMap, conventions
+from porting.weight_maps.conventions import KERAS_BN
 
 
 def conv(wm: WeightMap, src: str, dst: str) -> None:
@@ -29,9 +28,7 @@ def separable(wm: WeightMap, src: str, dst: str) -> None:
 
 
 def batchnorm(wm: WeightMap, src: str, dst: str) -> None:
-    for s, d in KERAS_BN.items():
-        wm.add(f"{src}/{s}", f"{dst}.{d}", COPY)
-    wm.layer(src, dst, "bn")
+    conventions.batchnorm(wm, src, dst, KERAS_BN, sep="/")
 
 
 def build(spec=None) -> WeightMap:

@@ -9,9 +9,9 @@ Head: Paddle's Linear is [in, out], and Dropout(p=0.2, mode='downscale_in_infer'
 0.8 at inference, so fc.weight = 0.8 * out.weight^T (the bias is not scaled).
 """
 from porting.weight_maps import Transform, WeightMap
+from porting.weight_maps.conventions import PADDLE_BN
 from porting.weight_maps.timm_inception_v4 import conv_bn_act
 
-PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
 DROPOUT_KEEP = 0.8  # Dropout(p=0.2, mode="downscale_in_infer")
 HEAD = Transform(f"[in,out]->[out,in] x{DROPOUT_KEEP:g}", lambda a: a.T * a.dtype.type(DROPOUT_KEEP))
 

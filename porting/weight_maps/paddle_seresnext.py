@@ -10,21 +10,15 @@ The vd variant has the stem `conv1_1..conv1_3` (3x3 convs) and its strided short
 (AvgPool2D(2, 2, ceil_mode=True), exclusive) before a stride-1 1x1 conv; head `out` [in, out].
 """
 from porting.weight_maps import IN_OUT_TO_OUT_IN, WeightMap
-from porting.weight_maps.conventions import batchnorm, conv, dense
+from porting.weight_maps.conventions import PADDLE_BN, batchnorm, conv, dense
 from porting.weight_maps.timm_seresnext import blocks
 
-PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
 
 
 def conv_bn(wm: WeightMap, src: str, conv_dst: str, bn_dst: str, act_dst: str | None) -> None:
     """Paddle ConvBNLayer; with act='relu' the BN layer outputs relu(bn(x)): tap our ReLU cell for it."""
     conv(wm, f"{src}._conv", conv_dst)
-    if act_dst is None:
-        batchnorm(wm, f"{src}._batch_norm", bn_dst, PADDLE_BN)
-    else:
-        for s, d in PADDLE_BN.items():
-            wm.add(f"{src}._batch_norm.{s}", f"{bn_dst}.{d}")
-        wm.layer(f"{src}._batch_norm", act_dst, "bn")
+    batchnorm(wm, f"{src}._batch_norm", bn_dst, PADDLE_BN, tap=act_dst)
 
 
 def build(spec=None) -> WeightMap:

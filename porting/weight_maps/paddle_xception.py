@@ -7,18 +7,15 @@ before the head, so nothing is folded into it. Paddle names the separable convs 
 """
 from porting.models.xception_ppcls import ENTRY_BLOCKS
 from porting.weight_maps import IN_OUT_TO_OUT_IN, WeightMap
-from porting.weight_maps.conventions import batchnorm, conv, dense
+from porting.weight_maps.conventions import PADDLE_BN, batchnorm, conv, dense
 
-PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
 
 
 def conv_bn(wm: WeightMap, src: str, dst: str, act: bool) -> None:
     """Paddle ConvBNLayer (`_conv`, `_batch_norm`, act fused into the BN) -> layers.ConvBnAct."""
     conv(wm, f"{src}._conv", f"{dst}.conv")
-    for s, d in PADDLE_BN.items():
-        wm.add(f"{src}._batch_norm.{s}", f"{dst}.bn.{d}")
     # with act='relu' Paddle's BatchNorm layer outputs relu(bn(x)): compare it with our act cell
-    wm.layer(f"{src}._batch_norm", f"{dst}.act" if act else f"{dst}.bn", "bn")
+    batchnorm(wm, f"{src}._batch_norm", f"{dst}.bn", PADDLE_BN, tap=f"{dst}.act" if act else None)
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:

@@ -11,18 +11,16 @@ are linear, so the factor is folded into the fc weight (not the bias).
 """
 from porting.models.xception_aligned import ENTRY, MIDDLE, XceptionAlignedConfig, block_specs
 from porting.weight_maps import IN_OUT_TO_OUT_IN, Transform, WeightMap, scale
-from porting.weight_maps.conventions import conv
+from porting.weight_maps.conventions import PADDLE_BN, conv
+from porting.weight_maps.conventions import batchnorm as _batchnorm
 
-PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
 DROPOUT_KEEP = 0.5  # Dropout(p=0.5, mode="downscale_in_infer"): inference output = x * (1 - p)
 HEAD = Transform(f"{IN_OUT_TO_OUT_IN.name} {scale(DROPOUT_KEEP).name}",
                  lambda a: scale(DROPOUT_KEEP)(IN_OUT_TO_OUT_IN(a)))
 
 
 def bn(wm: WeightMap, src: str, dst: str, tap: str | None = None) -> None:
-    for s, d in PADDLE_BN.items():
-        wm.add(f"{src}.{s}", f"{dst}.{d}")
-    wm.layer(src, tap or dst, "bn")
+    _batchnorm(wm, src, dst, PADDLE_BN, tap=tap)
 
 
 def block_names(cfg: XceptionAlignedConfig) -> list[str]:

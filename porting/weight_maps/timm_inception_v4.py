@@ -5,7 +5,7 @@ ConvBnAct of the same name: `.conv` -> `.conv`, `.bn` (BatchNormAct2d) -> `.bn`.
 includes the ReLU, so parity compares it with the MindSpore ConvBnAct's `.act` cell.
 """
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TORCH_BN, conv, dense
+from porting.weight_maps.conventions import TORCH_BN, batchnorm, conv, dense
 
 # ConvBnAct units of each block, in timm's compute order; pools are (path, kind) taps without weights.
 STEM = ["features.0", "features.1", "features.2"]
@@ -31,9 +31,7 @@ def conv_bn_act(wm: WeightMap, src: str, dst: str, bn_names: dict = TORCH_BN, co
                 bn_name: str = "bn") -> None:
     """One ConvBnAct: conv weight, the four BN tensors; taps on the conv and on the post-ReLU output."""
     conv(wm, f"{src}.{conv_name}", f"{dst}.conv")
-    for s, d in bn_names.items():
-        wm.add(f"{src}.{bn_name}.{s}", f"{dst}.bn.{d}")
-    wm.layer(f"{src}.{bn_name}", f"{dst}.act", "bn")
+    batchnorm(wm, f"{src}.{bn_name}", f"{dst}.bn", bn_names, tap=f"{dst}.act")
 
 
 def build(spec=None) -> WeightMap:

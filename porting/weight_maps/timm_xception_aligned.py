@@ -7,14 +7,8 @@ the parity tap points at the MindSpore ReLU cell that follows the BN.
 """
 from porting.models.xception_aligned import XceptionAlignedConfig, block_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TORCH_BN, conv, dense
-
-
-def bn(wm: WeightMap, src: str, dst: str, tap: str | None = None) -> None:
-    """BN rows; `tap` is the MindSpore cell whose output equals timm's module output (default: the BN)."""
-    for s, d in TORCH_BN.items():
-        wm.add(f"{src}.{s}", f"{dst}.{d}")
-    wm.layer(src, tap or dst, "bn")
+from porting.weight_maps.conventions import batchnorm as bn
+from porting.weight_maps.conventions import conv, dense
 
 
 def conv_bn_act(wm: WeightMap, name: str, act: bool) -> None:
