@@ -81,7 +81,18 @@ def _padding(kernel: int, stride: int, dilation: int) -> int:
     return ((stride - 1) + dilation * (kernel - 1)) // 2
 
 
-class XceptionModule(Traced, nn.Cell):
+class _Residual(Traced, nn.Cell):
+    """Adds the block's skip: none (timm's last exit block), a 1x1 shortcut conv, or the identity."""
+
+    def residual(self, out, x):
+        if self.no_skip:
+            return out
+        if self.has_shortcut:
+            return out + self.shortcut(x)
+        return out + x
+
+
+class XceptionModule(_Residual):
     """Post-activation block (timm XceptionModule, Paddle Xception_Block)."""
 
     def __init__(self, b: BlockSpec, eps: float):
@@ -101,12 +112,7 @@ class XceptionModule(Traced, nn.Cell):
         self.stack = Sequential(OrderedDict(layers))
 
     def construct(self, x):
-        out = self.stack(x)
-        if self.no_skip:
-            return out
-        if self.has_shortcut:
-            return out + self.shortcut(x)
-        return out + x
+        return self.residual(self.stack(x), x)
 
 
 class PreSeparableConv(Traced, nn.Cell):
@@ -127,7 +133,7 @@ class PreSeparableConv(Traced, nn.Cell):
         return self.conv_pw(self.conv_dw(x))
 
 
-class PreXceptionModule(Traced, nn.Cell):
+class PreXceptionModule(_Residual):
     """Pre-activation block (timm PreXceptionModule): the shortcut takes the normalised input."""
 
     def __init__(self, b: BlockSpec, eps: float):
@@ -146,12 +152,7 @@ class PreXceptionModule(Traced, nn.Cell):
 
     def construct(self, x):
         x = self.norm_act(self.norm(x))
-        out = self.stack(x)
-        if self.no_skip:
-            return out
-        if self.has_shortcut:
-            return out + self.shortcut(x)
-        return out + x
+        return self.residual(self.stack(x), x)
 
 
 class XceptionAligned(Traced, nn.Cell):
