@@ -9,7 +9,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from porting.errors import PortingError
+from porting.errors import PortingError, first_line
 
 META_KEY = "porting_metadata"
 
@@ -43,7 +43,7 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         raw = ms.load_checkpoint(str(path))
     except Exception as exc:
-        raise PortingError(f"cannot read '{path}' as a MindSpore checkpoint: {str(exc).splitlines()[0]}") from None
+        raise PortingError(f"cannot read '{path}' as a MindSpore checkpoint: {first_line(exc)}") from None
     if META_KEY not in raw:
         raise PortingError(f"'{path}' has no porting metadata: was it written by `porting port-weights`?")
     meta_value = raw.pop(META_KEY)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from porting.compare import Report, compare
-from porting.converters.port import metadata_for, target_shapes
+from porting.converters.port import map_source, metadata_for
 from porting.runners.inputs import make_images
 from porting.runners.source import run_source
 from porting.specs import ModelSpec
@@ -70,7 +70,7 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     order = [name for name in source.order if name in by_source]
     report.info["layers"] = {name: by_source[name].target for name in order}
     report.info["layer_kinds"] = {name: by_source[name].kind for name in order}
-    params = wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=spec.id)
+    params = map_source(spec, source, spec.id, weight_map=wm)
     metadata = metadata_for(spec, source, weights, seed, int(source.info["num_classes"]), False)
     cells = [by_source[name].target for name in order]
     to_source = {by_source[name].target: name for name in order}

@@ -18,7 +18,6 @@ from porting.specs import ModelSpec
 class Ported:
     params: dict[str, np.ndarray]
     metadata: dict
-    source: SourceResult
 
 
 def sha256(path: str) -> str:
@@ -44,9 +43,9 @@ def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
 
 
-def map_source(spec: ModelSpec, source: SourceResult, origin: str) -> dict[str, np.ndarray]:
-    """Apply the spec's weight map to the source tensors, checked against the real MindSpore model."""
-    wm = spec.build_weight_map()
+def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None) -> dict[str, np.ndarray]:
+    """Apply the spec's weight map (or `weight_map`) to the source tensors, checked against the real model."""
+    wm = weight_map or spec.build_weight_map()
     return wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=origin)
 
 
@@ -118,7 +117,7 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
     final_classes = num_classes if head_reinit else src_classes
     metadata = metadata_for(spec, source, weights, seed, final_classes, head_reinit)
     metadata["background_class"] = background  # {"index": 0, "kept": bool} for a 1001-class source head
-    return Ported(params, metadata, source)
+    return Ported(params, metadata)
 
 
 def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:

@@ -23,7 +23,7 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from porting.errors import PortingError  # noqa: E402
+from porting.errors import PortingError, first_line  # noqa: E402
 from porting.runners.inputs import make_images  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -45,11 +45,6 @@ def _keras():
     if keras.backend.backend() != "tensorflow":  # pragma: no cover - KERAS_BACKEND is forced above
         raise PortingError(f"the keras runner needs the TensorFlow backend, not {keras.backend.backend()}")
     return keras
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _build(keras, num_classes: int, size: int = _SIZE, weights=None):
@@ -135,7 +130,7 @@ def _classes_in_h5(path: str) -> int:
                     return int(kernels[0][-1])
             return 0
     except OSError as exc:
-        raise PortingError(f"cannot read '{path}' as a Keras HDF5 weights file: {_first_line(exc)}") from None
+        raise PortingError(f"cannot read '{path}' as a Keras HDF5 weights file: {first_line(exc)}") from None
 
 
 def _load_file(path: str, num_classes: int | None):
@@ -147,7 +142,7 @@ def _load_file(path: str, num_classes: int | None):
         try:
             saved = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad archive; the user needs one line
-            raise PortingError(f"cannot load '{path}' as a Keras model: {_first_line(exc)}") from None
+            raise PortingError(f"cannot load '{path}' as a Keras model: {first_line(exc)}") from None
         try:
             head = saved.get_layer("predictions")
         except ValueError:
@@ -175,7 +170,7 @@ def _load_file(path: str, num_classes: int | None):
         model.load_weights(path)
     except Exception as exc:
         raise PortingError(f"cannot load '{path}' into keras Xception ({classes} classes): "
-                           f"{_first_line(exc)}") from None
+                           f"{first_line(exc)}") from None
     return model
 
 
@@ -297,7 +292,7 @@ def _resized(model, size: int):
     try:
         other = _build(keras, classes, size)
     except ValueError as exc:
-        raise PortingError(f"keras Xception cannot run at {size}x{size}: {_first_line(exc)}") from None
+        raise PortingError(f"keras Xception cannot run at {size}x{size}: {first_line(exc)}") from None
     other.set_weights(model.get_weights())
     return other
 

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from porting.errors import PortingError
+from porting.errors import PortingError, does_not_fit, first_line
 from porting.runners.inputs import make_images
 
 warnings.filterwarnings("ignore")
@@ -168,8 +168,7 @@ def read_pdparams(path: str) -> dict[str, np.ndarray]:
         _check_pickle(path)
         state = paddle.load(path, return_numpy=True)  # the library's own reader
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PortingError(f"cannot read '{path}' as PaddleClas weights: {first}") from None
+        raise PortingError(f"cannot read '{path}' as PaddleClas weights: {first_line(exc)}") from None
     if not isinstance(state, dict) or not state:
         raise PortingError(f"'{path}' is not a PaddleClas state dict (got {type(state).__name__})")
     out = {}
@@ -198,10 +197,7 @@ def check_fits(state, model, path: str, model_name: str) -> None:
     missing = [k for k in want if k not in state]
     unexpected = [k for k in state if k not in want]
     if missing or unexpected:
-        raise PortingError(
-            f"'{path}' does not fit PaddleClas {model_name}: "
-            f"{len(missing)} missing ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}), "
-            f"{len(unexpected)} unexpected ({', '.join(unexpected[:5])}{'...' if len(unexpected) > 5 else ''})")
+        raise does_not_fit(path, f"PaddleClas {model_name}", missing, unexpected)
     for key, value in state.items():
         if tuple(value.shape) != want[key]:
             raise PortingError(f"'{path}': tensor '{key}' has shape {list(value.shape)}, "

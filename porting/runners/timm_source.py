@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from porting.errors import PortingError
+from porting.errors import PortingError, does_not_fit, first_line
 from porting.runners.inputs import make_images
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -35,8 +35,7 @@ def _read_state_dict(timm, path: str, model_name: str) -> dict:
         # unwraps {'state_dict': ...} / {'model': ...} and 'module.' prefixes.
         return timm.models.load_state_dict(path, weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PortingError(f"cannot read '{path}' as timm {model_name} weights: {first}") from None
+        raise PortingError(f"cannot read '{path}' as timm {model_name} weights: {first_line(exc)}") from None
 
 
 def load(job: dict):
@@ -50,10 +49,7 @@ def load(job: dict):
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise PortingError(
-                f"'{job['weights']}' does not fit timm {name}: "
-                f"{len(missing)} missing ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}), "
-                f"{len(unexpected)} unexpected ({', '.join(unexpected[:5])}{'...' if len(unexpected) > 5 else ''})")
+            raise does_not_fit(job["weights"], f"timm {name}", missing, unexpected)
         for key, tensor in state.items():
             have = model.state_dict()[key]
             if tuple(tensor.shape) != tuple(have.shape):
