@@ -1,9 +1,15 @@
-"""`porting` command line. Heavy frameworks are imported inside the commands that need them."""
+"""`porting` command line. Heavy frameworks are imported inside the commands that need them.
+
+Every numeric option is range-checked here (a bad value is a one-line usage error), every output path is
+checked before the work starts, and every failure leaves through porting.boundary as one `error:` line.
+"""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Optional
 
@@ -12,32 +18,73 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from porting import __version__
+from porting import __version__, boundary, files
 from porting.errors import PortingError
 from porting.specs import all_specs, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Port timm / Keras / PaddleClas image classifiers to MindSpore, with proof.")
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
+SEED_MAX = 2**32 - 1
+
 
 def log(message: str) -> None:
-    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", highlight=False)
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", highlight=False, markup=True)
 
 
 def _weights_args(weights: Optional[Path], random_init: Optional[int]):
     if weights is not None and random_init is not None:
         raise PortingError("give either --weights or --random-init, not both")
     if weights is not None and not weights.is_file():
-        raise PortingError(f"weights file '{weights}' does not exist")
+        raise PortingError(f"weights file '{weights}' does not exist" if not weights.exists()
+                           else f"weights file '{weights}' is not a file")
     return (str(weights) if weights else None), random_init
+
+
+class Device(StrEnum):
+    CPU = "CPU"
+    GPU = "GPU"
+    Ascend = "Ascend"
+
+
+class Format(StrEnum):
+    onnx = "onnx"
+    mindir = "mindir"
+    air = "air"
+
+
+class RecipeName(StrEnum):
+    xception = "xception"
+    inceptionv4 = "inceptionv4"
+    se_resnext50 = "se_resnext50"
+
+
+Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
+Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
+Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
+
+
+def _value(choice) -> str | None:
+    return None if choice is None else str(choice.value)
 
 
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
                                                       ".weights.h5/.h5/.keras, PaddleClas .pdparams.")
-RANDOM = typer.Option(None, "--random-init", metavar="SEED",
+RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
+SIZE_HELP = "Input size in pixels (default: the model's)."
+DEVICE = typer.Option(None, "--device", case_sensitive=False,
+                      help="CPU | GPU | Ascend (default: $PORTING_DEVICE or MindSpore's own).")
+NUM_CLASSES_HELP = "Re-initialise the head for N classes."
+
+
+def _size_option(flag: str = "--size", help: str = SIZE_HELP):
+    from porting.models import MAX_INPUT_SIZE, MIN_SIZE_FLOOR
+
+    return typer.Option(None, flag, min=MIN_SIZE_FLOOR, max=MAX_INPUT_SIZE, help=help)
 
 
 @app.command("models")
@@ -92,14 +139,17 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
 @app.command("port-weights")
 def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
                  weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
-                 output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .ckpt"),
-                 num_classes: Optional[int] = typer.Option(None, "--num-classes",
-                                                           help="Re-initialise the head for N classes."),
+                 output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                                       help="Output .ckpt (replaced if it exists, only once the "
+                                                            "new one is complete)."),
+                 num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2, help=NUM_CLASSES_HELP),
                  keep_background: bool = typer.Option(
                      False, "--keep-background",
                      help="Keep the background class (index 0) of a 1001-class TF-slim head instead of dropping it."),
+                 allow_nonfinite: bool = typer.Option(
+                     False, "--allow-nonfinite", help="Port source tensors holding NaN/Inf instead of refusing."),
                  ) -> None:
-    """Port source weights to a MindSpore .ckpt that carries its own metadata."""
+    """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
     from porting import msenv
     from porting.converters.port import port_to_file
 
@@ -111,7 +161,7 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     msenv.setup()
     t0 = time.perf_counter()
     ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes,
-                          keep_background=keep_background, log=log)
+                          keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
     m = ported.metadata
     log(f"wrote {output} ({len(ported.params)} parameters, {m['num_classes']} classes, "
         f"input {m['input_size']}) in {time.perf_counter() - t0:.1f}s")
@@ -119,35 +169,39 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
 
 @app.command("export")
 def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
-               fmt: str = typer.Option(..., "--format", "-f", help="onnx | mindir | air"),
-               output: Path = typer.Option(..., "-o", "--output"),
-               size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the checkpoint's)."),
-               batch: int = typer.Option(1, "--batch", help="Batch of MINDIR/AIR (ONNX's batch is dynamic).")) -> None:
+               fmt: Format = typer.Option(..., "--format", "-f", case_sensitive=False, help="onnx | mindir | air"),
+               output: Path = typer.Option(..., "-o", "--output",
+                                           help="Output file (replaced if it exists, once the new one is whole)."),
+               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+               batch: Optional[int] = typer.Option(None, "--batch", min=1, max=4096,
+                                                   help="Fixed batch of MINDIR/AIR (default 1); ONNX's is dynamic.")
+               ) -> None:
     """Export a checkpoint to ONNX (opset 17, checked), MINDIR or AIR (Ascend only)."""
-    from porting import checkpoint, msenv
+    from porting import checkpoint, models, msenv
     from porting.converters import export
 
-    fmt = fmt.lower()
-    if fmt not in ("onnx", "mindir", "air"):
-        raise PortingError(f"unknown format '{fmt}': use onnx, mindir or air")
+    fmt = _value(fmt)
+    if fmt == "onnx" and batch is not None:
+        raise PortingError("--batch applies to MINDIR/AIR: the ONNX export has a dynamic batch dimension")
+    files.check_output(output, (ckpt,), what=f"{fmt.upper()} output")
     msenv.setup()
     if fmt == "air" and msenv.device() != "Ascend":
         raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
                            f"use --format mindir or --format onnx instead")
     net, metadata = checkpoint.load_model(ckpt)
-    size = size or int(metadata["input_size"])
+    size = models.check_input_size(metadata["arch"], size or int(metadata["input_size"]))
     if fmt == "onnx":
-        export.export_onnx(net, metadata, output, size)
+        export.export_onnx(net, metadata, output, size, inputs=(ckpt,))
     else:
-        export.export_ms(net, fmt, output, size, batch=batch)
-    log(f"wrote {output} ({fmt}, input {'N' if fmt == 'onnx' else batch}x3x{size}x{size})")
+        export.export_ms(net, fmt, output, size, batch=batch or 1, inputs=(ckpt,))
+    log(f"wrote {output} ({fmt}, input {'N' if fmt == 'onnx' else batch or 1}x3x{size}x{size})")
 
 
 @app.command("parity")
 def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
                weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
-               batch: int = typer.Option(2, "--batch"),
-               size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the model's)."),
+               batch: int = typer.Option(2, "--batch", min=1, max=256),
+               size: Optional[int] = _size_option(help="Input size (default: the model's)."),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
                report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
@@ -159,15 +213,23 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
 
     model = resolve(spec)
     weights_path, seed = _weights_args(weights, random_init)
+    if size is not None:
+        model.check_size(size)
+    for path in (report, plot):
+        if path is not None:
+            files.check_output(path, (weights_path,))
     msenv.setup()
     result = parity(model, weights=weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
                     log=log)
     print_report(result)
     if report:
-        report.write_text(result.to_json())
+        with files.atomic_output(report) as staged:
+            staged.file.write_text(result.to_json())
     if plot:
         from porting.plot import plot_report
-        plot_report(result, plot)
+
+        with files.atomic_output(plot) as staged:
+            plot_report(result, staged.file)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -192,7 +254,7 @@ def print_report(result) -> None:
     for runtime, agree in result.top1_agree.items():
         out.print(f"top-1 agreement {runtime}: {agree:.0%}")
     for e in result.errors:
-        out.print(f"[red]error:[/red] {e}")
+        out.print(f"[red]problem:[/red] {e}")
     failure = result.first_failure()
     if result.ok:
         out.print(f"[bold green]PASS[/bold green] {result.spec}: {len(result.rows)} comparisons within tolerance")
@@ -206,16 +268,17 @@ def print_report(result) -> None:
 
 @app.command("random-weights")
 def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
-                   seed: int = typer.Option(0, "--seed"),
+                   seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
                    output: Path = typer.Option(..., "-o", "--output", help="File in the source's own format "
                                                                            "(.pth or .safetensors for timm)."),
-                   num_classes: Optional[int] = typer.Option(None, "--num-classes")) -> None:
+                   num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2)) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
     from porting.runners.source import run_source
 
     model = resolve(spec)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(output.resolve()))
+    with files.atomic_output(output, what="weights file") as staged:
+        run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
+                   save_weights_as=str(output))
     log(f"wrote {output} ({model.id}, seed {seed})")
 
 
@@ -226,67 +289,71 @@ def _progress():
                     console=err, disable=not err.is_terminal)
 
 
+def _nonneg(flag: str, help: str | None = None):
+    return typer.Option(None, flag, min=0.0, help=help)
+
+
 @app.command("finetune")
 def finetune_cmd(
         ckpt: Path = typer.Argument(..., help="A ported (or fine-tuned) .ckpt"),
         data: Path = typer.Option(..., "--data", help="ImageFolder root with train/ (and optionally val/)"),
         output: Path = typer.Option(Path("finetune_out"), "-o", "--output-dir", help="Checkpoints and train.log"),
-        recipe: Optional[str] = typer.Option(None, "--recipe", help="xception | inceptionv4 | se_resnext50 "
-                                                                    "(default: the architecture's)"),
+        recipe: Optional[RecipeName] = typer.Option(None, "--recipe", case_sensitive=False,
+                                                    help="Model-zoo recipe (default: the architecture's)"),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML of recipe keys overriding the recipe"),
-        num_classes: Optional[int] = typer.Option(None, "--num-classes", help="New head for N classes"),
-        epochs: Optional[int] = typer.Option(None, "--epochs"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per device"),
-        lr_max: Optional[float] = typer.Option(None, "--lr-max"),
-        lr_init: Optional[float] = typer.Option(None, "--lr-init"),
-        lr_end: Optional[float] = typer.Option(None, "--lr-end"),
-        warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs"),
-        lr_decay_mode: Optional[str] = typer.Option(None, "--lr-decay-mode", help="linear | cosine"),
-        optimizer: Optional[str] = typer.Option(None, "--optimizer", help="momentum | rmsprop"),
-        weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
-        label_smooth: Optional[float] = typer.Option(None, "--label-smooth-factor"),
-        loss_scale: Optional[float] = typer.Option(None, "--loss-scale"),
-        amp_level: Optional[str] = typer.Option(None, "--amp-level", help="O0 | O1 | O2 | O3"),
-        save_epochs: Optional[int] = typer.Option(None, "--save-checkpoint-epochs"),
-        save_steps: Optional[int] = typer.Option(None, "--save-checkpoint-steps"),
-        keep_max: Optional[int] = typer.Option(None, "--keep-checkpoint-max"),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help="Train/eval size (default: ckpt's)"),
-        device: Optional[str] = typer.Option(None, "--device", help="CPU | GPU | Ascend"),
+        num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2, help="New head for N classes"),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=65536, help="Per device"),
+        lr_max: Optional[float] = _nonneg("--lr-max", "Peak learning rate, used as given (not batch-scaled)"),
+        lr_init: Optional[float] = _nonneg("--lr-init"),
+        lr_end: Optional[float] = _nonneg("--lr-end"),
+        warmup_epochs: Optional[float] = _nonneg("--warmup-epochs"),
+        lr_decay_mode: Optional[Decay] = typer.Option(None, "--lr-decay-mode", case_sensitive=False),
+        optimizer: Optional[Optim] = typer.Option(None, "--optimizer", case_sensitive=False),
+        weight_decay: Optional[float] = _nonneg("--weight-decay"),
+        label_smooth: Optional[float] = typer.Option(None, "--label-smooth-factor", min=0.0, max=1.0),
+        loss_scale: Optional[float] = typer.Option(None, "--loss-scale", min=1.0),
+        amp_level: Optional[Amp] = typer.Option(None, "--amp-level", case_sensitive=False),
+        save_epochs: Optional[int] = typer.Option(None, "--save-checkpoint-epochs", min=1),
+        save_steps: Optional[int] = typer.Option(None, "--save-checkpoint-steps", min=0),
+        keep_max: Optional[int] = typer.Option(None, "--keep-checkpoint-max", min=1),
+        image_size: Optional[int] = _size_option("--image-size", "Train/eval size (default: the checkpoint's)"),
+        device: Optional[Device] = DEVICE,
         distributed: bool = typer.Option(False, "--distributed", help="Data parallel; launch with msrun"),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir"),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Dataset workers"),
-        log_every: int = typer.Option(0, "--log-every", help="Log the loss every N steps (0: once per epoch)"),
-        max_steps: int = typer.Option(0, "--max-steps", help="Stop this run after N steps (--resume continues)"),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers"),
+        log_every: int = typer.Option(0, "--log-every", min=0, help="Log the loss every N steps (0: once per epoch)"),
+        max_steps: int = typer.Option(0, "--max-steps", min=0, help="Stop this run after N steps (--resume continues)"),
         shard: Optional[str] = typer.Option(None, "--shard", help="K/N: train on shard K of N (single worker)"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
         save_rank_weights: bool = typer.Option(False, "--save-rank-weights",
                                                help="Every rank writes OUTPUT/rank_R.npz of its trainable weights"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
+    from porting import checkpoint
     from porting.training import recipes
     from porting.training.finetune import Options, finetune
 
     overrides = dict(epochs=epochs, batch_size=batch_size, lr_max=lr_max, lr_init=lr_init, lr_end=lr_end,
-                     warmup_epochs=warmup_epochs, lr_decay_mode=lr_decay_mode, optimizer=optimizer,
+                     warmup_epochs=warmup_epochs, lr_decay_mode=_value(lr_decay_mode), optimizer=_value(optimizer),
                      weight_decay=weight_decay, label_smooth_factor=label_smooth, loss_scale=loss_scale,
-                     amp_level=amp_level, save_checkpoint_epochs=save_epochs, save_checkpoint_steps=save_steps,
+                     amp_level=_value(amp_level), save_checkpoint_epochs=save_epochs, save_checkpoint_steps=save_steps,
                      keep_checkpoint_max=keep_max)
-    from porting import checkpoint
-
-    _, meta = checkpoint.load(ckpt)
-    chosen = recipes.load(recipe, meta["arch"], config, overrides)
     shard_pair = None
     if shard:
         try:
             k, n = (int(v) for v in shard.split("/"))
-            assert 0 <= k < n
-        except (ValueError, AssertionError):
+            if not 0 <= k < n:
+                raise ValueError
+        except ValueError:
             raise PortingError(f"--shard must look like K/N with 0 <= K < N, not '{shard}'") from None
         shard_pair = (k, n)
+    _, meta = checkpoint.load(ckpt)
+    chosen, settings = recipes.load(_value(recipe), meta["arch"], config, overrides, log=log)
     opts = Options(ckpt=ckpt, data=data, output=output, recipe=chosen, num_classes=num_classes,
-                   image_size=image_size, device=device, distributed=distributed, resume=resume, workers=workers,
-                   log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps,
-                   save_rank_weights=save_rank_weights)
+                   image_size=image_size, device=_value(device) or settings.get("device"), distributed=distributed, resume=resume,
+                   workers=workers, log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps,
+                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]))
     with _progress() as progress:
         finetune(opts, log=log, progress=progress)
 
@@ -294,8 +361,10 @@ def finetune_cmd(
 @app.command("eval")
 def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "--data",
                                                                          help="ImageFolder root (uses val/ if present)"),
-             batch_size: int = typer.Option(32, "--batch-size"), size: Optional[int] = typer.Option(None, "--size"),
-             device: Optional[str] = typer.Option(None, "--device"),
+             batch_size: int = typer.Option(32, "--batch-size", min=1, max=65536),
+             size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+             device: Optional[Device] = DEVICE,
+             workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers"),
              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
@@ -303,11 +372,14 @@ def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "-
 
     from porting.training.evaluate import evaluate
 
+    if dump_logits is not None:
+        files.check_output(dump_logits, (ckpt,))
     with _progress() as progress:
-        result, logits, labels = evaluate(ckpt, data, batch_size=batch_size, size=size, device=device,
-                                          progress=progress)
+        result, logits, labels = evaluate(ckpt, data, batch_size=batch_size, size=size, device=_value(device),
+                                          workers=workers, progress=progress, log=log)
     if dump_logits:
-        np.savez(dump_logits, logits=logits, labels=labels)
+        with files.atomic_output(dump_logits, (ckpt,)) as staged, open(staged.file, "wb") as f:
+            np.savez(f, logits=logits, labels=labels)
     if as_json:
         print(json.dumps(dict(result, samples=int(len(labels)))))
     else:
@@ -316,14 +388,15 @@ def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "-
 
 @app.command("predict")
 def predict_cmd(ckpt: Path = typer.Argument(...), images: list[Path] = typer.Argument(..., help="Image files"),
-                topk: int = typer.Option(5, "--topk"),
+                topk: Optional[int] = typer.Option(None, "--topk", min=1,
+                                                   help="How many classes to show (default 5, or all if fewer)."),
                 labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line"),
-                device: Optional[str] = typer.Option(None, "--device"),
+                device: Optional[Device] = DEVICE,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
     from porting.training.evaluate import predict
 
-    results = predict(ckpt, images, topk=topk, labels_file=labels, device=device)
+    results = predict(ckpt, images, topk=topk, labels_file=labels, device=_value(device))
     if as_json:
         print(json.dumps(results, indent=2))
         return
@@ -332,23 +405,21 @@ def predict_cmd(ckpt: Path = typer.Argument(...), images: list[Path] = typer.Arg
         for col in ("rank", "class", "index", "probability"):
             table.add_column(col)
         for i, t in enumerate(r["top"], 1):
-            table.add_row(str(i), t["class"], str(t["index"]), f"{t['probability']:.4f}")
+            table.add_row(str(i), escape(t["class"]), str(t["index"]), f"{t['probability']:.4f}")
         out.print(table)
 
 
 @app.callback(invoke_without_command=True)
-def _version(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def _options(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+             verbose: bool = typer.Option(False, "--verbose", "-v",
+                                          help="Print tracebacks, worker output and the frameworks' own logs.")
+             ) -> None:
+    if verbose:
+        os.environ["PORTING_VERBOSE"] = "1"  # read by msenv, the boundary and the workers
     if version:
         out.print(f"porting {__version__}")
         raise typer.Exit()
 
 
 def main() -> None:
-    try:
-        app()
-    except PortingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(boundary.run(app))

@@ -5,14 +5,14 @@ outputs are renamed to the source's layer names and handed to the framework-agno
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from porting import files
 from porting.compare import Report, compare
-from porting.converters.port import map_source, metadata_for
+from porting.converters.port import check_finite, map_source, metadata_for
 from porting.runners.inputs import make_images
 from porting.runners.source import run_source
 from porting.specs import ModelSpec
@@ -70,6 +70,7 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     order = [name for name in source.order if name in by_source]
     report.info["layers"] = {name: by_source[name].target for name in order}
     report.info["layer_kinds"] = {name: by_source[name].kind for name in order}
+    check_finite(source.tensors, weights or spec.id)
     params = map_source(spec, source, spec.id, weight_map=wm)
     metadata = metadata_for(spec, source, weights, seed, int(source.info["num_classes"]), False)
     cells = [by_source[name].target for name in order]
@@ -78,7 +79,7 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     def renamed(outputs):
         return {to_source.get(k, k): v for k, v in outputs.items()}
 
-    with tempfile.TemporaryDirectory(prefix="porting-parity-") as tmp:
+    with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         ckpt = Path(tmp) / "model.ckpt"
         checkpoint.save(params, ckpt, metadata)

@@ -28,10 +28,16 @@ class ModelSpec:
     crop_pct: float = 0.875
     # options for seeded synthetic source weights (the runners' randomize), e.g. {"bn_beta_mean": 1.0}
     random_init: dict = field(default_factory=dict)
+    source_min_size: int = 0  # the source library's own smallest input, where it has one (Keras Xception: 71)
 
     @property
     def id(self) -> str:
         return f"{self.source}:{self.name}"
+
+    def check_size(self, size: int, what: str = "--size") -> int:
+        from porting.models import check_input_size
+
+        return check_input_size(self.arch, size, self.source_min_size, what)
 
     def build_weight_map(self):
         return importlib.import_module(f"porting.weight_maps.{self.weight_map}").build(self)
@@ -50,7 +56,7 @@ SPECS: list[ModelSpec] = [
     # (keras.layers.Resizing, image_dataset_from_directory); crop 299/333 as measured for these weights by
     # Cadene/timm (legacy_xception.tf_in1k was ported from the Keras release).
     ModelSpec("keras", "xception", "xception", {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"},
-              weight_map="keras_xception", interpolation="bilinear", crop_pct=0.8975),
+              weight_map="keras_xception", interpolation="bilinear", crop_pct=0.8975, source_min_size=71),
     # timm aligned Xception (timm/models/xception_aligned.py); eps read from each model function. Synthetic
     # weights shift BN betas by +1: at beta mean 0 these random nets amplify fp32 rounding with depth (the
     # pre-activation ones are chaotic: timm's own fp32 vs fp64 forward differ by 4e-3 relative at

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 
-from porting.checkpoint import atomic_path
+from porting import files
 from porting.converters.onnx_graph import GraphBuilder, OnnxValue
-from porting.errors import PortingError
+from porting.errors import PortingError, first_line
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -39,39 +36,38 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None):
     return model, tap_names
 
 
-def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None) -> Path:
+def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None, inputs: tuple = ()) -> Path:
+    """The checked ONNX file of `net`; `inputs` are files the output must not overwrite."""
     import onnx
 
+    files.check_output(out, inputs, what="ONNX output")
     size = size or int(metadata["input_size"])
     model, _ = trace_onnx(net, metadata, size)
     onnx.checker.check_model(model, full_check=True)
-    tmp = atomic_path(out)
-    try:
-        onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with files.atomic_output(out, inputs, what="ONNX output") as staged:
+        onnx.save(model, str(staged.file))
     return Path(out)
 
 
-def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1) -> Path:
-    """MINDIR or AIR through ms.export, written to a temporary folder and moved into place whole.
+def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs: tuple = ()) -> Path:
+    """MINDIR or AIR through ms.export, written in a private folder and moved into place whole.
 
     The batch is fixed: MindSpore 2.10 exports these graphs with a dynamic batch, but `mindspore.load` of
     the result then fails inside shape inference ("primitive name: raise"), so we never write such a file.
     """
     fmt = fmt.upper()
-    out = Path(out)
     suffix = ".mindir" if fmt == "MINDIR" else ".air"
     sample = ms.Tensor(np.zeros([batch, 3, size, size], np.float32))
-    with tempfile.TemporaryDirectory(prefix=".porting-export-", dir=out.parent if str(out.parent) else ".") as tmp:
-        stem = Path(tmp) / "model"
-        ms.export(net, sample, file_name=str(stem), file_format=fmt)
-        produced = stem.with_suffix(suffix)
-        if not produced.exists():
-            raise PortingError(f"MindSpore wrote no {fmt} file")
-        shutil.move(str(produced), out)
-    return out
+    with files.atomic_output(out, inputs, what=f"{fmt} output") as staged:
+        stem = staged.dir / "model"
+        try:
+            ms.export(net, sample, file_name=str(stem), file_format=fmt)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MindSpore raises RuntimeError/ValueError for write failures
+            raise PortingError(f"cannot export {fmt} to '{out}': {first_line(exc)}") from None
+        staged.file = stem.with_suffix(suffix)
+    return Path(out)
 
 
 def run_mindir(path: str | Path, x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ import os
 os.environ["KERAS_BACKEND"] = "tensorflow"  # this runner drives keras.applications on TensorFlow only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tempfile  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -176,28 +175,19 @@ def _load_file(path: str, num_classes: int | None):
 
 def save_weights(model, path: str) -> None:
     """By suffix: .weights.h5 (model.save_weights), .h5/.hdf5 (Keras's legacy HDF5 weights writer, the layout
-    keras.applications downloads; Keras 3's save_weights refuses that suffix), .keras (model.save)."""
+    keras.applications downloads; Keras 3's save_weights refuses that suffix), .keras (model.save). `path` is
+    in the parent's staging folder (porting.files), which moves it into place only once it is whole."""
     _check_suffix(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = next(s for s in _SUFFIXES if path.endswith(s))
-    fd, tmp = tempfile.mkstemp(prefix=".porting-", suffix=suffix, dir=directory)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        if suffix == ".weights.h5":
-            model.save_weights(tmp)
-        elif suffix == ".keras":
-            model.save(tmp)
-        else:
-            import h5py
-            from keras.src.legacy.saving import legacy_h5_format
+    if path.endswith(".weights.h5"):
+        model.save_weights(path)
+    elif path.endswith(".keras"):
+        model.save(path)
+    else:
+        import h5py
+        from keras.src.legacy.saving import legacy_h5_format
 
-            with h5py.File(tmp, "w") as f:
-                legacy_h5_format.save_weights_to_hdf5_group(f, model)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
 # ----------------------------------------------------------------------------------------------- load

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from porting import files
 from porting.errors import PortingError
 from porting.specs import ModelSpec
 
@@ -23,40 +24,72 @@ class SourceResult:
     order: list[str] = field(default_factory=list)  # taps in the order the source computed them
 
 
+def _verbose() -> bool:
+    return os.environ.get("PORTING_VERBOSE", "") not in ("", "0")
+
+
+def _worker_env(scratch: Path) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2", PYTHONWARNINGS="ignore",
+               PORTING_PARENT_PID=str(os.getpid()))
+    # the framework's own temporaries live in the job's folder, so they go when the job goes
+    (scratch / "tmp").mkdir()
+    env["TMPDIR"] = str(scratch / "tmp")
+    if env.pop("PORTING_CAPPED_ONEDNN", None):  # the AVX2 cap is for MindSpore's oneDNN only (msenv.py)
+        env.pop("ONEDNN_MAX_CPU_ISA", None)
+    return env
+
+
+def _run_worker(spec: ModelSpec, job_file: Path, env: dict) -> None:
+    """Run one worker to its end; any failure becomes one PortingError line. Killed if we are interrupted."""
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
+                                stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, errors="replace", env=env)
+
+    with files.guarded_process(start) as proc:  # Ctrl-C, SIGTERM, an error here: the worker goes with us
+        _, stderr = proc.communicate()
+    if proc.returncode == 0:
+        return
+    if _verbose():
+        sys.stderr.write(stderr)
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
+    if errors:
+        raise PortingError(errors[-1][len("error: "):])
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        raise PortingError(f"the {spec.source} worker for {spec.id} was killed by {name}"
+                           + (" (out of memory?)" if name == "SIGKILL" else ""))
+    last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
+    raise PortingError(f"the {spec.source} worker for {spec.id} failed (exit {proc.returncode}): {last.strip()}"
+                       + ("" if _verbose() else " (porting --verbose ... prints its output)"))
+
+
 def run_source(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
                num_classes: int | None = None, want_tensors: bool = True, inputs: np.ndarray | None = None,
-               taps: list[str] | None = None, save_weights: str | None = None,
+               taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
                untrained: bool = False) -> SourceResult:
     """Build `spec`'s source model in its own process and return what was asked for.
 
     weights: a local file in the source's format; seed: seeded synthetic weights; neither: the source
     library's own pretrained download; untrained: the library's default init (for names and shapes).
+    save_weights: where the worker writes the weights in the source's own format (the caller makes it atomic);
+    save_weights_as: the name its errors give that file (the user's output path).
     """
-    with tempfile.TemporaryDirectory(prefix="porting-") as tmp:
-        tmp = Path(tmp)
+    with files.scratch_dir("worker-") as tmp:
         job = {
             "source": spec.source, "model": spec.name, "weights": weights, "seed": seed,
-            "num_classes": num_classes, "untrained": untrained, "input_size": spec.input_size, "mean": spec.mean, "std": spec.std,
-            "random_init": dict(spec.random_init),
+            "num_classes": num_classes, "untrained": untrained, "input_size": spec.input_size,
+            "mean": spec.mean, "std": spec.std, "random_init": dict(spec.random_init),
             "tensors_out": str(tmp / "tensors.npz") if want_tensors else None,
             "inputs": None, "taps": taps or [], "outputs_out": None,
-            "save_weights": save_weights, "result_out": str(tmp / "result.json"),
+            "save_weights": save_weights, "save_weights_as": save_weights_as,
+            "result_out": str(tmp / "result.json"),
         }
         if inputs is not None:
             np.save(tmp / "inputs.npy", inputs)
             job["inputs"], job["outputs_out"] = str(tmp / "inputs.npy"), str(tmp / "outputs.npz")
         (tmp / "job.json").write_text(json.dumps(job))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
-        if env.pop("PORTING_CAPPED_ONEDNN", None):  # the AVX2 cap is for MindSpore's oneDNN only (msenv.py)
-            env.pop("ONEDNN_MAX_CPU_ISA", None)
-        proc = subprocess.run([sys.executable, "-m", "porting.runners.worker", str(tmp / "job.json")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        if proc.returncode != 0:
-            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-            if errors:
-                raise PortingError(errors[-1][len("error: "):])
-            tail = "\n".join(proc.stderr.splitlines()[-15:])
-            raise PortingError(f"{spec.source} worker for {spec.id} died (exit {proc.returncode}):\n{tail}")
+        _run_worker(spec, tmp / "job.json", _worker_env(tmp))
         result = SourceResult(info=json.loads((tmp / "result.json").read_text()))
         if want_tensors:
             with np.load(tmp / "tensors.npz") as npz:

@@ -1,42 +1,83 @@
 """Entry point of a source worker process: `python -m porting.runners.worker JOB.json`.
 
-Imports exactly one source framework, chosen by the job's "source". User-facing failures are printed as one
-`error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError.
+Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
+printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
+(with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
+import os
+import shutil
+import signal
 import sys
+import traceback
 
 import numpy as np
 
-from porting.errors import PortingError
+from porting.errors import PortingError, describe_os_error, first_line
 
 RUNNERS = {"timm": "porting.runners.timm_source", "paddleclas": "porting.runners.paddle_source",
            "keras": "porting.runners.keras_source"}
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """The kernel kills us when the parent dies, even by kill -9; Ctrl-C is the parent's to handle."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(os.environ.get("PORTING_PARENT_PID", os.getppid())):
+        os._exit(1)  # the parent died before we asked
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run(job: dict) -> None:
+    runner = importlib.import_module(RUNNERS[job["source"]])
+    model, info = runner.load(job)
+    if job.get("save_weights"):
+        try:
+            runner.save_weights(model, job["save_weights"])
+        except PortingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch/Keras/Paddle writers raise RuntimeError etc. on a full disk
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+            if shutil.disk_usage(os.path.dirname(os.path.abspath(job["save_weights"]))).free < 16 << 20:
+                reason = "No space left on device"  # torch.save says 'unexpected pos 1573952 vs 1573904'
+            raise PortingError(f"cannot write '{job.get('save_weights_as') or job['save_weights']}': {reason}") from None
+    if job.get("tensors_out"):
+        np.savez(job["tensors_out"], **runner.tensors(model))
+    if job.get("inputs"):
+        outputs, order = runner.forward(model, np.load(job["inputs"]), job.get("taps") or [])
+        np.savez(job["outputs_out"], **outputs)
+        info["order"] = order
+    with open(job["result_out"], "w") as f:
+        json.dump(info, f)
 
 
 def main(job_path: str) -> int:
+    _die_with_parent()
     with open(job_path) as f:
         job = json.load(f)
+    who = f"{job['source']} worker for {job['source']}:{job['model']}"
     try:
-        runner = importlib.import_module(RUNNERS[job["source"]])
-        model, info = runner.load(job)
-        if job.get("save_weights"):
-            runner.save_weights(model, job["save_weights"])
-        if job.get("tensors_out"):
-            np.savez(job["tensors_out"], **runner.tensors(model))
-        if job.get("inputs"):
-            outputs, order = runner.forward(model, np.load(job["inputs"]), job.get("taps") or [])
-            np.savez(job["outputs_out"], **outputs)
-            info["order"] = order
-        with open(job["result_out"], "w") as f:
-            json.dump(info, f)
+        _run(job)
     except PortingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        message = str(exc)
+    except OSError as exc:
+        message = f"{who}: cannot access {describe_os_error(exc)}"
+    except MemoryError:
+        message = f"{who}: out of memory"
+    except Exception as exc:  # noqa: BLE001 - the worker's boundary: the parent gets one line
+        verbose = os.environ.get("PORTING_VERBOSE", "") not in ("", "0")
+        if verbose:
+            traceback.print_exc()
+        message = f"{who}: unexpected {type(exc).__name__}: {first_line(exc)}" + (
+            "" if verbose else " (porting --verbose ... prints the traceback)")
+    else:
+        return 0
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":
