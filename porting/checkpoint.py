@@ -1,54 +1,136 @@
-"""MindSpore .ckpt files that carry their own metadata, written whole or not at all."""
+"""MindSpore .ckpt files that carry their own metadata and digests, written whole or not at all.
+
+Besides the tensors, a porting checkpoint holds three strings (MindSpore's `append_dict`):
+
+- `porting_metadata`: JSON of what the model is (architecture, variant, classes, preprocessing, source...);
+- `porting_tensor_sha256`: JSON {tensor name: sha256 over its name, dtype, shape and bytes};
+- `porting_digest`: sha256 over the two JSON strings.
+
+`load` verifies all of it before anything uses the file, so a flipped byte anywhere (tensor data, a name, a
+shape, the metadata) fails in one line naming the tensor or the metadata, instead of giving wrong numbers.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 
+from porting import files
 from porting.errors import PortingError, first_line
 
-META_KEY = "porting_metadata"
+FORMAT = "porting-ckpt/2"
+META_KEY, TABLE_KEY, DIGEST_KEY = "porting_metadata", "porting_tensor_sha256", "porting_digest"
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
-def atomic_path(path: str | Path):
-    """A temporary sibling of `path`; the caller os.replace()s it into place once it is complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+def tensor_digest(name: str, array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+    digest.update(array.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
 
 
-def save(params: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
-    tmp = atomic_path(path)
-    try:
-        # save_checkpoint appends '.ckpt' to names that lack it
-        tmp_ckpt = tmp.with_name(tmp.name + ".ckpt")
-        plist = [{"name": k, "data": ms.Tensor(np.ascontiguousarray(v))} for k, v in params.items()]
-        ms.save_checkpoint(plist, str(tmp_ckpt), append_dict={META_KEY: json.dumps(metadata, sort_keys=True)})
-        os.replace(tmp_ckpt, path)
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".ckpt")):
-            leftover.unlink(missing_ok=True)
+def _digest(meta_json: str, table_json: str) -> str:
+    return hashlib.sha256(f"{meta_json}\0{table_json}".encode()).hexdigest()
+
+
+def save(params: dict[str, np.ndarray], path: str | Path, metadata: dict, inputs: tuple = ()) -> None:
+    """Write params + metadata + digests; `inputs` are files the output must not overwrite."""
+    params = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    meta_json = json.dumps(dict(metadata, format=FORMAT), sort_keys=True)
+    table_json = json.dumps({k: tensor_digest(k, v) for k, v in params.items()}, sort_keys=True)
+    with files.atomic_output(path, inputs, what="checkpoint") as staged:
+        staged.file = staged.dir / "model.ckpt"  # save_checkpoint appends '.ckpt' to names that lack it
+        plist = [{"name": k, "data": ms.Tensor(v)} for k, v in params.items()]
+        ms.save_checkpoint(plist, str(staged.file), append_dict={
+            META_KEY: meta_json, TABLE_KEY: table_json, DIGEST_KEY: _digest(meta_json, table_json)})
 
 
 def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(tensors, metadata), both verified against the digests stored in the file."""
     path = Path(path)
+    if path.is_dir():
+        raise PortingError(f"checkpoint '{path}' is a folder, not a .ckpt file")
     if not path.is_file():
         raise PortingError(f"checkpoint '{path}' does not exist")
+    if path.suffix in (".onnx", ".mindir", ".air"):
+        raise PortingError(f"'{path}' is an exported {path.suffix[1:].upper()} model; this command reads the "
+                           f".ckpt written by port-weights or finetune")
     try:
         raw = ms.load_checkpoint(str(path))
-    except Exception as exc:
-        raise PortingError(f"cannot read '{path}' as a MindSpore checkpoint: {first_line(exc)}") from None
-    if META_KEY not in raw:
+    except Exception as exc:  # noqa: BLE001 - MindSpore raises ValueError/RuntimeError/TypeError for bad files
+        raise PortingError(f"cannot read '{path}' as a MindSpore checkpoint (corrupt or truncated?): "
+                           f"{first_line(exc)}") from None
+    meta_json, table_json, digest = (raw.pop(k, None) for k in (META_KEY, TABLE_KEY, DIGEST_KEY))
+    if meta_json is None:
         raise PortingError(f"'{path}' has no porting metadata: was it written by `porting port-weights`?")
-    meta_value = raw.pop(META_KEY)
-    metadata = json.loads(meta_value if isinstance(meta_value, str) else str(meta_value))
-    return {k: v.asnumpy() for k, v in raw.items()}, metadata
+    if table_json is None or digest is None:
+        raise PortingError(f"'{path}' has no integrity digests (written by porting 0.1): port the source "
+                           f"weights again with `porting port-weights`")
+    meta_json, table_json, digest = (v if isinstance(v, str) else str(v) for v in (meta_json, table_json, digest))
+    if _digest(meta_json, table_json) != digest:
+        raise PortingError(f"'{path}' is corrupt: its metadata does not match the digest stored with it")
+    try:
+        metadata, table = json.loads(meta_json), json.loads(table_json)
+    except ValueError as exc:
+        raise PortingError(f"'{path}': its metadata is not valid JSON ({exc})") from None
+    if not isinstance(table, dict):
+        raise PortingError(f"'{path}': its digest table is not a JSON object")
+    tensors = {}
+    for name, value in raw.items():
+        if name not in table:
+            raise PortingError(f"'{path}' is corrupt: tensor '{name}' is not in its digest table")
+        array = value.asnumpy()
+        if tensor_digest(name, array) != table[name]:
+            raise PortingError(f"'{path}' is corrupt: tensor '{name}' {list(array.shape)} does not match its "
+                               f"sha256 digest")
+        tensors[name] = array
+    missing = [name for name in table if name not in tensors]
+    if missing:
+        raise PortingError(f"'{path}' is corrupt: tensor '{missing[0]}' is missing"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    validate_metadata(metadata, path)
+    return tensors, metadata
+
+
+def validate_metadata(meta, path) -> None:
+    """What every command relies on, checked once: a one-line error instead of a KeyError later."""
+    from porting import models
+
+    def bad(key, why):
+        raise PortingError(f"'{path}': metadata '{key}' {why}")
+
+    if not isinstance(meta, dict):
+        raise PortingError(f"'{path}': metadata is not a JSON object")
+    if meta.get("format") != FORMAT:
+        bad("format", f"is {meta.get('format')!r}, this porting reads {FORMAT!r}")
+    for key in ("arch", "arch_config", "num_classes", "input_size", "mean", "std"):
+        if key not in meta:
+            bad(key, "is missing")
+    models.config_for(meta["arch"], meta["arch_config"])
+    for key in ("num_classes", "input_size"):
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
+            bad(key, f"must be a positive whole number, not {meta[key]!r}")
+    for key in ("mean", "std"):
+        v = meta[key]
+        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
+            bad(key, f"must be 3 numbers, not {v!r}")
+    if not all(s > 0 for s in meta["std"]):
+        bad("std", f"must be positive, not {meta['std']!r}")
+    crop = meta.get("crop_pct", 0.875)
+    if not isinstance(crop, (int, float)) or not 0 < crop <= 1:
+        bad("crop_pct", f"must be in (0, 1], not {crop!r}")
+    if meta.get("interpolation", "bilinear") not in INTERPOLATIONS:
+        bad("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, not {meta.get('interpolation')!r}")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and len(names) == meta["num_classes"]
+                                  and all(isinstance(n, str) for n in names)):
+        bad("class_names", f"must list {meta['num_classes']} names")
+    if not isinstance(meta.get("head", "fc"), str):
+        bad("head", "must be a cell name")
 
 
 def load_model(path: str | Path):
@@ -56,7 +138,11 @@ def load_model(path: str | Path):
     from porting import models
 
     params, metadata = load(path)
-    net = models.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
+    try:
+        net = models.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
+    except (TypeError, ValueError) as exc:
+        raise PortingError(f"'{path}': cannot build {metadata['arch']} from its arch_config "
+                           f"{metadata['arch_config']}: {first_line(exc)}") from None
     load_params(net, params, str(path), train_state_ok="train_state" in metadata)
     return net, metadata
 
