@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from porting import __version__
+from porting import __version__, files
 from porting.errors import PortingError
 from porting.runners.source import SourceResult, run_source
 from porting.specs import ModelSpec
@@ -41,6 +41,24 @@ def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...
 
     net = models.build(spec.arch, spec.arch_config, num_classes)
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
+
+
+def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = False) -> dict[str, int]:
+    """{tensor name: count of NaN/Inf values}; any at all is refused (a port would carry them silently)
+    unless `allow`."""
+    bad = {}
+    for name, value in tensors.items():
+        if np.issubdtype(value.dtype, np.floating):
+            count = int(value.size - np.count_nonzero(np.isfinite(value)))
+            if count:
+                bad[name] = count
+    if bad and not allow:
+        name, count = next(iter(bad.items()))
+        raise PortingError(f"'{origin}': source tensor '{name}' {list(tensors[name].shape)} has {count} "
+                           f"non-finite value(s) (NaN/Inf)"
+                           + (f", and {len(bad) - 1} more tensor(s) have some" if len(bad) > 1 else "")
+                           + "; refusing to port them (--allow-nonfinite ports them anyway)")
+    return bad
 
 
 def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None) -> dict[str, np.ndarray]:
@@ -92,14 +110,18 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
 
 
 def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
-         num_classes: int | None = None, keep_background: bool = False, log=lambda msg: None) -> Ported:
+         num_classes: int | None = None, keep_background: bool = False, allow_nonfinite: bool = False,
+         log=lambda msg: None) -> Ported:
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
     log(f"building {spec.id} in a {spec.source} worker process")
     source = run_source(spec, weights=weights, seed=seed)
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
+    bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
     params = map_source(spec, source, origin)
+    if bad:
+        log(f"warning: porting {sum(bad.values())} NaN/Inf value(s) in {len(bad)} tensor(s) (--allow-nonfinite)")
     src_classes, background = drop_background(spec, params, int(source.info["num_classes"]), keep_background,
                                               num_classes, log)
     head_reinit = num_classes is not None and num_classes != src_classes
@@ -117,12 +139,16 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
     final_classes = num_classes if head_reinit else src_classes
     metadata = metadata_for(spec, source, weights, seed, final_classes, head_reinit)
     metadata["background_class"] = background  # {"index": 0, "kept": bool} for a 1001-class source head
+    if bad:
+        metadata["nonfinite_values"] = bad  # only with allow_nonfinite: the checkpoint says what it carries
     return Ported(params, metadata)
 
 
 def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:
     from porting import checkpoint
 
+    inputs = (kwargs.get("weights"),)
+    files.check_output(out, inputs, what="checkpoint")  # before minutes of work, not after
     ported = port(spec, **kwargs)
-    checkpoint.save(ported.params, out, ported.metadata)
+    checkpoint.save(ported.params, out, ported.metadata, inputs=inputs)
     return ported

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from porting.errors import PortingError, does_not_fit, first_line
+from porting.errors import PortingError, check_fits, first_line
 from porting.runners.inputs import make_images
 
 warnings.filterwarnings("ignore")
@@ -192,18 +192,6 @@ def to_structured(state: dict[str, np.ndarray], names: dict[str, str], path: str
     return state
 
 
-def check_fits(state, model, path: str, model_name: str) -> None:
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    if missing or unexpected:
-        raise does_not_fit(path, f"PaddleClas {model_name}", missing, unexpected)
-    for key, value in state.items():
-        if tuple(value.shape) != want[key]:
-            raise PortingError(f"'{path}': tensor '{key}' has shape {list(value.shape)}, "
-                               f"PaddleClas {model_name} expects {list(want[key])}")
-
-
 def load(job: dict):
     name = job["model"]
     info: dict = {}
@@ -216,7 +204,8 @@ def load(job: dict):
         file_classes = state[head].shape[-1] if head in state and state[head].ndim == 2 else 1000
         num_classes = job.get("num_classes") or file_classes
         model = probe if num_classes == 1000 else _build(name, num_classes)
-        check_fits(state, model, path, name)
+        check_fits(path, f"PaddleClas {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in state.items()},
+                   {k: tuple(v.shape) for k, v in model.state_dict().items()})
         missing, unexpected = model.set_state_dict(state)
         if missing or unexpected:
             raise PortingError(f"'{path}': paddle set_state_dict left {len(missing)} missing, "

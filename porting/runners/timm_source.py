@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from porting.errors import PortingError, does_not_fit, first_line
+from porting.errors import PortingError, check_fits, first_line
 from porting.runners.inputs import make_images
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -33,9 +33,15 @@ def _read_state_dict(timm, path: str, model_name: str) -> dict:
     try:
         # timm's own loader: safetensors for .safetensors, torch.load(weights_only=True) otherwise, and it
         # unwraps {'state_dict': ...} / {'model': ...} and 'module.' prefixes.
-        return timm.models.load_state_dict(path, weights_only=True)
+        state = timm.models.load_state_dict(path, weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types; the user needs one line
         raise PortingError(f"cannot read '{path}' as timm {model_name} weights: {first_line(exc)}") from None
+    if not isinstance(state, dict) or not state:
+        raise PortingError(f"'{path}' holds no state dict of tensors (got {type(state).__name__})")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise PortingError(f"'{path}': entry '{key}' is a {type(value).__name__}, not a tensor")
+    return state
 
 
 def load(job: dict):
@@ -47,14 +53,11 @@ def load(job: dict):
         head = _classifier_weight(timm, name)
         num_classes = job.get("num_classes") or (state[head].shape[0] if head in state else 1000)
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise does_not_fit(job["weights"], f"timm {name}", missing, unexpected)
-        for key, tensor in state.items():
-            have = model.state_dict()[key]
-            if tuple(tensor.shape) != tuple(have.shape):
-                raise PortingError(f"'{job['weights']}': tensor '{key}' has shape {list(tensor.shape)}, "
-                                   f"timm {name} expects {list(have.shape)}")
+        # names and shapes against one state_dict(), before load_state_dict can raise on a size mismatch
+        check_fits(job["weights"], f"timm {name} ({num_classes} classes)",
+                   {k: tuple(v.shape) for k, v in state.items()},
+                   {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        model.load_state_dict(state, strict=True)
     elif job.get("untrained"):  # the library's own initialisation: enough for names and shapes
         model = timm.create_model(name, pretrained=False, num_classes=job.get("num_classes") or 1000)
     elif job.get("seed") is not None:
