@@ -1,7 +1,7 @@
 """eval and predict on ported or fine-tuned checkpoints."""
 from __future__ import annotations
 
-from importlib import resources
+import os
 from pathlib import Path
 
 import mindspore as ms
@@ -25,39 +25,44 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def evaluate(ckpt: Path, data: Path, batch_size: int = 32, workers: int | None = None, size: int | None = None,
-             device: str | None = None, progress=None) -> tuple[dict, np.ndarray, np.ndarray]:
+             device: str | None = None, progress=None, log=lambda msg: None) -> tuple[dict, np.ndarray, np.ndarray]:
     """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over data/val (or data itself if it has no val/)."""
-    from porting import msenv
+    from porting import models, msenv
 
     msenv.setup(device)
+    data = Path(os.path.abspath(data))
     root = data / "val" if (data / "val").is_dir() else data
     net, meta = checkpoint.load_model(ckpt)
-    classes = data_mod.class_names(root)
-    known = meta.get("class_names")
-    if known and classes != known:
-        raise PortingError(f"class folders of '{root}' ({', '.join(classes[:5])}...) differ from the checkpoint's "
-                           f"classes ({', '.join(known[:5])}...)")
-    if len(classes) > int(meta["num_classes"]):
-        raise PortingError(f"'{root}' has {len(classes)} classes, '{ckpt}' predicts {meta['num_classes']}")
-    size = size or int(meta["input_size"])
-    dataset = data_mod.image_folder(root, meta, size, batch_size, train=False, workers=workers)
-    task = progress.add_task("eval", total=dataset.get_dataset_size()) if progress else None
+    labels_of = data_mod.label_mapping(root, meta)
+    size = models.check_input_size(meta["arch"], size or int(meta["input_size"]))
+    data_mod.check_images(root, log, progress)
+    dataset = data_mod.image_folder(root, meta, size, batch_size, train=False, workers=workers, labels=labels_of)
+    with data_mod.pipeline_cwd():
+        logits, labels = run_dataset(net, dataset, progress, "eval")
+    return scores(logits, labels), logits, labels
+
+
+def run_dataset(net, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """All logits and labels of one pass over a batched (image, label) dataset."""
+    task = progress.add_task(description, total=dataset.get_dataset_size()) if progress else None
     all_logits, all_labels = [], []
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
         all_logits.append(net(images).asnumpy())
         all_labels.append(labels.asnumpy())
         if task is not None:
             progress.update(task, advance=1)
-    logits, labels = np.concatenate(all_logits), np.concatenate(all_labels)
+    return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """The model zoo's eval.py result: mean cross-entropy loss, top-1 and top-5 accuracy."""
     probs = softmax(logits.astype(np.float64))
     loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
-    result = {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
-    return result, logits, labels
+    return {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
 
 
 def imagenet_classes() -> list[str]:
-    text = resources.files("porting").joinpath("data/imagenet_classes.txt").read_text()
-    return [line.split("\t", 1)[1] for line in text.splitlines() if line]
+    return [name for _, name in data_mod.imagenet_table()]
 
 
 def label_names(meta: dict, labels_file: Path | None) -> list[str]:
@@ -73,20 +78,25 @@ def label_names(meta: dict, labels_file: Path | None) -> list[str]:
         return list(meta["class_names"])
     if n == 1000:
         return imagenet_classes()
+    if n == 1001 and (meta.get("background_class") or {}).get("kept"):
+        return ["background"] + imagenet_classes()
     return [f"class_{i}" for i in range(n)]
 
 
-def predict(ckpt: Path, images: list[Path], topk: int = 5, labels_file: Path | None = None,
+def predict(ckpt: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
             device: str | None = None) -> list[dict]:
     from porting import msenv
 
     msenv.setup(device)
     net, meta = checkpoint.load_model(ckpt)
     names = label_names(meta, labels_file)
+    if topk is not None and topk > len(names):
+        raise PortingError(f"--topk {topk} is more than the checkpoint's {len(names)} classes")
+    topk = topk or min(5, len(names))
     size = int(meta["input_size"])
     batch = np.stack([data_mod.load_image(p, meta, size) for p in images])  # unreadable files fail here, by name
     probs = softmax(net(ms.Tensor(batch)).asnumpy().astype(np.float64))
-    k = min(topk, probs.shape[-1])
+    k = topk
     results = []
     for path, row in zip(images, probs):
         order = np.argsort(-row)[:k]
