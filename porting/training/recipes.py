@@ -1,9 +1,17 @@
 """The MindSpore model-zoo training recipes (../shared/seeds 000, 001, 002) as overridable defaults.
 
-Precedence: recipe < YAML config file (--config, keys as below, like the seeds' default_config.yaml) < flags.
+Precedence: recipe < YAML config file (--config) < flags. The YAML takes the keys below and the model zoo's
+own names for them (`epoch_size`, `use_label_smooth`, `device_target`...: a default_config.yaml works as it
+is); keys of the model zoo's scripts that porting has no use for are ignored with a warning, anything else
+(a typo) is refused. Every value is checked for type and range.
+
+The recipes' learning rates were tuned for the model zoo's global batch (8 devices x 128 = 1024). Fine-tuning
+runs at other batches, so the recipe's own learning rates are scaled linearly by global batch / 1024 (the
+linear scaling rule, Goyal et al. 2017); a learning rate the user sets (flag or YAML) is used as given.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -30,49 +38,135 @@ class Recipe:
     save_checkpoint_epochs: int = 1
     save_checkpoint_steps: int = 0  # > 0: save every N steps instead of every N epochs
     keep_checkpoint_max: int = 5
+    reference_batch: int = 1024  # the global batch the learning rates above were tuned for
 
 
 RECIPES = {
-    # seed 000, Xception: Momentum, lr 4e-5 -> 0.4 (1 warmup epoch) -> 4e-5 linear, smoothing 0.1, wd 1e-4
+    # seed 000, Xception: Momentum, lr 4e-5 -> 0.4 (1 warmup epoch) -> 4e-5 linear, smoothing 0.1, wd 1e-4;
+    # batch 128 on 8 devices
     "xception": Recipe(),
-    # seed 001, InceptionV4: RMSProp(decay 0.9, eps 1.0); values from the model zoo's default_config.yaml
+    # seed 001, InceptionV4: RMSProp(decay 0.9, eps 1.0); values from the model zoo's default_config.yaml;
+    # batch 128 on 8 devices
     "inceptionv4": Recipe(optimizer="rmsprop", lr_init=0.00004, lr_max=0.4, lr_end=0.000004,
                           lr_decay_mode="cosine", weight_decay=0.00004, keep_checkpoint_max=10,
                           save_checkpoint_epochs=5),
-    # seed 002, SE-ResNeXt50: Momentum, lr 0.05, cosine annealing to 0 over 150 epochs, no smoothing
+    # seed 002, SE-ResNeXt50: Momentum, lr 0.05, cosine annealing to 0 over 150 epochs, no smoothing;
+    # per_batch_size 128 on 8 devices
     "se_resnext50": Recipe(lr_init=0.0, lr_max=0.05, lr_end=0.0, lr_decay_mode="cosine",
                            label_smooth_factor=0.0, epochs=150),
 }
 
 # which recipe a ported architecture gets by default
 DEFAULT_FOR_ARCH = {"xception": "xception", "xception_aligned": "xception", "xception_ppcls": "xception",
-                    "xception_deeplab": "xception", "inception_v4": "inceptionv4", "se_resnext": "se_resnext50"}
+                    "inception_v4": "inceptionv4", "se_resnext": "se_resnext50"}
+LR_KEYS = ("lr_init", "lr_max", "lr_end")
+
+# (kind, lowest, highest, lowest_open, highest_open) per key; choices for the strings
+_RANGES = {
+    "lr_init": ("float", 0, None), "lr_max": ("float", 0, None), "lr_end": ("float", 0, None),
+    "warmup_epochs": ("float", 0, None), "momentum": ("float", 0, 1, False, True),
+    "weight_decay": ("float", 0, None), "rmsprop_decay": ("float", 0, 1, False, True),
+    "rmsprop_epsilon": ("float", 0, None, True), "label_smooth_factor": ("float", 0, 1, False, True),
+    "loss_scale": ("float", 1, None), "batch_size": ("int", 1, None), "epochs": ("int", 1, None),
+    "save_checkpoint_epochs": ("int", 1, None), "save_checkpoint_steps": ("int", 0, None),
+    "keep_checkpoint_max": ("int", 1, None), "reference_batch": ("int", 1, None),
+}
+_CHOICES = {"optimizer": ("momentum", "rmsprop"), "lr_decay_mode": ("linear", "cosine"),
+            "amp_level": ("O0", "O1", "O2", "O3")}
+
+# the model zoo's names (seeds 000-002 default_config.yaml / config.py) -> ours
+ALIASES = {"epoch_size": "epochs", "max_epoch": "epochs", "per_batch_size": "batch_size", "lr": "lr_max",
+           "eta_min": "lr_end", "smooth_factor": "label_smooth_factor", "decay": "rmsprop_decay",
+           "epsilon": "rmsprop_epsilon", "ckpt_save_max": "keep_checkpoint_max",
+           "ckpt_interval": "save_checkpoint_steps", "lr_scheduler": "lr_decay_mode"}
+_VALUE_ALIASES = {"lr_decay_mode": {"liner": "linear", "cosine_annealing": "cosine"}}  # 'liner': seed 000's
+# model-zoo keys with no meaning here (paths, ModelArts, launch settings: porting takes those as flags)
+IGNORED = {"save_checkpoint", "save_checkpoint_path", "finish_epoch", "start_epoch", "is_save_on_master",
+           "rank_save_ckpt_flag", "outputs_dir", "log_path", "enable_modelarts", "data_url", "train_url",
+           "checkpoint_url", "data_path", "dataset_path", "output_path", "load_path", "device_id", "device_num",
+           "run_distribute", "distribute", "is_distributed", "need_modelarts_dataset_unzip",
+           "modelarts_dataset_unzip_name", "num_classes", "work_nums", "image_size", "is_dynamic_loss_scale",
+           "T_max", "lr_epochs", "lr_gamma", "checkpoint_path", "checkpoint_file_path", "ckpt_file", "ckpt_path",
+           "file_name", "file_format", "width", "height", "config_path", "pretrained", "enable_profiling",
+           "train_image_size", "eval_image_size", "ds_type", "is_cast_fp16", "dataset_sink_mode", "ds_sink_mode"}
+SMOOTH_SWITCHES = ("use_label_smooth", "label_smooth")  # false/0 means no label smoothing
 
 
-def load(name: str | None, arch: str, config: Path | None = None, overrides: dict | None = None) -> Recipe:
-    name = name or DEFAULT_FOR_ARCH.get(arch, "xception")
-    if name not in RECIPES:
-        raise PortingError(f"unknown recipe '{name}'; known: {', '.join(RECIPES)}")
-    recipe = RECIPES[name]
-    known = {f.name: f.type for f in fields(Recipe)}
-    if config is not None:
-        import yaml
+def _check(key: str, value, origin: str):
+    where = f"{origin}: " if origin else ""
+    if key in _CHOICES:
+        if not isinstance(value, str) or _VALUE_ALIASES.get(key, {}).get(value, value) not in _CHOICES[key]:
+            raise PortingError(f"{where}{key} must be one of {', '.join(_CHOICES[key])}, not {value!r}")
+        return _VALUE_ALIASES.get(key, {}).get(value, value)
+    kind, lo, hi, *open_ends = _RANGES[key]
+    lo_open, hi_open = (list(open_ends) + [False, False])[:2]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "int" and not (is_number and float(value).is_integer()):
+        raise PortingError(f"{where}{key} must be a whole number, not {value!r}")
+    if kind == "float" and not (is_number and math.isfinite(value)):
+        raise PortingError(f"{where}{key} must be a number, not {value!r}")
+    if (lo is not None and (value < lo or (lo_open and value == lo))) or (
+            hi is not None and (value > hi or (hi_open and value == hi))):
+        span = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}"
+        raise PortingError(f"{where}{key} must be in {span}, not {value!r}")
+    return int(value) if kind == "int" else float(value)
 
-        if not config.is_file():
-            raise PortingError(f"config file '{config}' does not exist")
+
+def _read_config(config: Path, log) -> tuple[dict, dict]:
+    """(recipe values, other settings) from a YAML file of our keys or the model zoo's."""
+    import yaml
+
+    if not config.is_file():
+        raise PortingError(f"config file '{config}' does not exist")
+    try:
         values = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(values, dict):
-            raise PortingError(f"config file '{config}' must hold a mapping of recipe keys")
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise PortingError(f"config file '{config}': unknown keys {', '.join(unknown)}; known: {', '.join(known)}")
-        recipe = replace(recipe, **values)
-    recipe = replace(recipe, **{k: v for k, v in (overrides or {}).items() if v is not None})
-    if recipe.optimizer not in ("momentum", "rmsprop"):
-        raise PortingError(f"optimizer must be momentum or rmsprop, not '{recipe.optimizer}'")
-    if recipe.lr_decay_mode not in ("linear", "cosine"):
-        raise PortingError(f"lr_decay_mode must be linear or cosine, not '{recipe.lr_decay_mode}'")
-    return recipe
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PortingError(f"config file '{config}' is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(values, dict):
+        raise PortingError(f"config file '{config}' must hold a mapping of recipe keys")
+    known = {f.name for f in fields(Recipe)}
+    recipe, settings, ignored, smooth = {}, {}, [], True
+    for raw_key, value in values.items():
+        key = ALIASES.get(str(raw_key), str(raw_key))
+        if key in known:
+            recipe[key] = value
+        elif key == "device_target":
+            from porting.msenv import canonical_device
+
+            settings["device"] = canonical_device(str(value))
+        elif key in SMOOTH_SWITCHES:
+            smooth = bool(value)
+        elif key in IGNORED:
+            ignored.append(str(raw_key))
+        else:
+            raise PortingError(f"config file '{config}': unknown key '{raw_key}'; known: {', '.join(sorted(known))} "
+                               f"(and the model zoo's {', '.join(sorted(ALIASES))})")
+    if not smooth:
+        recipe["label_smooth_factor"] = 0.0
+    if ignored:
+        log(f"warning: config file '{config}': ignored model-zoo key(s) {', '.join(ignored)} (flags set those here)")
+    return recipe, settings
+
+
+def load(name: str | None, arch: str, config: Path | None = None, overrides: dict | None = None,
+         log=lambda msg: None) -> tuple[Recipe, dict]:
+    """(recipe, settings): settings has 'device' (from device_target) and 'lr_given' (learning rates set)."""
+    name = name or DEFAULT_FOR_ARCH.get(arch)
+    if name not in RECIPES:
+        raise PortingError(f"no recipe for architecture '{arch}'" if name is None
+                           else f"unknown recipe '{name}'; known: {', '.join(RECIPES)}")
+    values, settings = _read_config(config, log) if config is not None else ({}, {})
+    origin = f"config file '{config}'"
+    checked = {k: _check(k, v, origin) for k, v in values.items()}
+    checked.update({k: _check(k, v, "") for k, v in (overrides or {}).items() if v is not None})
+    settings["lr_given"] = sorted(k for k in LR_KEYS if k in checked)
+    return replace(RECIPES[name], **checked), settings
+
+
+def scaled(recipe: Recipe, global_batch: int, given=()) -> tuple[Recipe, float]:
+    """The recipe's own learning rates x global_batch / reference_batch (the ones in `given` stay)."""
+    factor = global_batch / recipe.reference_batch
+    return replace(recipe, **{k: getattr(recipe, k) * factor for k in LR_KEYS if k not in given}), factor
 
 
 def as_dict(recipe: Recipe) -> dict:
@@ -81,8 +175,6 @@ def as_dict(recipe: Recipe) -> dict:
 
 def lr_schedule(recipe: Recipe, steps_per_epoch: int, epochs: int) -> list[float]:
     """Per-step learning rates: linear warmup lr_init -> lr_max, then linear or cosine decay to lr_end."""
-    import math
-
     total = max(1, steps_per_epoch * epochs)
     warmup = min(total, int(round(recipe.warmup_epochs * steps_per_epoch)))
     lrs = []
