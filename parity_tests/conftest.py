@@ -2,6 +2,7 @@
 every source model runs in its own worker process, exactly as in the CLI."""
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GLOG_v", "3")
 os.environ.setdefault("PORTING_DEVICE", "CPU")
 if "ONEDNN_MAX_CPU_ISA" not in os.environ:  # before MindSpore loads; see porting/msenv.py (20-100x faster convs)
     os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
@@ -32,24 +32,30 @@ def porting(*args: str, cwd: Path | None = None) -> Run:
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("weights")
+def weights_dir(tmp_path_factory, request) -> Path:
+    """One folder for the whole run: with pytest-xdist, its workers share it (see source_weights)."""
+    root = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):  # an xdist worker: the run's base folder is one level up
+        root = root.parent
+    path = root / "weights"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
 def source_weights(weights_dir):
     """source_weights(spec, suffix, seed=0) -> a file of seeded random weights in the source's own format,
-    written by the source library itself (torch.save, safetensors, model.save_weights, paddle.save)."""
-    cache: dict = {}
+    written by the source library itself (torch.save, safetensors, model.save_weights, paddle.save).
+    Each file is written once per run, whichever test (or xdist worker) asks first; the others wait for it."""
 
     def make(spec: str, suffix: str, seed: int = 0) -> Path:
-        key = (spec, suffix, seed)
-        if key not in cache:
-            path = weights_dir / f"{spec.replace(':', '_')}_{seed}{suffix}"
-            run = porting("random-weights", spec, "--seed", seed, "-o", path)
-            assert run.code == 0, run.stderr
-            cache[key] = path
-        return cache[key]
+        path = weights_dir / f"{spec.replace(':', '_')}_{seed}{suffix}"
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                run = porting("random-weights", spec, "--seed", seed, "-o", path)
+                assert run.code == 0, run.stderr
+        return path
 
     return make
 

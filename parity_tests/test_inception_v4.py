@@ -65,10 +65,10 @@ def test_paddle_concat_order_matters_and_is_located(source_weights):
     assert_agrees_before(report, failure)
 
 
-def test_1001_class_head_drops_background_unless_kept(weights_dir, tmp_path):
+def test_1001_class_head_drops_background_unless_kept(tmp_path):
     import torch
 
-    src = weights_dir / "inception_v4_1001.pth"
+    src = tmp_path / "inception_v4_1001.pth"
     run = porting("random-weights", TIMM, "--seed", "3", "--num-classes", "1001", "-o", src)
     assert run.code == 0, run.stderr
     head = torch.load(src, weights_only=True)

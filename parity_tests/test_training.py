@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,29 @@ def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_
     assert log[last_step2 + 1].startswith("epoch: 1 step: 3,"), log  # it continued, it did not start over
 
 
+def test_default_recipe_finetunes_at_a_small_batch(ported, tiny_data, tmp_path):
+    """Issue 8: the README example with the default recipe at batch 4. The model zoo's lr 0.4 (tuned for a
+    global batch of 1024) diverged here; scaled to the batch it trains, and validation is reported per epoch."""
+    out = tmp_path / "run"
+    run = porting("finetune", ported, "--data", tiny_data, "--batch-size", "4", "--epochs", "3", "--image-size", "96",
+                  "--log-every", "1", "--workers", "2", "-o", out)
+    assert run.code == 0, run.stderr
+    assert "learning rates scaled to the global batch 4" in run.stderr and "lr_max 0.4 -> 0.0015625" in run.stderr
+    log = (out / "train.log").read_text()
+    losses = {e: [float(m) for m in re.findall(rf"^epoch: {e} step: \d+, loss is (\S+)$", log, re.M)] for e in (1, 3)}
+    assert len(losses[1]) == len(losses[3]) == 6 and all(np.isfinite(losses[3]))
+    assert np.mean(losses[3]) < np.mean(losses[1]), losses
+    tops = [float(t) for t in re.findall(r"^epoch: \d validation: top-1 (\S+),", log, re.M)]
+    assert len(tops) == 3 and "epoch: 3 validation: top-1" in run.stderr
+
+
+def test_a_diverging_run_stops_with_the_fix(ported, tiny_data, tmp_path):
+    run = porting("finetune", ported, "--data", tiny_data, "--batch-size", "4", "--epochs", "2", "--image-size", "64",
+                  "--lr-max", "50", "--lr-init", "50", "--workers", "2", "-o", tmp_path / "run")
+    line = error_line(run)
+    assert "training diverged" in line and "--lr-max 5" in line
+
+
 def test_amp_fp16_on_cpu_is_a_clear_error(ported, tiny_data, tmp_path):
     line = error_line(porting("finetune", ported, "--data", tiny_data, "--amp-level", "O2", "-o", tmp_path))
     assert "O2" in line and "CPU" in line and "O0" in line
@@ -187,15 +211,29 @@ def test_recipes_and_overrides(tmp_path):
     from porting.errors import PortingError
     from porting.training import recipes
 
-    assert recipes.load(None, "xception").optimizer == "momentum"
-    assert recipes.load("inceptionv4", "xception").optimizer == "rmsprop"
-    assert recipes.load(None, "se_resnext").lr_decay_mode == "cosine"
+    assert recipes.load(None, "xception")[0].optimizer == "momentum"
+    assert recipes.load("inceptionv4", "xception")[0].optimizer == "rmsprop"
+    assert recipes.load(None, "se_resnext")[0].lr_decay_mode == "cosine"
     cfg = tmp_path / "c.yaml"
     cfg.write_text("lr_max: 0.1\nepochs: 3\n")
-    r = recipes.load("xception", "xception", cfg, {"epochs": 5})
+    r, settings = recipes.load("xception", "xception", cfg, {"epochs": 5})
     assert (r.lr_max, r.epochs) == (0.1, 5)  # file over recipe, flag over file
+    assert settings["lr_given"] == ["lr_max"]
     cfg.write_text("lr_maxx: 0.1\n")
     with pytest.raises(PortingError, match="lr_maxx"):
         recipes.load("xception", "xception", cfg)
+    # the model zoo's own default_config.yaml keys (seeds 000-002): aliases, or ignored with a warning
+    cfg.write_text("epoch_size: 7\nlr_decay_mode: liner\nuse_label_smooth: False\ndevice_target: cpu\n"
+                   "save_checkpoint_path: ./ckpt\nenable_modelarts: False\nper_batch_size: 16\n")
+    warnings = []
+    r, settings = recipes.load("xception", "xception", cfg, log=warnings.append)
+    assert (r.epochs, r.lr_decay_mode, r.label_smooth_factor, r.batch_size) == (7, "linear", 0.0, 16)
+    assert settings["device"] == "CPU" and "save_checkpoint_path, enable_modelarts" in warnings[0]
+    # the recipe's own learning rates follow the global batch (linear scaling), the user's stay as given
+    base = recipes.RECIPES["xception"]
+    half, factor = recipes.scaled(base, 512)
+    assert factor == 0.5 and half.lr_max == pytest.approx(0.2) and half.lr_end == pytest.approx(2e-5)
+    kept, _ = recipes.scaled(base, 4, given=("lr_max",))
+    assert kept.lr_max == 0.4 and kept.lr_init == pytest.approx(4e-5 * 4 / 1024)
     lrs = recipes.lr_schedule(recipes.Recipe(lr_init=0.0, lr_max=1.0, lr_end=0.0, warmup_epochs=1), 10, 3)
     assert len(lrs) == 30 and lrs[9] == pytest.approx(1.0) and lrs[0] == pytest.approx(0.1) and lrs[-1] < 0.06
