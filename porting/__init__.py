@@ -1,3 +1,3 @@
 """porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
