@@ -55,20 +55,22 @@ def _onnx_run(cell, x):
     return session.run(None, {"input": x})[0]
 
 
-@pytest.mark.parametrize("size", [7, 13, 25, 112, 113])
-def test_ceil_mode_pools_match_pytorch_in_mindspore_and_onnx(size):
-    """The two ceil_mode pools of these models, at sizes where ceil and floor give different shapes (odd for
-    2x2/2, even for 3x3/2), against PyTorch's definition; the parity tests prove them against the sources."""
+@pytest.mark.parametrize("height,width", [(7, 7), (13, 12), (25, 25), (112, 112), (113, 114)])
+def test_pools_match_pytorch_in_mindspore_both_modes_and_onnx(height, width):
+    """The pools of these models, at odd and even sizes (where the max pools switch between MindSpore's 'same'
+    pool and -inf rows + a 'valid' pool, and ceil and floor give different shapes), against PyTorch's
+    definition, in PYNATIVE and GRAPH mode and in onnxruntime; the parity tests prove them against the sources."""
     import mindspore as ms
     import torch
 
     from porting.models.layers import AvgPool2d, MaxPool2d
 
-    x = np.random.default_rng(size).normal(size=(2, 3, size, size)).astype(np.float32) - 0.5
+    x = np.random.default_rng(height * width).normal(size=(2, 3, height, width)).astype(np.float32) - 0.5
     t = torch.from_numpy(x)
     cases = [
         (MaxPool2d(3, 2, 0, ceil_mode=True), torch.nn.functional.max_pool2d(t, 3, 2, 0, ceil_mode=True)),
         (MaxPool2d(3, 2, 1), torch.nn.functional.max_pool2d(t, 3, 2, 1)),
+        (MaxPool2d(3, 2, 0), torch.nn.functional.max_pool2d(t, 3, 2, 0)),
         (AvgPool2d(2, 2, 0, ceil_mode=True, count_include_pad=False),
          torch.nn.functional.avg_pool2d(t, 2, 2, 0, ceil_mode=True, count_include_pad=False)),
         (AvgPool2d(3, 1, 1, count_include_pad=False),
@@ -77,9 +79,31 @@ def test_ceil_mode_pools_match_pytorch_in_mindspore_and_onnx(size):
     for cell, ref in cases:
         ref = ref.numpy()
         got = cell(ms.Tensor(x)).asnumpy()
+        ms.set_context(mode=ms.GRAPH_MODE)
+        try:
+            compiled = cell(ms.Tensor(x)).asnumpy()
+        finally:
+            ms.set_context(mode=ms.PYNATIVE_MODE)
         assert got.shape == ref.shape, (cell.spec, got.shape, ref.shape)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(got, ref)  # a max is a max; exclusive means divide the same sums
+        np.testing.assert_array_equal(compiled, got)
         np.testing.assert_allclose(_onnx_run(cell, x), ref, rtol=0, atol=1e-6)
+
+
+def test_pool_windows_match_pytorch_shapes():
+    """pool_windows (where a padded pool's windows fall) agrees with PyTorch's output size for every case."""
+    import torch
+
+    from porting.models.layers import pool_windows
+
+    for size in range(3, 40):
+        for kernel, stride, padding, ceil in ((3, 2, 1, False), (3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, False),
+                                              (3, 2, 0, False), (5, 3, 2, True)):
+            _, before, after = pool_windows(size, kernel, stride, padding, ceil)
+            out = (size + before + after - kernel) // stride + 1
+            ref = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, 1), (kernel, 1), (stride, 1), (padding, 0),
+                                                 ceil_mode=ceil).shape[2]
+            assert out == ref, (size, kernel, stride, padding, ceil)
 
 
 def test_a_swapped_se_tensor_pair_is_caught_and_named(source_weights):

@@ -123,18 +123,43 @@ class ReLU(Traced, nn.ReLU):
         return x.graph.op("Relu", [x])
 
 
+def pool_windows(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> tuple[bool, int, int]:
+    """Where a symmetrically padded pool (PyTorch / Paddle semantics) puts its windows along one axis:
+    (TensorFlow SAME puts them at exactly those places, padding before, padding the last window reaches)."""
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:  # PyTorch: the last window starts inside
+        out -= 1
+    after = max(0, (out - 1) * stride + kernel - size - padding)
+    same_out = -(-size // stride)
+    same = same_out == out and max(0, (same_out - 1) * stride + kernel - size) // 2 == padding
+    return same, padding, after
+
+
 class MaxPool2d(Traced, nn.Cell):
-    """Max pool; an int padding pads with -inf (never zeros: inputs can be negative)."""
+    """Max pool; an int padding pads with -inf (never zeros: inputs can be negative).
+
+    MindSpore's padded max pool (pad_mode='pad') is 4-8x slower on CPU than its 'same' and 'valid' pools, so
+    the windows are placed per input size (pool_windows): by 'same' where TensorFlow SAME puts them exactly
+    where the padded pool would (odd sizes for 3x3/2 padded by 1), otherwise by concatenating the rows and
+    columns of -inf the windows reach and pooling 'valid'. Same windows over the same values: exact.
+    """
 
     def __init__(self, kernel_size, stride, padding: Padding = 0, ceil_mode=False):
         super().__init__()
         self.spec = dict(kernel=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
-        # MindSpore rejects ceil_mode with pad_mode='valid'; 'pad' with padding 0 is the same pool
-        pad = {"pad_mode": "pad", "padding": 0} if ceil_mode and padding == 0 else _pad_args(padding)
-        self.pool = nn.MaxPool2d(kernel_size, stride, ceil_mode=ceil_mode, **pad)
+        self.same = nn.MaxPool2d(kernel_size, stride, pad_mode="same")
+        self.valid = nn.MaxPool2d(kernel_size, stride, pad_mode="valid")
 
     def construct(self, x):
-        return self.pool(x)
+        s = self.spec
+        if s["padding"] == "same":
+            return self.same(x)
+        rows = pool_windows(x.shape[2], s["kernel"], s["stride"], s["padding"], s["ceil_mode"])
+        cols = pool_windows(x.shape[3], s["kernel"], s["stride"], s["padding"], s["ceil_mode"])
+        if rows[0] and cols[0]:
+            return self.same(x)
+        return self.valid(_neg_inf_pad(_neg_inf_pad(x, rows[1], rows[2], 2), cols[1], cols[2], 3))
 
     def onnx(self, x):
         s = self.spec
@@ -142,11 +167,33 @@ class MaxPool2d(Traced, nn.Cell):
                           ceil_mode=int(s["ceil_mode"]), **_onnx_pads(s["padding"]))
 
 
+def _neg_inf_pad(x, before: int, after: int, axis: int):
+    """x with `before` and `after` slices of -inf along `axis`: a concat (MindSpore's pad op is far slower).
+    Tuples only: list methods here would push MindSpore's graph compiler onto its slow interpreted path."""
+    if before == 0 and after == 0:
+        return x
+    shape = x.shape
+    lead, trail = shape[:axis], shape[axis + 1:]
+    if after == 0:
+        return ops.concat((ops.full(lead + (before,) + trail, float("-inf"), dtype=x.dtype), x), axis)
+    tail = ops.full(lead + (after,) + trail, float("-inf"), dtype=x.dtype)
+    if before == 0:
+        return ops.concat((x, tail), axis)
+    return ops.concat((ops.full(lead + (before,) + trail, float("-inf"), dtype=x.dtype), x, tail), axis)
+
+
+def spatial_mean(x, keep_dims: bool):
+    """Mean over H and W: an average pool whose window is the whole map. MindSpore's CPU ReduceMean over (2, 3)
+    is 4-10x slower for the same sums (fp32 rounding differs by ~1e-6, far inside parity's tolerance)."""
+    pooled = ops.AvgPool(kernel_size=x.shape[2:], strides=1, pad_mode="VALID")(x)
+    return pooled if keep_dims else pooled.reshape(x.shape[:2])
+
+
 class GlobalAvgPool(Traced, nn.Cell):
     """Mean over H and W, flattened to [N, C]."""
 
     def construct(self, x):
-        return ops.mean(x, (2, 3), False)
+        return spatial_mean(x, False)
 
     def onnx(self, x):
         g = x.graph
@@ -239,9 +286,9 @@ class SqueezeExcite(Traced, nn.Cell):
 
     def construct(self, x):
         if self.dense:
-            s = self.sigmoid(self.fc2(self.act(self.fc1(ops.mean(x, (2, 3), False)))))
+            s = self.sigmoid(self.fc2(self.act(self.fc1(spatial_mean(x, False)))))
             return x * ops.expand_dims(ops.expand_dims(s, 2), 3)
-        return x * self.sigmoid(self.fc2(self.act(self.fc1(ops.mean(x, (2, 3), True)))))
+        return x * self.sigmoid(self.fc2(self.act(self.fc1(spatial_mean(x, True)))))
 
     def onnx(self, x):
         g = x.graph
