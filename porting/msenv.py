@@ -33,10 +33,14 @@ def canonical_device(name: str) -> str:
     raise PortingError(f"unknown device '{name}': use {', '.join(DEVICES)}")
 
 
-def setup(device: str | None = None) -> str:
-    """Pick the device once per process: the given one, $PORTING_DEVICE, or the build's own default."""
+def setup(device: str | None = None, graph: bool = False) -> str:
+    """Pick the device once per process (the given one, $PORTING_DEVICE, or the build's own default) and the
+    execution mode: GRAPH compiles whole networks (eval, predict, finetune: ~2x faster on CPU); PYNATIVE runs
+    cell by cell, which parity needs to tap every layer."""
     device = canonical_device(device or os.environ.get("PORTING_DEVICE") or ms.get_context("device_target"))
+    mode = ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE
     if _DONE["device"] == device:
+        ms.set_context(mode=mode)
         return device
     if _DONE["device"] is not None:
         raise PortingError(f"MindSpore already runs on {_DONE['device']} in this process; cannot switch to {device}")
@@ -52,7 +56,7 @@ def setup(device: str | None = None) -> str:
         if ms.get_context("device_target") != device:
             raise PortingError(f"MindSpore already runs on {ms.get_context('device_target')} in this process; "
                                f"cannot switch to {device}") from None
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_context(mode=mode)
     _DONE["device"] = device
     return device
 

@@ -29,7 +29,7 @@ def evaluate(ckpt: Path, data: Path, batch_size: int = 32, workers: int | None =
     """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over data/val (or data itself if it has no val/)."""
     from porting import models, msenv
 
-    msenv.setup(device)
+    msenv.setup(device, graph=True)
     data = Path(os.path.abspath(data))
     root = data / "val" if (data / "val").is_dir() else data
     net, meta = checkpoint.load_model(ckpt)
@@ -43,11 +43,17 @@ def evaluate(ckpt: Path, data: Path, batch_size: int = 32, workers: int | None =
 
 
 def run_dataset(net, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """All logits and labels of one pass over a batched (image, label) dataset."""
+    """All logits and labels of one pass over a batched (image, label) dataset. A short last batch is padded to
+    the batch size, so GRAPH mode compiles the network once."""
     task = progress.add_task(description, total=dataset.get_dataset_size()) if progress else None
     all_logits, all_labels = [], []
+    batch = dataset.get_batch_size()
     for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        all_logits.append(net(images).asnumpy())
+        n = images.shape[0]
+        if n < batch:
+            images = ms.Tensor(np.concatenate([images.asnumpy(), np.zeros((batch - n, *images.shape[1:]),
+                                                                           np.float32)]))
+        all_logits.append(net(images).asnumpy()[:n])
         all_labels.append(labels.asnumpy())
         if task is not None:
             progress.update(task, advance=1)
@@ -87,7 +93,7 @@ def predict(ckpt: Path, images: list[Path], topk: int | None = None, labels_file
             device: str | None = None) -> list[dict]:
     from porting import msenv
 
-    msenv.setup(device)
+    msenv.setup(device, graph=True)
     net, meta = checkpoint.load_model(ckpt)
     names = label_names(meta, labels_file)
     if topk is not None and topk > len(names):

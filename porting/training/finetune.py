@@ -63,6 +63,8 @@ class Options:
     max_steps: int = 0  # > 0: stop this invocation after N steps (a budgeted run; --resume continues)
     save_rank_weights: bool = False  # every rank writes OUTPUT/rank_R.npz of its trainable weights at the end
     lr_given: tuple[str, ...] = ()  # learning rates the user set: not scaled to the batch
+    pynative: bool = False  # run cell by cell (debugging) instead of compiling the training step (GRAPH)
+    dataset_sink: bool | None = None  # None: sink on Ascend/GPU, feed from the host on CPU
 
 
 class TrainLog:
@@ -146,11 +148,57 @@ def _divergence(recent: deque, start: float, global_step: int, lr_max: float) ->
                         f"--lr-max {lr_max / 10:.2g}) or raise --batch-size")
 
 
+class HostSteps:
+    """One training step per call, on a batch from a host-side iterator (CPU, or --no-dataset-sink)."""
+
+    def __init__(self, step_cell, dataset, epochs: int, skip: int):
+        self.size, self.step_cell = 1, step_cell
+        self.batches = dataset.create_tuple_iterator(num_epochs=epochs)
+        for _ in range(skip):  # --resume mid-epoch: the batches already trained on
+            self._next()
+
+    def _next(self):
+        try:
+            return next(self.batches)
+        except StopIteration:  # the end of an epoch: the iterator goes on with the next one
+            return next(self.batches)
+
+    def run(self) -> float:
+        images, labels = self._next()
+        return float(self.step_cell(images, labels).asnumpy())
+
+
+class SinkSteps:
+    """`size` training steps per call with the data sunk to the device (Ascend/GPU), as the model zoo trains.
+    A mid-epoch --resume starts the remaining steps on a fresh pass over the data."""
+
+    def __init__(self, step_cell, dataset, size: int, graph: bool):
+        self.size = size
+        self.fn = ms.data_sink(step_cell, dataset, sink_size=size, jit_config=ms.JitConfig() if graph else None)
+
+    def run(self) -> float:
+        return float(self.fn().asnumpy())
+
+
+def sink_size(steps_per_epoch: int, *intervals: int) -> int:
+    """The largest number of steps per sink call that still lands on every epoch end, log line, checkpoint,
+    --max-steps stop and resume point."""
+    size = steps_per_epoch
+    for interval in intervals:
+        if interval:
+            size = math.gcd(size, interval)
+    return size
+
+
 def finetune(opts: Options, log=print, progress=None) -> Path:
     from porting import msenv
 
-    device = msenv.setup(opts.device)
+    device = msenv.setup(opts.device, graph=not opts.pynative)
     _check_amp(opts.recipe.amp_level, device)
+    sink = device != "CPU" if opts.dataset_sink is None else opts.dataset_sink
+    if sink and device == "CPU":
+        raise PortingError("--dataset-sink needs an Ascend or GPU device; MindSpore's CPU backend feeds batches "
+                           "from the host")
     ckpt, data = Path(os.path.abspath(opts.ckpt)), Path(os.path.abspath(opts.data))
     output = files.writable_folder(opts.output)
     if not opts.resume and _newest(output) is not None:
@@ -159,162 +207,181 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
     if opts.resume and _newest(output) is None:
         raise PortingError(f"--resume: no checkpoint named like '*-E_S.ckpt' in '{opts.output}'")
     rank, world = _parallel_setup(opts.distributed)
-    is_main = rank == 0
     ms.set_seed(opts.seed)  # every rank draws the same new head and the same shuffles
-
-    params, meta = checkpoint.load(ckpt)
-    train_root, val_root = data / "train", data / "val"
-    if not train_root.is_dir():
-        raise PortingError(f"'{opts.data}' has no train/ folder (expected {opts.data}/train/<class>/<image>)")
-    classes = data_mod.class_names(train_root)
-    num_classes = opts.num_classes or len(classes)
-    if num_classes != len(classes):
-        raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
-    size = models.check_input_size(meta["arch"], opts.image_size or int(meta["input_size"]), what="--image-size")
-    labels, new_head = _train_labels(train_root, meta, num_classes)
-    class_order = sorted(labels, key=labels.get)
-    val_labels = data_mod.label_mapping(val_root, dict(meta, num_classes=num_classes, class_names=class_order)) \
-        if val_root.is_dir() else None
-    for root in (train_root, val_root) if val_labels else (train_root,):
-        data_mod.check_images(root, log if is_main else (lambda msg: None), progress if is_main else None)
-
-    net = models.build(meta["arch"], meta["arch_config"], num_classes)
-    head = meta.get("head", "fc")
-    if new_head:
-        params = {k: v for k, v in params.items() if not k.startswith(head + ".")}
-        init_head(net, head, num_classes, seed=opts.seed)
-        if is_main:
-            log(f"new head '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
-                f"{'...' if num_classes > 5 else ''}); the checkpoint had {meta['num_classes']}")
-        params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
-    checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
-
-    shards = (world, rank) if opts.distributed else (opts.shard[1], opts.shard[0]) if opts.shard else (None, None)
-    global_batch = opts.recipe.batch_size * world
-    recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
-    dataset = data_mod.image_folder(train_root, meta, size, recipe.batch_size, train=True, workers=opts.workers,
-                                    num_shards=shards[0], shard_id=shards[1], seed=opts.seed, labels=labels)
-    val_set = data_mod.image_folder(val_root, meta, size, recipe.batch_size, train=False, workers=opts.workers,
-                                    labels=val_labels) if (val_labels and is_main) else None
-    steps_per_epoch = dataset.get_dataset_size()
-    total_steps = steps_per_epoch * recipe.epochs
-    lr = ms.Tensor(np.asarray(lr_schedule(recipe, steps_per_epoch, recipe.epochs), np.float32))
-    groups = _param_groups(net, recipe.weight_decay)
-    if recipe.optimizer == "momentum":
-        opt = nn.Momentum(groups, lr, recipe.momentum, loss_scale=recipe.loss_scale)
-    else:
-        opt = nn.RMSProp(groups, lr, decay=recipe.rmsprop_decay, momentum=recipe.momentum,
-                         epsilon=recipe.rmsprop_epsilon, loss_scale=recipe.loss_scale)
-    if recipe.amp_level != "O0":
-        net = ms.amp.auto_mixed_precision(net, recipe.amp_level)
-    loss_fn = CrossEntropySmooth(num_classes, recipe.label_smooth_factor)
-    # Fixed loss scale without overflow skipping, as the model zoo: loss x scale, gradients / scale in the optimizer.
-    step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt, sens=float(recipe.loss_scale))
-    step_cell.set_train(True)
-
-    start = _resume(step_cell, output, steps_per_epoch, log if is_main else (lambda msg: None)) if opts.resume else 0
-    if start >= total_steps:
-        raise PortingError(f"nothing to do: '{opts.output}' already holds {start} of {total_steps} steps")
-
-    out_meta = dict(meta, num_classes=num_classes, class_names=class_order, input_size=size,
-                    head_reinitialized=bool(meta.get("head_reinitialized") or new_head),
-                    finetuned_from=ckpt.name)
-    out_meta.pop("background_class", None)  # the classes are now the folders'
-    prefix = meta["arch"]
-    train_log = TrainLog(output, is_main)
-    if is_main:
-        scaling = ", ".join(f"{k} {getattr(opts.recipe, k):g} -> {getattr(recipe, k):g}" for k in
-                            ("lr_init", "lr_max", "lr_end") if k not in opts.lr_given)
-        if scaling and factor != 1:
-            log(f"learning rates scaled to the global batch {global_batch} (recipe tuned for "
-                f"{recipe.reference_batch}, x{factor:g}): {scaling}")
-        log(f"training {prefix} on {num_classes} classes at {size}px: {steps_per_epoch} steps/epoch x "
-            f"{recipe.epochs} epochs, batch {recipe.batch_size}{f' x {world} ranks' if world > 1 else ''}, "
-            f"{recipe.optimizer}, lr {recipe.lr_init:g} -> {recipe.lr_max:g} -> {recipe.lr_end:g} "
-            f"({recipe.lr_decay_mode}), device {device}")
-
-    def save(global_step: int, loss_value: float) -> None:
-        epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
-        epoch_label = epoch if step_in_epoch == 0 else epoch + 1
-        tensors = {p.name: p.asnumpy() for _, p in step_cell.parameters_and_names()}
-        tensors = {k: v for k, v in tensors.items() if k != "learning_rate"}  # rebuilt from the recipe
-        path = output / f"{prefix}-{epoch_label}_{step_in_epoch or steps_per_epoch}.ckpt"
-        checkpoint.save(tensors, path, dict(out_meta, train_state={
-            "global_step": global_step, "steps_per_epoch": steps_per_epoch, "epochs": recipe.epochs,
-            "world_size": world, "loss": loss_value, "recipe": as_dict(recipe)}), inputs=(ckpt,))
-        kept = [p for _, _, p in _checkpoints(output) if p.name.startswith(prefix + "-")]
-        for old in sorted(kept, key=lambda p: p.stat().st_mtime)[: max(0, len(kept) - recipe.keep_checkpoint_max)]:
-            old.unlink()
-
-    def validate(epoch: int) -> None:
-        net.set_train(False)
-        result = scores(*run_dataset(net, val_set, progress, f"val {epoch}"))
-        net.set_train(True)
-        line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
-                f"loss {result['Loss']:.4f}")
-        train_log.write(line)
-        log(line)
-
-    global_step, ran = start, 0
-    first_epoch = start // steps_per_epoch
-    recent: deque = deque(maxlen=min(20, steps_per_epoch))
-    start_loss = None
-    iterator = dataset.create_tuple_iterator(num_epochs=recipe.epochs - first_epoch)
+    trainer = Trainer(opts, ckpt, data, output, device, rank, world, log, progress)
     with data_mod.pipeline_cwd():
-        try:
-            for epoch in range(first_epoch, recipe.epochs):
-                t_epoch = time.perf_counter()
-                steps_this_epoch = 0
-                skip = start % steps_per_epoch if epoch == first_epoch else 0
-                task = progress.add_task(f"epoch {epoch + 1}/{recipe.epochs}", total=steps_per_epoch,
-                                         completed=skip) if (progress and is_main) else None
-                loss_value = float("nan")
-                for i, (images, batch_labels) in enumerate(iterator):
-                    if i < skip:
-                        continue
-                    loss_value = float(step_cell(images, batch_labels).asnumpy())
-                    global_step += 1
-                    ran += 1
-                    steps_this_epoch += 1
-                    if start_loss is None:
-                        start_loss = max(loss_value, math.log(num_classes)) if math.isfinite(loss_value) else 1.0
-                    recent.append(loss_value)
-                    diverged = _divergence(recent, start_loss, global_step, recipe.lr_max)
-                    if diverged:
-                        raise diverged
-                    if task is not None:
-                        progress.update(task, advance=1,
-                                        description=f"epoch {epoch + 1}/{recipe.epochs} loss {loss_value:.4f}")
-                    if opts.log_every and (i + 1) % opts.log_every == 0 or i + 1 == steps_per_epoch:
-                        train_log.write(f"epoch: {epoch + 1} step: {i + 1}, loss is {loss_value}")
-                    save_now = (recipe.save_checkpoint_steps and global_step % recipe.save_checkpoint_steps == 0) or (
-                        not recipe.save_checkpoint_steps and i + 1 == steps_per_epoch
-                        and (epoch + 1) % recipe.save_checkpoint_epochs == 0) or global_step == total_steps
-                    stop = opts.max_steps and ran >= opts.max_steps
-                    if is_main and (save_now or stop):
-                        save(global_step, loss_value)
-                    if stop:
-                        break
-                if steps_this_epoch:
-                    ms_total = (time.perf_counter() - t_epoch) * 1000
-                    train_log.write(f"epoch time: {ms_total:.3f} ms, per step time: {ms_total / steps_this_epoch:.3f} ms")
-                    if val_set is not None and steps_this_epoch + skip == steps_per_epoch:
-                        validate(epoch + 1)
-                if opts.max_steps and ran >= opts.max_steps:
-                    if is_main:
-                        log(f"stopped after {ran} steps (--max-steps) at global step {global_step}; --resume continues")
-                    break
-        finally:
-            train_log.close()
+        trainer.train(sink)
     if opts.save_rank_weights:
         # Data parallel keeps trainable weights identical on every rank; BN moving statistics are each rank's own
         # (no SyncBN, as in the model zoo), and only rank 0's are checkpointed.
         with files.atomic_output(output / f"rank_{rank}.npz") as staged, open(staged.file, "wb") as f:
-            np.savez(f, **{p.name: p.asnumpy() for p in net.trainable_params()})
-    newest = _newest(output) if is_main else None
-    if is_main:
-        log(f"done: global step {global_step} of {total_steps}; newest checkpoint {newest}")
+            np.savez(f, **{p.name: p.asnumpy() for p in trainer.net.trainable_params()})
+    newest = _newest(output) if trainer.is_main else None
+    if trainer.is_main:
+        log(f"done: global step {trainer.global_step} of {trainer.total_steps}; newest checkpoint {newest}")
     return newest
+
+
+class Trainer:
+    """One fine-tuning run: the data, the network and its optimizer, then the loop (checkpoints, log lines,
+    validation, the divergence stop) over a stepper that runs one step (host) or several (sink) per call."""
+
+    def __init__(self, opts: Options, ckpt: Path, data: Path, output: Path, device: str, rank: int, world: int,
+                 log, progress):
+        self.opts, self.ckpt, self.output, self.world, self.rank = opts, ckpt, output, world, rank
+        self.is_main = rank == 0
+        self.log = log if self.is_main else (lambda msg: None)
+        self.progress = progress if self.is_main else None
+        params, meta = checkpoint.load(ckpt)
+        train_root, val_root = data / "train", data / "val"
+        if not train_root.is_dir():
+            raise PortingError(f"'{opts.data}' has no train/ folder (expected {opts.data}/train/<class>/<image>)")
+        classes = data_mod.class_names(train_root)
+        num_classes = opts.num_classes or len(classes)
+        if num_classes != len(classes):
+            raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
+        size = models.check_input_size(meta["arch"], opts.image_size or int(meta["input_size"]), what="--image-size")
+        labels, new_head = _train_labels(train_root, meta, num_classes)
+        class_order = sorted(labels, key=labels.get)
+        val_labels = data_mod.label_mapping(val_root, dict(meta, num_classes=num_classes, class_names=class_order)) \
+            if val_root.is_dir() else None
+        for root in (train_root, val_root) if val_labels else (train_root,):
+            data_mod.check_images(root, self.log, self.progress)
+
+        self.net = net = models.build(meta["arch"], meta["arch_config"], num_classes)
+        head = meta.get("head", "fc")
+        if new_head:
+            params = {k: v for k, v in params.items() if not k.startswith(head + ".")}
+            init_head(net, head, num_classes, seed=opts.seed)
+            self.log(f"new head '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
+                     f"{'...' if num_classes > 5 else ''}); the checkpoint had {meta['num_classes']}")
+            params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
+        checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
+
+        shards = (world, rank) if opts.distributed else (opts.shard[1], opts.shard[0]) if opts.shard else (None, None)
+        global_batch = opts.recipe.batch_size * world
+        recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
+        self.recipe = recipe
+        self.dataset = data_mod.image_folder(train_root, meta, size, recipe.batch_size, train=True,
+                                             workers=opts.workers, num_shards=shards[0], shard_id=shards[1],
+                                             seed=opts.seed, labels=labels)
+        self.val_set = data_mod.image_folder(val_root, meta, size, recipe.batch_size, train=False,
+                                             workers=opts.workers, labels=val_labels) \
+            if (val_labels and self.is_main) else None
+        self.steps_per_epoch = self.dataset.get_dataset_size()
+        self.total_steps = self.steps_per_epoch * recipe.epochs
+        lr = ms.Tensor(np.asarray(lr_schedule(recipe, self.steps_per_epoch, recipe.epochs), np.float32))
+        groups = _param_groups(net, recipe.weight_decay)
+        if recipe.optimizer == "momentum":
+            opt = nn.Momentum(groups, lr, recipe.momentum, loss_scale=recipe.loss_scale)
+        else:
+            opt = nn.RMSProp(groups, lr, decay=recipe.rmsprop_decay, momentum=recipe.momentum,
+                             epsilon=recipe.rmsprop_epsilon, loss_scale=recipe.loss_scale)
+        if recipe.amp_level != "O0":
+            self.net = net = ms.amp.auto_mixed_precision(net, recipe.amp_level)
+        loss_fn = CrossEntropySmooth(num_classes, recipe.label_smooth_factor)
+        # Fixed loss scale without overflow skipping, as the model zoo: loss x scale, gradients / scale in the
+        # optimizer.
+        self.step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt, sens=float(recipe.loss_scale))
+        self.step_cell.set_train(True)
+        self.start = _resume(self.step_cell, output, self.steps_per_epoch, self.log) if opts.resume else 0
+        if self.start >= self.total_steps:
+            raise PortingError(f"nothing to do: '{opts.output}' already holds {self.start} of {self.total_steps} "
+                               f"steps")
+        self.global_step = self.start
+        self.num_classes = num_classes
+        self.meta = dict(meta, num_classes=num_classes, class_names=class_order, input_size=size,
+                         head_reinitialized=bool(meta.get("head_reinitialized") or new_head), finetuned_from=ckpt.name)
+        self.meta.pop("background_class", None)  # the classes are now the folders'
+        self.prefix = meta["arch"]
+        self.train_log = TrainLog(output, self.is_main)
+        scaling = ", ".join(f"{k} {getattr(opts.recipe, k):g} -> {getattr(recipe, k):g}" for k in
+                            ("lr_init", "lr_max", "lr_end") if k not in opts.lr_given)
+        if scaling and factor != 1:
+            self.log(f"learning rates scaled to the global batch {global_batch} (recipe tuned for "
+                     f"{recipe.reference_batch}, x{factor:g}): {scaling}")
+        self.opening = (f"training {self.prefix} on {num_classes} classes at {size}px: {self.steps_per_epoch} "
+                        f"steps/epoch x {recipe.epochs} epochs, batch {recipe.batch_size}"
+                        f"{f' x {world} ranks' if world > 1 else ''}, {recipe.optimizer}, lr {recipe.lr_init:g} -> "
+                        f"{recipe.lr_max:g} -> {recipe.lr_end:g} ({recipe.lr_decay_mode}), device {device}, "
+                        f"{'PYNATIVE' if opts.pynative else 'GRAPH'} mode")
+        self.log(self.opening)
+
+    def save(self, loss_value: float) -> None:
+        epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
+        epoch_label = epoch if step_in_epoch == 0 else epoch + 1
+        tensors = {p.name: p.asnumpy() for _, p in self.step_cell.parameters_and_names()}
+        tensors = {k: v for k, v in tensors.items() if k != "learning_rate"}  # rebuilt from the recipe
+        path = self.output / f"{self.prefix}-{epoch_label}_{step_in_epoch or self.steps_per_epoch}.ckpt"
+        checkpoint.save(tensors, path, dict(self.meta, train_state={
+            "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch, "epochs": self.recipe.epochs,
+            "world_size": self.world, "loss": loss_value, "recipe": as_dict(self.recipe)}), inputs=(self.ckpt,))
+        kept = [p for _, _, p in _checkpoints(self.output) if p.name.startswith(self.prefix + "-")]
+        for old in sorted(kept, key=lambda p: p.stat().st_mtime)[: max(0, len(kept) - self.recipe.keep_checkpoint_max)]:
+            old.unlink()
+
+    def validate(self, epoch: int) -> None:
+        self.net.set_train(False)
+        result = scores(*run_dataset(self.net, self.val_set, self.progress, f"val {epoch}"))
+        self.net.set_train(True)
+        line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
+                f"loss {result['Loss']:.4f}")
+        self.train_log.write(line)
+        self.log(line)
+
+    def train(self, sink: bool) -> None:
+        opts, recipe, spe = self.opts, self.recipe, self.steps_per_epoch
+        skip = self.start % spe
+        if sink:
+            steps = SinkSteps(self.step_cell, self.dataset,
+                              sink_size(spe, opts.log_every, recipe.save_checkpoint_steps, opts.max_steps, skip),
+                              graph=not opts.pynative)
+        else:
+            steps = HostSteps(self.step_cell, self.dataset, recipe.epochs - self.start // spe, skip)
+        recent: deque = deque(maxlen=max(1, min(20, spe) // steps.size))
+        start_loss, ran, task, t_epoch, in_epoch = None, 0, None, time.perf_counter(), 0
+        self.train_log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
+                             + (f", resuming at global step {self.start}" if self.start else ""))
+        try:
+            while self.global_step < self.total_steps:
+                epoch = self.global_step // spe + 1
+                if task is None and self.progress is not None:
+                    task = self.progress.add_task(f"epoch {epoch}/{recipe.epochs}", total=spe,
+                                                  completed=self.global_step % spe)
+                loss = steps.run()
+                self.global_step += steps.size
+                ran += steps.size
+                in_epoch += steps.size
+                position = self.global_step % spe or spe  # the step within its epoch, 1-based
+                if start_loss is None:
+                    start_loss = max(loss, math.log(self.num_classes)) if math.isfinite(loss) else 1.0
+                recent.append(loss)
+                diverged = _divergence(recent, start_loss, self.global_step, recipe.lr_max)
+                if diverged:
+                    raise diverged
+                if task is not None:
+                    self.progress.update(task, advance=steps.size,
+                                         description=f"epoch {epoch}/{recipe.epochs} loss {loss:.4f}")
+                if opts.log_every and position % opts.log_every == 0 or position == spe:
+                    self.train_log.write(f"epoch: {epoch} step: {position}, loss is {loss}")
+                stop = opts.max_steps and ran >= opts.max_steps
+                save_now = (recipe.save_checkpoint_steps and self.global_step % recipe.save_checkpoint_steps == 0) or (
+                    not recipe.save_checkpoint_steps and position == spe and epoch % recipe.save_checkpoint_epochs == 0
+                ) or self.global_step == self.total_steps
+                if self.is_main and (save_now or stop):
+                    self.save(loss)
+                if position == spe:
+                    ms_total = (time.perf_counter() - t_epoch) * 1000
+                    self.train_log.write(f"epoch time: {ms_total:.3f} ms, per step time: {ms_total / in_epoch:.3f} ms")
+                    if self.val_set is not None:
+                        self.validate(epoch)
+                    task, t_epoch, in_epoch = None, time.perf_counter(), 0
+                if stop:
+                    self.log(f"stopped after {ran} steps (--max-steps) at global step {self.global_step}; --resume "
+                             f"continues")
+                    break
+        finally:
+            self.train_log.close()
 
 
 def _resume(step_cell, output: Path, steps_per_epoch: int, log) -> int:
