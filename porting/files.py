@@ -184,6 +184,9 @@ def guarded_process(start):
         raise
     finally:
         if proc is not None:
+            if proc.poll() is None:  # its result was never collected: it has no reason to live on
+                proc.kill()
+                proc.wait()
             _GUARDIAN.tell(f"-#{proc.pid}")
 
 

@@ -1,7 +1,9 @@
 """port-weights: source weights -> weight map -> MindSpore parameters (+ metadata) -> .ckpt."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,7 @@ import numpy as np
 
 from porting import __version__, files
 from porting.errors import PortingError
-from porting.runners.source import SourceResult, run_source
+from porting.runners.source import SourceResult, source_job
 from porting.specs import ModelSpec
 
 
@@ -36,11 +38,21 @@ def describe_weights(weights: str | None, seed: int | None, info: dict) -> str:
     return f"pretrained:{info.get('pretrained_tag', '')}"
 
 
-def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
+@functools.lru_cache(maxsize=8)
+def _arch_shapes(arch: str, config_json: str, num_classes: int) -> dict[str, tuple[int, ...]]:
     from porting import models
 
-    net = models.build(spec.arch, spec.arch_config, num_classes)
+    net = models.build(arch, json.loads(config_json), num_classes)
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
+
+
+def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of the MindSpore model for `num_classes` (the network is built once per variant)."""
+    shapes = dict(_arch_shapes(spec.arch, json.dumps(spec.arch_config, sort_keys=True), spec.num_classes))
+    for name in (f"{spec.head}.weight", f"{spec.head}.bias"):
+        if name in shapes:
+            shapes[name] = (num_classes, *shapes[name][1:])
+    return shapes
 
 
 def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = False) -> dict[str, int]:
@@ -115,7 +127,12 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
     log(f"building {spec.id} in a {spec.source} worker process")
-    source = run_source(spec, weights=weights, seed=seed)
+    with source_job(spec, weights=weights, seed=seed) as source_result:
+        from porting import msenv
+
+        msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
+        target_shapes(spec, spec.num_classes)
+        source = source_result()
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
     bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
@@ -145,10 +162,10 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
 
 
 def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:
-    from porting import checkpoint
-
     inputs = (kwargs.get("weights"),)
     files.check_output(out, inputs, what="checkpoint")  # before minutes of work, not after
-    ported = port(spec, **kwargs)
+    ported = port(spec, **kwargs)  # imports MindSpore only once the source worker is running
+    from porting import checkpoint
+
     checkpoint.save(ported.params, out, ported.metadata, inputs=inputs)
     return ported

@@ -1,6 +1,7 @@
 """Parent side of a source worker: write the job, run the worker process, read its NumPy results."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -39,15 +41,15 @@ def _worker_env(scratch: Path) -> dict:
     return env
 
 
-def _run_worker(spec: ModelSpec, job_file: Path, env: dict) -> None:
-    """Run one worker to its end; any failure becomes one PortingError line. Killed if we are interrupted."""
-    def start():
-        return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
-                                stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, errors="replace", env=env)
+def _start_worker(job_file: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
+                            stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, errors="replace", env=env)
 
-    with files.guarded_process(start) as proc:  # Ctrl-C, SIGTERM, an error here: the worker goes with us
-        _, stderr = proc.communicate()
+
+def _wait(spec: ModelSpec, proc: subprocess.Popen) -> None:
+    """Wait for the worker; any failure becomes one PortingError line."""
+    _, stderr = proc.communicate()
     if proc.returncode == 0:
         return
     if _verbose():
@@ -64,16 +66,18 @@ def _run_worker(spec: ModelSpec, job_file: Path, env: dict) -> None:
                        + ("" if _verbose() else " (porting --verbose ... prints its output)"))
 
 
-def run_source(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
+@contextlib.contextmanager
+def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
                num_classes: int | None = None, want_tensors: bool = True, inputs: np.ndarray | None = None,
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
-               untrained: bool = False) -> SourceResult:
-    """Build `spec`'s source model in its own process and return what was asked for.
+               untrained: bool = False) -> Iterator[Callable[[], SourceResult]]:
+    """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
-    weights: a local file in the source's format; seed: seeded synthetic weights; neither: the source
-    library's own pretrained download; untrained: the library's default init (for names and shapes).
-    save_weights: where the worker writes the weights in the source's own format (the caller makes it atomic);
-    save_weights_as: the name its errors give that file (the user's output path).
+    The caller works meanwhile (port-weights imports MindSpore and builds the target network while the worker
+    imports its framework). weights: a local file in the source's format; seed: seeded synthetic weights;
+    neither: the source library's own pretrained download; untrained: the library's default init (for names
+    and shapes). save_weights: where the worker writes the weights in the source's own format (the caller
+    makes it atomic); save_weights_as: the name its errors give that file (the user's output path).
     """
     with files.scratch_dir("worker-") as tmp:
         job = {
@@ -89,13 +93,25 @@ def run_source(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             np.save(tmp / "inputs.npy", inputs)
             job["inputs"], job["outputs_out"] = str(tmp / "inputs.npy"), str(tmp / "outputs.npz")
         (tmp / "job.json").write_text(json.dumps(job))
-        _run_worker(spec, tmp / "job.json", _worker_env(tmp))
-        result = SourceResult(info=json.loads((tmp / "result.json").read_text()))
-        if want_tensors:
-            with np.load(tmp / "tensors.npz") as npz:
-                result.tensors = {k: npz[k] for k in npz.files}
-        if inputs is not None:
-            with np.load(tmp / "outputs.npz") as npz:
-                result.outputs = {k: npz[k] for k in npz.files}
-            result.order = result.info.pop("order", [])
-        return result
+        env = _worker_env(tmp)
+
+        with files.guarded_process(lambda: _start_worker(tmp / "job.json", env)) as proc:
+            def result() -> SourceResult:
+                _wait(spec, proc)
+                done = SourceResult(info=json.loads((tmp / "result.json").read_text()))
+                if want_tensors:
+                    with np.load(tmp / "tensors.npz") as npz:
+                        done.tensors = {k: npz[k] for k in npz.files}
+                if inputs is not None:
+                    with np.load(tmp / "outputs.npz") as npz:
+                        done.outputs = {k: npz[k] for k in npz.files}
+                    done.order = done.info.pop("order", [])
+                return done
+
+            yield result
+
+
+def run_source(spec: ModelSpec, **kwargs) -> SourceResult:
+    """Build `spec`'s source model in its own process and return what was asked for (see source_job)."""
+    with source_job(spec, **kwargs) as result:
+        return result()
