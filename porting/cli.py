@@ -150,7 +150,6 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                      False, "--allow-nonfinite", help="Port source tensors holding NaN/Inf instead of refusing."),
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
-    from porting import msenv
     from porting.converters.port import port_to_file
 
     model = resolve(spec)
@@ -158,7 +157,6 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     if weights_path is None and seed is None:
         log(f"no --weights given: downloading {model.source}'s pretrained {model.name}")
     output = output or Path(f"{model.source}_{model.name}.ckpt")
-    msenv.setup()
     t0 = time.perf_counter()
     ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes,
                           keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
@@ -282,6 +280,31 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
     log(f"wrote {output} ({model.id}, seed {seed})")
 
 
+@app.command("bench")
+def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
+              batch: list[int] = typer.Option([1, 8], "--batch", min=1, max=1024, help="Batch sizes (repeatable)"),
+              size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+              reps: int = typer.Option(10, "--reps", min=1, max=1000, help="Timed calls per runtime and batch"),
+              device: Optional[Device] = DEVICE,
+              as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
+    """Images per second of a ported model in MindSpore (GRAPH mode) and ONNX Runtime on this machine."""
+    from porting.bench import bench
+
+    with _progress() as progress:
+        results = bench(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    table = Table(title=f"{ckpt.name}: median of {reps} calls per runtime, interleaved")
+    for col in ("runtime", "batch", "input", "ms / call", "img/s", "vs MindSpore"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
+    for r in results:
+        base = next(b for b in results if b["batch"] == r["batch"] and b["runtime"].startswith("MindSpore"))
+        table.add_row(r["runtime"], str(r["batch"]), f"{r['size']}x{r['size']}", f"{r['median_s'] * 1000:.1f}",
+                      f"{r['img_per_s']:.2f}", f"x{base['median_s'] / r['median_s']:.2f}")
+    out.print(table)
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -328,6 +351,10 @@ def finetune_cmd(
         seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
         save_rank_weights: bool = typer.Option(False, "--save-rank-weights",
                                                help="Every rank writes OUTPUT/rank_R.npz of its trainable weights"),
+        pynative: bool = typer.Option(False, "--pynative",
+                                      help="Run cell by cell instead of compiling the training step (debugging)"),
+        dataset_sink: Optional[bool] = typer.Option(None, "--dataset-sink/--no-dataset-sink",
+                                                    help="Sink the data to the device (default: on Ascend/GPU)"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
     from porting import checkpoint
@@ -353,7 +380,8 @@ def finetune_cmd(
     opts = Options(ckpt=ckpt, data=data, output=output, recipe=chosen, num_classes=num_classes,
                    image_size=image_size, device=_value(device) or settings.get("device"), distributed=distributed, resume=resume,
                    workers=workers, log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps,
-                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]))
+                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]), pynative=pynative,
+                   dataset_sink=dataset_sink)
     with _progress() as progress:
         finetune(opts, log=log, progress=progress)
 

@@ -1,0 +1,56 @@
+"""`porting bench CKPT`: how fast a ported model runs on this machine, in MindSpore and in ONNX Runtime.
+
+Both runtimes run in this process, one call at a time in a rotating order (so the machine's drift hits both
+alike), after a warm-up that includes MindSpore's graph compilation; the result is the median per call.
+Side-by-side comparisons with other libraries are in benchmarks/ (one process per framework).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from porting import checkpoint, files, models
+from porting.runners.inputs import make_images
+
+
+def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None, reps: int = 10, warmup: int = 2,
+          device: str | None = None, progress=None) -> list[dict]:
+    """[{runtime, batch, size, median_s, img_per_s}] for MindSpore (GRAPH mode) and onnxruntime."""
+    import mindspore as ms
+    import onnxruntime as ort
+
+    from porting import msenv
+    from porting.converters.export import export_onnx
+
+    msenv.setup(device, graph=True)
+    net, meta = checkpoint.load_model(ckpt)
+    size = models.check_input_size(meta["arch"], size or int(meta["input_size"]))
+    with files.scratch_dir("bench-") as tmp:
+        export_onnx(net, meta, tmp / "model.onnx", size)
+        session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
+    task = progress.add_task("bench", total=len(batches) * 2 * (warmup + reps)) if progress else None
+    results = []
+    for batch in batches:
+        x = make_images(0, batch, size, meta["mean"], meta["std"])
+        x_ms = ms.Tensor(x)
+        runtimes = {f"MindSpore ({msenv.device()}, GRAPH)": lambda: net(x_ms).asnumpy(),
+                    "ONNX Runtime (CPU)": lambda: session.run(None, {"input": x})}
+        times: dict[str, list[float]] = {name: [] for name in runtimes}
+        for rep in range(warmup + reps):
+            order = list(runtimes) if rep % 2 == 0 else list(runtimes)[::-1]
+            for name in order:
+                if task is not None:
+                    progress.update(task, advance=1, description=f"batch {batch}: {name}, run {rep + 1}/"
+                                                                 f"{warmup + reps}")
+                t0 = time.perf_counter()
+                runtimes[name]()
+                if rep >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+        for name, measured in times.items():
+            median = statistics.median(measured)
+            results.append({"runtime": name, "batch": batch, "size": size, "median_s": median,
+                            "img_per_s": batch / median})
+    return results
