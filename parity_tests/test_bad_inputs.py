@@ -610,3 +610,30 @@ def test_interrupted_runs_leave_nothing_behind(ported, ported3, data, tmp_path, 
     else:
         assert_refused(run, "interrupted" if sig == signal.SIGINT else "terminated by SIGTERM", outputs,
                        code=130 if sig == signal.SIGINT else 2)
+
+
+LIBRARY_THAT_SWALLOWS_THE_SIGNAL = """
+import os, signal, sys, time
+import typer
+from porting import boundary
+
+app = typer.Typer()
+
+@app.command()
+def main():
+    try:  # as MindSpore's import does: our interrupt comes back as an error of its own
+        os.kill(os.getpid(), signal.SIG{name})
+        time.sleep(30)
+    except BaseException as exc:
+        raise ImportError("initialization failed") from exc
+
+sys.exit(boundary.run(app))
+"""
+
+
+@pytest.mark.parametrize("name, code, message", [("INT", 130, "interrupted"), ("TERM", 2, "terminated by SIGTERM")])
+def test_an_interrupt_a_library_rewraps_is_still_an_interrupt(tmp_path, name, code, message):
+    env, tag, tmpdir = _env(tmp_path)
+    done = subprocess.run([sys.executable, "-c", LIBRARY_THAT_SWALLOWS_THE_SIGNAL.replace("{name}", name)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert_refused(Guarded(done.returncode, done.stdout, done.stderr, tag, tmpdir), message, code=code)

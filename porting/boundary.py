@@ -32,29 +32,36 @@ def run(app) -> int:
         finally:
             files.end_run()
     except Interrupted as exc:
-        if exc.signame == "SIGINT":
-            return _fail("interrupted", 130)
-        return _fail(f"terminated by {exc.signame}")
-    except typer.Abort:
+        return _interrupted(exc.signame)
+    except Exception as exc:  # noqa: BLE001 - the boundary: nothing may escape as a traceback
+        signame = files.interruption()  # our Interrupted, turned by a library into an error of its own
+        return _interrupted(signame) if signame else _report(exc)
+
+
+def _interrupted(signame: str) -> int:
+    return _fail("interrupted", 130) if signame == "SIGINT" else _fail(f"terminated by {signame}")
+
+
+def _report(exc: Exception) -> int:
+    if isinstance(exc, typer.Abort):
         return _fail("interrupted", 130)
-    except NoArgsIsHelpError as exc:  # `porting` alone: its help, not an error
+    if isinstance(exc, NoArgsIsHelpError):  # `porting` alone: its help, not an error
         print(exc.ctx.get_help())
         return 0
-    except typer.TyperException as exc:  # usage errors: a bad flag value, a missing argument...
+    if isinstance(exc, typer.TyperException):  # usage errors: a bad flag value, a missing argument...
         ctx = getattr(exc, "ctx", None)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(message + (f" (see {ctx.command_path} --help)" if ctx else ""))
-    except PortingError as exc:
+    if isinstance(exc, PortingError):
         return _fail(str(exc))
-    except OSError as exc:
+    if isinstance(exc, OSError):
         return _fail(f"cannot access {describe_os_error(exc)}")
-    except MemoryError:
+    if isinstance(exc, MemoryError):
         return _fail("out of memory")
-    except Exception as exc:  # noqa: BLE001 - the boundary: nothing may escape as a traceback
-        if verbose():
-            traceback.print_exc()
-        return _fail(f"unexpected {type(exc).__name__}: {first_line(exc)}"
-                     + ("" if verbose() else " (porting --verbose ... prints the traceback)"))
+    if verbose():
+        traceback.print_exception(exc)
+    return _fail(f"unexpected {type(exc).__name__}: {first_line(exc)}"
+                 + ("" if verbose() else " (porting --verbose ... prints the traceback)"))
 
 
 def _fail(message: str, code: int = 2) -> int:

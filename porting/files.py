@@ -118,7 +118,13 @@ def _remove(path: Path) -> None:
 
 
 _GUARDIAN = _Guardian()
-_RUN: dict = {"scratch": None, "umask": None, "critical": 0, "pending": None}
+_RUN: dict = {"scratch": None, "umask": None, "critical": 0, "pending": None, "signal": None}
+
+
+def interruption() -> str | None:
+    """The signal that interrupted this run, if one did. A library may turn our Interrupted into an error of its
+    own (MindSpore's import reports 'ImportError: initialization failed'), so the boundary asks here."""
+    return _RUN["signal"]
 
 
 def _on_signal(signum, _frame):
@@ -128,6 +134,7 @@ def _on_signal(signum, _frame):
     # later signals while we unwind and clean up are ignored; the guardian covers a hard kill
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    _RUN["signal"] = signal.Signals(signum).name
     raise Interrupted(signal.Signals(signum).name)
 
 

@@ -68,10 +68,15 @@ class Options:
 
 
 class TrainLog:
-    """OUTPUT/train.log in the model zoo's format, created with its folder only when the first line comes."""
+    """OUTPUT/train.log in the model zoo's format. The folder is created with the first step's line: a run stopped
+    before any step (a typo, Ctrl-C during graph compilation) leaves no output folder behind."""
 
     def __init__(self, folder: Path, enabled: bool):
-        self.path, self.enabled, self.file = folder / "train.log", enabled, None
+        self.path, self.enabled, self.file, self.heading = folder / "train.log", enabled, None, []
+
+    def head(self, line: str) -> None:
+        """A line written only together with the first step's line."""
+        self.heading.append(line)
 
     def write(self, line: str) -> None:
         if not self.enabled:
@@ -79,7 +84,9 @@ class TrainLog:
         if self.file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", buffering=1)
-        self.file.write(line + "\n")
+        for pending in self.heading + [line]:
+            self.file.write(pending + "\n")
+        self.heading = []
 
     def close(self) -> None:
         if self.file is not None:
@@ -340,8 +347,8 @@ class Trainer:
             steps = HostSteps(self.step_cell, self.dataset, recipe.epochs - self.start // spe, skip)
         recent: deque = deque(maxlen=max(1, min(20, spe) // steps.size))
         start_loss, ran, task, t_epoch, in_epoch = None, 0, None, time.perf_counter(), 0
-        self.train_log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
-                             + (f", resuming at global step {self.start}" if self.start else ""))
+        self.train_log.head(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
+                            + (f", resuming at global step {self.start}" if self.start else ""))
         try:
             while self.global_step < self.total_steps:
                 epoch = self.global_step // spe + 1
