@@ -68,15 +68,12 @@ class Options:
 
 
 class TrainLog:
-    """OUTPUT/train.log in the model zoo's format. The folder is created with the first step's line: a run stopped
-    before any step (a typo, Ctrl-C during graph compilation) leaves no output folder behind."""
+    """OUTPUT/train.log in the model zoo's format, created with its folder by the first line written: the
+    trainer writes its opening line once the first step is done, so a run stopped before any step (Ctrl-C
+    during graph compilation) leaves no output folder behind."""
 
     def __init__(self, folder: Path, enabled: bool):
-        self.path, self.enabled, self.file, self.heading = folder / "train.log", enabled, None, []
-
-    def head(self, line: str) -> None:
-        """A line written only together with the first step's line."""
-        self.heading.append(line)
+        self.path, self.enabled, self.file = folder / "train.log", enabled, None
 
     def write(self, line: str) -> None:
         if not self.enabled:
@@ -84,9 +81,7 @@ class TrainLog:
         if self.file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", buffering=1)
-        for pending in self.heading + [line]:
-            self.file.write(pending + "\n")
-        self.heading = []
+        self.file.write(line + "\n")
 
     def close(self) -> None:
         if self.file is not None:
@@ -347,8 +342,8 @@ class Trainer:
             steps = HostSteps(self.step_cell, self.dataset, recipe.epochs - self.start // spe, skip)
         recent: deque = deque(maxlen=max(1, min(20, spe) // steps.size))
         start_loss, ran, task, t_epoch, in_epoch = None, 0, None, time.perf_counter(), 0
-        self.train_log.head(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
-                            + (f", resuming at global step {self.start}" if self.start else ""))
+        opening = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
+                   + (f", resuming at global step {self.start}" if self.start else ""))
         try:
             while self.global_step < self.total_steps:
                 epoch = self.global_step // spe + 1
@@ -356,6 +351,8 @@ class Trainer:
                     task = self.progress.add_task(f"epoch {epoch}/{recipe.epochs}", total=spe,
                                                   completed=self.global_step % spe)
                 loss = steps.run()
+                if not ran:
+                    self.train_log.write(opening)
                 self.global_step += steps.size
                 ran += steps.size
                 in_epoch += steps.size
