@@ -95,3 +95,25 @@ def assert_agrees_before(report, failure) -> None:
     """Every comparison before the first failure passes: the check names the layer where the port broke."""
     before = report.rows[: report.rows.index(failure)]
     assert before and all(r.ok for r in before), [r for r in before if not r.ok]
+
+
+CLASSES = ["circle", "square", "stripes"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """3 classes, 8 train + 4 val images each, 72x72 PNG; each class has its own dominant colour."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                img = rng.uniform(0, 60, size=(72, 72, 3))
+                img[..., c] += 150
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root

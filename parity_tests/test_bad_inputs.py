@@ -282,7 +282,8 @@ def test_out_of_range_flags_before_any_work(tmp_path, args, culprit):
 
 @pytest.mark.parametrize("args,culprit", [
     (["export", "CKPT", "--format", "mindir", "--batch", "0", "-o", "OUT"], "--batch"),
-    (["export", "CKPT", "--format", "onnx", "--batch", "8", "-o", "OUT"], "--batch"),
+    (["export", "CKPT", "--format", "onnx", "--opset", "12", "-o", "OUT"], "--opset"),
+    (["export", "CKPT", "--format", "mindir", "--fp16", "-o", "OUT"], "--fp16"),
     (["export", "CKPT", "--format", "onnx", "--size", "8", "-o", "OUT"], "--size"),
     (["export", "CKPT", "--format", "tflite", "-o", "OUT"], "--format"),
     (["predict", "CKPT", "IMG", "--topk", "-1"], "--topk"),

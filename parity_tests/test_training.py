@@ -13,31 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import error_line, porting
+from conftest import CLASSES, error_line, porting
 
 from porting import checkpoint
 
-CLASSES = ["circle", "square", "stripes"]
 SMALL = ["--image-size", "64", "--batch-size", "4", "--lr-init", "0.001", "--lr-max", "0.01", "--lr-end", "0.0001",
          "--workers", "2", "--log-every", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """3 classes, 8 train + 4 val images each, 72x72 PNG; each class has its own dominant colour."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("val", 4)):
-        for c, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                img = rng.uniform(0, 60, size=(72, 72, 3))
-                img[..., c] += 150
-                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -234,12 +215,12 @@ def test_finetuned_checkpoint_exports_to_onnx_with_parity(finetuned, tiny_data, 
     import onnxruntime as ort
 
     from porting.compare import compare_tensor
-    from porting.training.data import load_image
+    from porting.training.data import load_image, preprocessing
 
     ckpt = finetuned / "xception-2_6.ckpt"
     assert porting("export", ckpt, "--format", "onnx", "-o", tmp_path / "ft.onnx").code == 0
     net, meta = checkpoint.load_model(ckpt)
-    x = np.stack([load_image(p, meta, 64) for p in sorted((tiny_data / "val").glob("*/*.png"))[:4]])
+    x = np.stack([load_image(p, preprocessing(meta, size=64)) for p in sorted((tiny_data / "val").glob("*/*.png"))[:4]])
     expected = net(ms.Tensor(x)).asnumpy()
     got = ort.InferenceSession(str(tmp_path / "ft.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     row = compare_tensor("logits", "onnx", expected, got)

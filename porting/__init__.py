@@ -1,3 +1,18 @@
-"""porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof."""
+"""porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof.
+
+The Python API (porting.api) is reachable from here: porting.port, load, export, check_parity, evaluate,
+predict, quantize, benchmark, resolve. Importing porting itself loads no framework; each function loads what
+it needs. (check_parity and benchmark: `porting.parity` and `porting.bench` are the modules behind them.)
+"""
 
 __version__ = "0.2.0"
+__all__ = ["port", "load", "export", "check_parity", "evaluate", "predict", "quantize", "benchmark",
+           "resolve"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from porting import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'porting' has no attribute '{name}'")

@@ -10,7 +10,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from porting import checkpoint, files, models
 from porting.runners.inputs import make_images

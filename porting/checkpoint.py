@@ -123,6 +123,11 @@ def validate_metadata(meta, path) -> None:
     crop = meta.get("crop_pct", 0.875)
     if not isinstance(crop, (int, float)) or not 0 < crop <= 1:
         bad("crop_pct", f"must be in (0, 1], not {crop!r}")
+    for key in ("test_input_size",):
+        if key in meta and (not isinstance(meta[key], int) or meta[key] < 1):
+            bad(key, f"must be a positive whole number, not {meta[key]!r}")
+    if "test_crop_pct" in meta and not (isinstance(meta["test_crop_pct"], (int, float)) and 0 < meta["test_crop_pct"] <= 1):
+        bad("test_crop_pct", f"must be in (0, 1], not {meta['test_crop_pct']!r}")
     if meta.get("interpolation", "bilinear") not in INTERPOLATIONS:
         bad("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, not {meta.get('interpolation')!r}")
     names = meta.get("class_names")

@@ -150,16 +150,16 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                      False, "--allow-nonfinite", help="Port source tensors holding NaN/Inf instead of refusing."),
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
-    from porting.converters.port import port_to_file
+    from porting import api
 
     model = resolve(spec)
     weights_path, seed = _weights_args(weights, random_init)
     if weights_path is None and seed is None:
-        log(f"no --weights given: downloading {model.source}'s pretrained {model.name}")
+        log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
     output = output or Path(f"{model.source}_{model.name}.ckpt")
     t0 = time.perf_counter()
-    ported = port_to_file(model, str(output), weights=weights_path, seed=seed, num_classes=num_classes,
-                          keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
+    ported = api.port(model, weights_path, seed=seed, output=output, num_classes=num_classes,
+                      keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
     m = ported.metadata
     log(f"wrote {output} ({len(ported.params)} parameters, {m['num_classes']} classes, "
         f"input {m['input_size']}) in {time.perf_counter() - t0:.1f}s")
@@ -172,42 +172,48 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-we
                                            help="Output file (replaced if it exists, once the new one is whole)."),
                size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
                batch: Optional[int] = typer.Option(None, "--batch", min=1, max=4096,
-                                                   help="Fixed batch of MINDIR/AIR (default 1); ONNX's is dynamic.")
-               ) -> None:
-    """Export a checkpoint to ONNX (opset 17, checked), MINDIR or AIR (Ascend only)."""
-    from porting import checkpoint, models, msenv
-    from porting.converters import export
+                                                   help="A fixed batch (MINDIR/AIR: default 1; ONNX: default dynamic)."),
+               opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21."),
+               dynamic_size: bool = typer.Option(False, "--dynamic-size",
+                                                 help="ONNX: dynamic height and width (the models pool globally)."),
+               fp16: bool = typer.Option(False, "--fp16", help="ONNX: weights and computation in float16 (input "
+                                                               "and logits stay float32)."),
+               fold_bn: bool = typer.Option(False, "--fold-bn", help="ONNX: fold BatchNormalization into the "
+                                                                     "preceding convolutions.")) -> None:
+    """Export a checkpoint to ONNX (checked by onnx.checker), MINDIR or AIR (Ascend only)."""
+    from porting import api
 
-    fmt = _value(fmt)
-    if fmt == "onnx" and batch is not None:
-        raise PortingError("--batch applies to MINDIR/AIR: the ONNX export has a dynamic batch dimension")
-    files.check_output(output, (ckpt,), what=f"{fmt.upper()} output")
-    msenv.setup()
-    if fmt == "air" and msenv.device() != "Ascend":
-        raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
-                           f"use --format mindir or --format onnx instead")
-    net, metadata = checkpoint.load_model(ckpt)
-    size = models.check_input_size(metadata["arch"], size or int(metadata["input_size"]))
-    if fmt == "onnx":
-        export.export_onnx(net, metadata, output, size, inputs=(ckpt,))
-    else:
-        export.export_ms(net, fmt, output, size, batch=batch or 1, inputs=(ckpt,))
-    log(f"wrote {output} ({fmt}, input {'N' if fmt == 'onnx' else batch or 1}x3x{size}x{size})")
+    _, shape = api.export(ckpt, output, _value(fmt), size=size, batch=batch, opset=opset, dynamic_size=dynamic_size,
+                          fp16=fp16, fold_bn=fold_bn)
+    dims = "x".join({"batch": "N", "height": "H", "width": "W"}.get(str(d), str(d)) for d in shape)
+    log(f"wrote {output} ({_value(fmt)}, input {dims}{', float16' if fp16 else ''}{', BN folded' if fold_bn else ''}"
+        f"{f', opset {opset}' if _value(fmt) == 'onnx' else ''})")
 
 
 @app.command("parity")
 def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
                weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
-               batch: int = typer.Option(2, "--batch", min=1, max=256),
+               batch: int = typer.Option(2, "--batch", min=1, max=256, help="Inputs compared (with --images: "
+                                                                             "the first N files)."),
                size: Optional[int] = _size_option(help="Input size (default: the model's)."),
+               images: Optional[Path] = typer.Option(None, "--images", help="Compare on these image files (a folder, "
+                                                                            "or class folders) instead of seeded ones."),
+               rtol: float = typer.Option(1e-4, "--rtol", min=1e-9, max=1.0,
+                                          help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) per layer."),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
+               full: bool = typer.Option(False, "--full", help="Print every compared layer, not just the summary."),
+               check_preprocessing: bool = typer.Option(
+                   False, "--check-preprocessing",
+                   help="Compare porting's image pipeline with the source library's own on --images (no network)."),
                report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
     from porting import msenv
+    from porting.parity import check_preprocessing as check_pipeline
     from porting.parity import parity
+    from porting.training.data import list_images
 
     model = resolve(spec)
     weights_path, seed = _weights_args(weights, random_init)
@@ -216,10 +222,22 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     for path in (report, plot):
         if path is not None:
             files.check_output(path, (weights_path,))
+    files_in = list_images(images)[:batch] if images is not None else None
     msenv.setup()
+    if check_preprocessing:
+        if files_in is None:
+            raise PortingError("--check-preprocessing compares image pipelines: give --images DIR")
+        result = check_pipeline(model, files_in, size, log=log)
+        _print_pipelines(result)
+        if report:
+            with files.atomic_output(report) as staged:
+                staged.file.write_text(json.dumps(result, indent=2))
+        return
     result = parity(model, weights=weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                    log=log)
-    print_report(result)
+                    log=log, images=files_in, rtol=rtol)
+    if full:
+        print_report(result)
+    print_summary(result)
     if report:
         with files.atomic_output(report) as staged:
             staged.file.write_text(result.to_json())
@@ -230,6 +248,59 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
             plot_report(result, staged.file)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _print_pipelines(result: dict) -> None:
+    table = Table(title=f"{result['spec']}: porting's preprocessing vs the source library's own, normalised units")
+    for col in ("image", "mean |diff|", "max |diff|"):
+        table.add_column(col, justify="left" if col == "image" else "right")
+    for row in result["images"]:
+        if row["mean_abs"] is None:
+            table.add_row(escape(row["image"]), "shapes differ", f"{row['shape'][0]} vs {row['shape'][1]}")
+        else:
+            table.add_row(escape(row["image"]), f"{row['mean_abs']:.2e}", f"{row['max_abs']:.2e}")
+    out.print(table)
+    out.print(f"porting: {escape(result['ours'])}")
+    out.print(f"source:  {escape(result['theirs'])}")
+    if result["max_abs"] is not None and result["max_abs"] < 1e-6:
+        out.print("[bold green]IDENTICAL[/bold green] pipelines on these images")
+    elif result["mean_abs"] is not None:
+        out.print(f"[bold yellow]DIFFERENT[/bold yellow]: mean |diff| {result['mean_abs']:.2e}, max "
+                  f"{result['max_abs']:.2e} (README: 'Preprocessing' says why)")
+
+
+def print_summary(result) -> None:
+    """Per runtime: layers compared, the worst layer against its bound, top-1 agreement, the first failure."""
+    layers = result.info.get("layers", {})
+    table = Table(title=f"parity {result.spec}: {result.info['batch']} x {result.info['size']} px "
+                        f"({result.info.get('inputs', 'seeded synthetic images')}), weights {result.info['weights']}")
+    for col in ("runtime", "compared", "worst layer (MindSpore cell)", "worst error / bound", "top-1 agreement",
+                "first failure"):
+        table.add_column(col)
+    for runtime in dict.fromkeys(r.runtime for r in result.rows):
+        rows = [r for r in result.rows if r.runtime == runtime]
+        worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else float("inf"))
+        first = result.first_failure(runtime)
+        table.add_row(runtime, f"{len(rows) - 1} layers + logits" if len(rows) > 1 else "logits",
+                      f"{escape(worst.layer)} ({escape(layers.get(worst.layer, 'output'))})",
+                      f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
+                      f"{result.top1_agree.get(runtime, 0):.0%}",
+                      "[green]none[/green]" if first is None else f"[bold red]{escape(first.layer)}[/bold red]")
+    out.print(table)
+    out.print(f"tolerance: a layer passes if max |ref - out| <= {result.rtol:g} x max(1, max |ref|), and the logits "
+              f"give the same top-1 for every input")
+    for e in result.errors:
+        out.print(f"[red]problem:[/red] {e}")
+    failure = result.first_failure()
+    if result.ok:
+        out.print(f"[bold green]PASS[/bold green] {result.spec}: {len(result.rows)} comparisons within tolerance "
+                  f"(--full lists them)")
+    elif failure:
+        out.print(f"[bold red]FAIL[/bold red] {result.spec}: first diverging layer '{failure.layer}' "
+                  f"(MindSpore '{layers.get(failure.layer, failure.layer)}') on {failure.runtime}: "
+                  f"max abs {failure.max_abs:.3e} > {failure.bound:.3e}")
+    else:
+        out.print(f"[bold red]FAIL[/bold red] {result.spec}: top-1 disagreement or errors")
 
 
 def print_report(result) -> None:
@@ -249,19 +320,6 @@ def print_report(result) -> None:
                       f"{row.max_abs:.2e}", f"{row.max_rel:.2e}", f"{row.cosine:.8f}",
                       status + (f" {row.note}" if row.note else ""))
     out.print(table)
-    for runtime, agree in result.top1_agree.items():
-        out.print(f"top-1 agreement {runtime}: {agree:.0%}")
-    for e in result.errors:
-        out.print(f"[red]problem:[/red] {e}")
-    failure = result.first_failure()
-    if result.ok:
-        out.print(f"[bold green]PASS[/bold green] {result.spec}: {len(result.rows)} comparisons within tolerance")
-    elif failure:
-        out.print(f"[bold red]FAIL[/bold red] {result.spec}: first diverging layer '{failure.layer}' "
-                  f"(MindSpore '{layers.get(failure.layer, failure.layer)}') on {failure.runtime}: "
-                  f"max abs {failure.max_abs:.3e} > {failure.bound:.3e}")
-    else:
-        out.print(f"[bold red]FAIL[/bold red] {result.spec}: top-1 disagreement or errors")
 
 
 @app.command("random-weights")
@@ -386,13 +444,83 @@ def finetune_cmd(
         finetune(opts, log=log, progress=progress)
 
 
+class QuantMethod(StrEnum):
+    minmax = "minmax"
+    percentile = "percentile"
+    entropy = "entropy"
+
+
+@app.command("quantize")
+def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written by porting export"),
+                 calib: Path = typer.Option(..., "--calib", help="Calibration images: ImageFolder, or a flat folder "
+                                                                 "(with a 'FILENAME LABEL' file, or unlabelled)"),
+                 output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx"),
+                 images: int = typer.Option(1000, "--images", min=1, help="Calibration images, drawn to cover "
+                                                                          "every class"),
+                 holdout: int = typer.Option(200, "--holdout", min=0, help="Images kept out of calibration to "
+                                                                           "compare float32 and int8"),
+                 method: QuantMethod = typer.Option(QuantMethod.minmax, "--method", case_sensitive=False,
+                                                    help="How activation ranges are calibrated"),
+                 label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat folder"),
+                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
+    """int8 ONNX by ONNX Runtime's static QDQ quantization (per-channel), compared with the float32 model."""
+    from porting.converters.quantize import quantize
+
+    with _progress() as progress:
+        report = quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
+                          label_file=label_file, log=log, progress=progress)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    log(f"wrote {output} ({report['size_mb']['int8']} MB, from {report['size_mb']['float32']} MB)")
+    table = Table(title=f"float32 vs int8 on {report['held_out'] or 'the calibration'} held-out images")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("top-1 agreement", f"{report['top1_agreement']:.2%}")
+    table.add_row("top-5 overlap", f"{report['top5_overlap']:.2%}")
+    table.add_row("max logit error", f"{report['max_logit_error']:.4f} (logits up to {report['logit_scale']:.2f})")
+    for precision in ("float32", "int8"):
+        if precision in report:
+            table.add_row(f"{precision} top-1 / top-5", f"{report[precision]['Top_1_Acc']:.2%} / "
+                                                        f"{report[precision]['Top_5_Acc']:.2%}")
+    out.print(table)
+
+
+class Interp(StrEnum):
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+    nearest = "nearest"
+
+
+def _preprocessing_options(size, resize, crop_pct, interpolation, mean, std) -> dict:
+    return dict(size=size, resize=resize, crop_pct=crop_pct, interpolation=_value(interpolation), mean=mean, std=std)
+
+
+RESIZE = typer.Option(None, "--resize", min=8, max=4096, help="Resize the short side to N before the center crop "
+                                                             "(--resize 342 --size 299: the deployment guide's).")
+CROP_PCT = typer.Option(None, "--crop-pct", min=0.05, max=1.0, help="Crop fraction: resize to size / crop-pct.")
+INTERP = typer.Option(None, "--interpolation", case_sensitive=False, help="Resize interpolation (default: the model's).")
+MEAN = typer.Option(None, "--mean", help="R G B mean in [0, 1] units (default: the model's).")
+STD = typer.Option(None, "--std", help="R G B std in [0, 1] units (default: the model's).")
+MODEL_FILE = typer.Argument(..., help="A .ckpt (port-weights / finetune), or an .onnx / .mindir from porting export")
+
+
 @app.command("eval")
-def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "--data",
-                                                                         help="ImageFolder root (uses val/ if present)"),
+def eval_cmd(model: Path = MODEL_FILE,
+             data: Path = typer.Option(..., "--data", help="ImageFolder root (uses val/ if present), or a flat folder "
+                                                           "of images with a 'FILENAME LABEL' file"),
+             label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat image folder "
+                                                                                  "(default: val_label.txt beside it)"),
              batch_size: int = typer.Option(32, "--batch-size", min=1, max=65536),
-             size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+             size: Optional[int] = _size_option(help="Crop size (default: the model's; timm's test size if it has one)."),
+             resize: Optional[int] = RESIZE, crop_pct: Optional[float] = CROP_PCT,
+             interpolation: Optional[Interp] = INTERP,
+             mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
              device: Optional[Device] = DEVICE,
              workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers"),
+             results: Optional[Path] = typer.Option(None, "--results", help="Write per-image top-k lines (the "
+                                                                            "deployment guide's eval_topk format)"),
+             topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results"),
              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
@@ -401,12 +529,14 @@ def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "-
     from porting.training.evaluate import evaluate
 
     if dump_logits is not None:
-        files.check_output(dump_logits, (ckpt,))
+        files.check_output(dump_logits, (model,))
     with _progress() as progress:
-        result, logits, labels = evaluate(ckpt, data, batch_size=batch_size, size=size, device=_value(device),
-                                          workers=workers, progress=progress, log=log)
+        result, logits, labels = evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
+                                          progress=progress, log=log, label_file=label_file, results=results,
+                                          topk=topk, overrides=_preprocessing_options(size, resize, crop_pct,
+                                                                                     interpolation, mean, std))
     if dump_logits:
-        with files.atomic_output(dump_logits, (ckpt,)) as staged, open(staged.file, "wb") as f:
+        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
             np.savez(f, logits=logits, labels=labels)
     if as_json:
         print(json.dumps(dict(result, samples=int(len(labels)))))
@@ -415,16 +545,21 @@ def eval_cmd(ckpt: Path = typer.Argument(...), data: Path = typer.Option(..., "-
 
 
 @app.command("predict")
-def predict_cmd(ckpt: Path = typer.Argument(...), images: list[Path] = typer.Argument(..., help="Image files"),
+def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..., help="Image files"),
                 topk: Optional[int] = typer.Option(None, "--topk", min=1,
                                                    help="How many classes to show (default 5, or all if fewer)."),
-                labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line"),
+                labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (label.txt)"),
+                size: Optional[int] = _size_option(help="Crop size (default: the model's)."),
+                resize: Optional[int] = RESIZE, crop_pct: Optional[float] = CROP_PCT,
+                interpolation: Optional[Interp] = INTERP,
+                mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
                 device: Optional[Device] = DEVICE,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
     from porting.training.evaluate import predict
 
-    results = predict(ckpt, images, topk=topk, labels_file=labels, device=_value(device))
+    results = predict(model, images, topk=topk, labels_file=labels, device=_value(device),
+                      overrides=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))
         return

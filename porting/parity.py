@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from porting import files
-from porting.compare import Report, compare
+from porting.compare import RTOL, Report, compare
 from porting.converters.port import check_finite, map_source, metadata_for
 from porting.runners.inputs import make_images
 from porting.runners.source import run_source
@@ -51,18 +51,29 @@ def run_onnx_file(path, x: np.ndarray) -> np.ndarray:
     return session.run(["logits"], {"input": x})[0]
 
 
+def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
+    """The user's image files through the port's own evaluation preprocessing (porting.training.data)."""
+    from porting.training import data as data_mod
+
+    pre = data_mod.preprocessing(spec.preprocessing(), size=size)
+    return np.stack([data_mod.load_image(Path(p), pre) for p in images])
+
+
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
            size: int | None = None, onnx: bool = False, mindir: bool = False, input_seed: int = 1234,
-           log=lambda msg: None, weight_map=None) -> Report:
-    """`weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
+           log=lambda msg: None, weight_map=None, images: list[Path] | None = None, rtol: float = RTOL) -> Report:
+    """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
+    scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
     from porting import checkpoint
     from porting.converters import export
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
-    x = make_images(input_seed, batch, size, spec.mean, spec.std)
-    report = Report(spec=spec.id, info={"batch": batch, "size": size,
-                                        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
+    x = user_images(images, spec, size) if images else make_images(input_seed, batch, size, spec.mean, spec.std)
+    batch = len(x)
+    report = Report(spec=spec.id, rtol=rtol, info={
+        "batch": batch, "size": size, "inputs": f"{batch} image file(s)" if images else "seeded synthetic images",
+        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({batch}x3x{size}x{size}) in its own process")
     source = run_source(spec, weights=weights, seed=seed, inputs=x, taps=[l.source for l in wm.layers])
@@ -94,8 +105,33 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
             compare(report, "onnx", source.outputs, per_layer, order)
         if mindir:
             log("exporting and reloading MINDIR")
-            path = export.export_ms(net, "MINDIR", Path(tmp) / "model.mindir", size, batch=batch)
+            path = export.export_ms(net, "MINDIR", Path(tmp) / "model.mindir", size, batch=batch, metadata=metadata)
             compare(report, "mindir", source.outputs, {"logits": export.run_mindir(path, x)}, [])
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
+
+
+def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:
+    """The port's image pipeline against the source library's own (timm.data.create_transform, Keras's
+    load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units."""
+    from porting.training import data as data_mod
+
+    size = size or spec.input_size
+    pre = data_mod.preprocessing(spec.preprocessing(), size=size)
+    ours = user_images(images, spec, size)
+    log(f"running {spec.source}'s own preprocessing of {len(images)} image(s) in its worker")
+    theirs = run_source(spec, untrained=True, want_tensors=False,
+                        preprocess=([str(Path(p).resolve()) for p in images], size, pre.resize))
+    rows = []
+    for path, a, b in zip(images, ours, theirs.preprocessed):
+        if a.shape != b.shape:
+            rows.append({"image": str(path), "shape": [list(a.shape), list(b.shape)], "mean_abs": None,
+                         "max_abs": None})
+            continue
+        diff = np.abs(a.astype(np.float64) - b)
+        rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
+    same_shape = [r for r in rows if r["mean_abs"] is not None]
+    return {"spec": spec.id, "ours": pre.describe(), "theirs": theirs.info.get("pipeline", ""), "images": rows,
+            "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
+            "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}

@@ -6,7 +6,7 @@ reproduces it, where its weight map lives, and the preprocessing the source defi
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from porting.errors import PortingError
 
@@ -29,10 +29,18 @@ class ModelSpec:
     # options for seeded synthetic source weights (the runners' randomize), e.g. {"bn_beta_mean": 1.0}
     random_init: dict = field(default_factory=dict)
     source_min_size: int = 0  # the source library's own smallest input, where it has one (Keras Xception: 71)
+    # timm's pretrained tag ('tf_in1k' in timm:xception65.tf_in1k): picks the download and the preprocessing
+    tag: str = ""
+    hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
 
     @property
     def id(self) -> str:
-        return f"{self.source}:{self.name}"
+        return f"{self.source}:{self.source_name}"
+
+    @property
+    def source_name(self) -> str:
+        """The name the source library is asked for: timm's 'model.tag' when a tag is named."""
+        return f"{self.name}.{self.tag}" if self.tag else self.name
 
     def check_size(self, size: int, what: str = "--size") -> int:
         from porting.models import check_input_size
@@ -44,7 +52,8 @@ class ModelSpec:
 
     def preprocessing(self) -> dict:
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+                "resize_backend": RESIZE_BACKEND[self.source]}
 
 
 SPECS: list[ModelSpec] = [
@@ -138,7 +147,18 @@ def all_specs() -> list[ModelSpec]:
 
 
 def resolve(text: str) -> ModelSpec:
-    """'timm:xception' -> the legacy_xception spec. Case-insensitive; unknown names list the supported ones."""
+    """'timm:xception' -> the legacy_xception spec. Case-insensitive; unknown names list the supported ones.
+
+    timm names may carry timm's pretrained tag (`timm:xception65.tf_in1k`), and `hf-hub:timm/MODEL.TAG` names
+    the same model on the Hugging Face Hub; timm checks the tag when the worker builds the model.
+    """
+    if text.strip().lower().startswith("hf-hub:"):
+        repo = text.strip()[len("hf-hub:"):]
+        org, _, model = repo.partition("/")
+        if org != "timm" or not model:
+            raise PortingError(f"'{text}': porting knows timm's own Hub repos (hf-hub:timm/MODEL.TAG); for another "
+                               f"repo, download its weights and pass them with --weights to the matching spec")
+        return replace(resolve(f"timm:{model}"), hub=repo)
     source, sep, name = text.partition(":")
     if not sep or not source or not name:
         raise PortingError(f"model spec '{text}' must look like SOURCE:MODEL, e.g. timm:xception")
@@ -150,6 +170,11 @@ def resolve(text: str) -> ModelSpec:
     for spec in matches:
         if key_name == spec.name.lower() or key_name in (a.lower() for a in spec.aliases):
             return spec
+    base, dot, tag = key_name.partition(".")
+    if dot and key_source == "timm" and tag:
+        for spec in matches:
+            if base == spec.name.lower() or base in (a.lower() for a in spec.aliases):
+                return replace(spec, tag=tag)
     names = ", ".join(s.id + (f" (alias {', '.join(s.aliases)})" if s.aliases else "") for s in matches)
     # a model that other sources have but this library does not ship (keras:inception_v4, keras:seresnext50_32x4d)
     elsewhere = [s.id for s in SPECS if s.source != key_source
@@ -161,6 +186,8 @@ def resolve(text: str) -> ModelSpec:
 
 
 LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas"}
+# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize
+RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv"}
 
 
 def _bare(name: str) -> str:

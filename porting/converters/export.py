@@ -2,23 +2,56 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 
 from porting import files
-from porting.converters.onnx_graph import GraphBuilder, OnnxValue
+from porting.converters.onnx_graph import OPSET, GraphBuilder, OnnxValue
 from porting.errors import PortingError, first_line
 
 INPUT, OUTPUT = "input", "logits"
+OPSETS = range(13, 22)  # checked by the tests at both ends; 17 is the default
 
 
-def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None):
+@dataclass(frozen=True)
+class OnnxOptions:
+    """What deployers choose (as optimum-cli, tf2onnx, paddle2onnx and timm's onnx_export let them)."""
+
+    opset: int = OPSET
+    batch: int | None = None  # None: a dynamic batch dimension
+    dynamic_size: bool = False  # dynamic height and width (every model here ends in a global pool)
+    float16: bool = False  # weights and computation in float16; the input and logits stay float32
+    fold_bn: bool = False  # BatchNormalization folded into the preceding Conv's weight and bias
+
+    def input_shape(self, size: int) -> list:
+        batch = self.batch or "batch"
+        return [batch, 3, "height", "width"] if self.dynamic_size else [batch, 3, size, size]
+
+
+def model_metadata(metadata: dict, options: OnnxOptions | None = None) -> dict[str, str]:
+    """The checkpoint's metadata as string properties, plus what a deployment needs: class names (ImageNet's
+    for a 1000-class model that has none of its own) and how the file was exported."""
+    meta = dict(metadata)
+    if not meta.get("class_names") and int(meta["num_classes"]) == 1000:
+        from porting.training.data import imagenet_table
+
+        meta["class_names"] = [name for _, name in imagenet_table()]
+    if options is not None:
+        meta["export"] = {"opset": options.opset, "batch": options.batch, "dynamic_size": options.dynamic_size,
+                          "precision": "float16" if options.float16 else "float32", "fold_bn": options.fold_bn}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, options: OnnxOptions = OnnxOptions()):
     """The ONNX ModelProto of `net`; with `taps`, those cells' outputs become extra graph outputs.
 
     Returns (model, {cell name: ONNX output name}).
     """
+    from porting import __version__
+
     graph = GraphBuilder()
     graph.names = {id(cell): name for name, cell in net.cells_and_names() if name}
     logits = net(OnnxValue(graph, INPUT))
@@ -30,44 +63,76 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None):
         tap_names[name] = OUTPUT if value == logits.name else value
         if value != logits.name and value not in extra:
             extra.append(value)
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    model = graph.to_model({INPUT: ["batch", 3, size, size]}, {OUTPUT: (logits, ["batch", int(metadata["num_classes"])])}, extra, meta,
-                           graph_name=str(metadata.get("arch", "porting")))
+    if options.fold_bn:
+        graph.fold_batchnorm(keep=set(extra))
+    model = graph.to_model({INPUT: options.input_shape(size)},
+                           {OUTPUT: (logits, [options.batch or "batch", int(metadata["num_classes"])])}, extra,
+                           model_metadata(metadata, options), graph_name=str(metadata.get("arch", "porting")),
+                           opset=options.opset, float16=options.float16, producer_version=__version__)
     return model, tap_names
 
 
-def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None, inputs: tuple = ()) -> Path:
+def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None, inputs: tuple = (),
+                options: OnnxOptions = OnnxOptions()) -> Path:
     """The checked ONNX file of `net`; `inputs` are files the output must not overwrite."""
     import onnx
 
     files.check_output(out, inputs, what="ONNX output")
+    if options.opset not in OPSETS:
+        raise PortingError(f"--opset {options.opset}: porting writes ONNX opsets {OPSETS[0]} to {OPSETS[-1]}")
     size = size or int(metadata["input_size"])
-    model, _ = trace_onnx(net, metadata, size)
+    model, _ = trace_onnx(net, metadata, size, options=options)
     onnx.checker.check_model(model, full_check=True)
     with files.atomic_output(out, inputs, what="ONNX output") as staged:
         onnx.save(model, str(staged.file))
     return Path(out)
 
 
-def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs: tuple = ()) -> Path:
-    """MINDIR or AIR through ms.export, written in a private folder and moved into place whole.
+def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs: tuple = (),
+              metadata: dict | None = None) -> Path:
+    """MINDIR or AIR through ms.export, written in a private folder and moved into place whole; a MINDIR
+    carries the checkpoint's metadata in its user_info (read_mindir_metadata).
 
     The batch is fixed: MindSpore 2.10 exports these graphs with a dynamic batch, but `mindspore.load` of
     the result then fails inside shape inference ("primitive name: raise"), so we never write such a file.
     """
+    from porting import __version__
+
     fmt = fmt.upper()
     suffix = ".mindir" if fmt == "MINDIR" else ".air"
     sample = ms.Tensor(np.zeros([batch, 3, size, size], np.float32))
+    extra = {}
+    if fmt == "MINDIR" and metadata is not None:
+        info = dict(model_metadata(dict(metadata, export={"batch": batch, "size": size})),
+                    porting_version=__version__)
+
+        def with_metadata(proto):
+            proto.producer_name, proto.producer_version = "porting", __version__
+            for key, value in info.items():
+                proto.user_info[key] = value
+        extra["custom_func"] = with_metadata
     with files.atomic_output(out, inputs, what=f"{fmt} output") as staged:
         stem = staged.dir / "model"
         try:
-            ms.export(net, sample, file_name=str(stem), file_format=fmt)
+            ms.export(net, sample, file_name=str(stem), file_format=fmt, **extra)
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - MindSpore raises RuntimeError/ValueError for write failures
             raise PortingError(f"cannot export {fmt} to '{out}': {first_line(exc)}") from None
         staged.file = stem.with_suffix(suffix)
     return Path(out)
+
+
+def read_mindir_metadata(path: str | Path) -> dict[str, str]:
+    """The user_info porting wrote into a MINDIR (empty for MINDIR files from elsewhere)."""
+    from mindspore.train.mind_ir_pb2 import ModelProto
+
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(Path(path).read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise PortingError(f"cannot read '{path}' as a MINDIR file: {first_line(exc)}") from None
+    return dict(proto.user_info)
 
 
 def run_mindir(path: str | Path, x: np.ndarray) -> np.ndarray:

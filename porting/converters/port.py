@@ -89,8 +89,14 @@ def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, see
             pre[key] = cfg[key]
     if cfg.get("input_size"):
         pre["input_size"] = int(cfg["input_size"][-1])
+    # timm evaluates some tags at a larger size than they train at (racm_in1k: 288 and crop 0.95 for 224)
+    if cfg.get("test_input_size"):
+        pre["test_input_size"] = int(cfg["test_input_size"][-1])
+        pre["test_crop_pct"] = cfg.get("test_crop_pct") or pre["crop_pct"]
+    if source.info.get("pretrained_tag"):
+        pre["pretrained_tag"] = source.info["pretrained_tag"]
     return {
-        "format": "porting-ckpt/1", "tool_version": __version__, "source": spec.id, "arch": spec.arch,
+        "tool_version": __version__, "source": spec.id, "arch": spec.arch,
         "arch_config": spec.arch_config, "head": spec.head, "num_classes": num_classes,
         "source_num_classes": int(source.info["num_classes"]), "head_reinitialized": head_reinitialized,
         "weights": describe_weights(weights, seed, source.info),
@@ -135,6 +141,10 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
         source = source_result()
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
+    if spec.source == "timm" and weights and not spec.tag and source.info.get("pretrained_tag"):
+        cfg = source.info.get("pretrained_cfg") or {}
+        log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info['pretrained_tag']} "
+            f"(crop {cfg.get('crop_pct')}); for another tag's weights name it: timm:{spec.name}.TAG")
     bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
     params = map_source(spec, source, origin)
     if bad:

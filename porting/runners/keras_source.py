@@ -318,3 +318,14 @@ def forward(model, x: np.ndarray, taps: list[str]):
         value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
         outputs[name] = np.ascontiguousarray(np.transpose(value, (0, 3, 1, 2))) if value.ndim == 4 else value
     return outputs, order
+
+
+def preprocess(model, images: list[str], size: int, resize: int):
+    """keras.applications' own recipe: keras.utils.load_img(target_size) then xception.preprocess_input."""
+    keras = _keras()
+    arrays = []
+    for path in images:
+        img = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
+        arrays.append(np.transpose(keras.applications.xception.preprocess_input(img), (2, 0, 1)))
+    return np.stack(arrays).astype(np.float32), (f"keras.utils.load_img(target_size=({size}, {size}), nearest: the whole "
+                                                 f"image squeezed, no crop) -> xception.preprocess_input (x / 127.5 - 1)")

@@ -319,3 +319,34 @@ def forward(model, x: np.ndarray, taps: list[str]):
         for h in handles:
             h.remove()
     return outputs, order
+
+
+def preprocess(model, images: list[str], size: int, resize: int):
+    """PaddleClas's deploy pipeline (deploy/python/preprocess.py, as in deploy/configs/inference_cls.yaml):
+    cv2 decode -> ResizeImage(resize_short) -> CropImage -> NormalizeImage(ImageNet mean/std) -> ToCHWImage."""
+    root = _paddleclas_root()
+    _install_stubs(root)
+    for sub in ("deploy", "deploy/python"):
+        name = "paddleclas." + sub.replace("/", ".")
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [os.path.join(root, sub)]
+            sys.modules[name] = module
+    try:
+        ops = importlib.import_module("paddleclas.deploy.python.preprocess")
+    except ImportError as exc:
+        raise PortingError(f"PaddleClas's preprocessing needs {exc.name or exc} (pip install "
+                           f"opencv-python-headless six)") from None
+    pipeline = [ops.DecodeImage(to_rgb=True, channel_first=False), ops.ResizeImage(resize_short=resize),
+                ops.CropImage(size=size), ops.NormalizeImage(scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406],
+                                                             std=[0.229, 0.224, 0.225], order=""),
+                ops.ToCHWImage()]
+    arrays = []
+    for path in images:
+        with open(path, "rb") as f:
+            data = f.read()
+        for op in pipeline:
+            data = op(data)
+        arrays.append(data)
+    return np.stack(arrays).astype(np.float32), (f"PaddleClas deploy: DecodeImage -> ResizeImage(resize_short="
+                                                 f"{resize}, cv2) -> CropImage({size}) -> NormalizeImage -> ToCHWImage")

@@ -24,6 +24,7 @@ class SourceResult:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the source model's named tensors
     outputs: dict[str, np.ndarray] = field(default_factory=dict)  # tapped layer outputs + 'logits'
     order: list[str] = field(default_factory=list)  # taps in the order the source computed them
+    preprocessed: np.ndarray | None = None  # images through the library's own pipeline (NCHW float32)
 
 
 def _verbose() -> bool:
@@ -70,7 +71,8 @@ def _wait(spec: ModelSpec, proc: subprocess.Popen) -> None:
 def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
                num_classes: int | None = None, want_tensors: bool = True, inputs: np.ndarray | None = None,
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
-               untrained: bool = False) -> Iterator[Callable[[], SourceResult]]:
+               untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None
+               ) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
     The caller works meanwhile (port-weights imports MindSpore and builds the target network while the worker
@@ -78,10 +80,12 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     neither: the source library's own pretrained download; untrained: the library's default init (for names
     and shapes). save_weights: where the worker writes the weights in the source's own format (the caller
     makes it atomic); save_weights_as: the name its errors give that file (the user's output path).
+    preprocess: (image paths, crop size, resize): the library's own preprocessing of those images (timm and Keras
+    choose their own resize), in result().preprocessed.
     """
     with files.scratch_dir("worker-") as tmp:
         job = {
-            "source": spec.source, "model": spec.name, "weights": weights, "seed": seed,
+            "source": spec.source, "model": spec.source_name, "hub": spec.hub, "weights": weights, "seed": seed,
             "num_classes": num_classes, "untrained": untrained, "input_size": spec.input_size,
             "mean": spec.mean, "std": spec.std, "random_init": dict(spec.random_init),
             "tensors_out": str(tmp / "tensors.npz") if want_tensors else None,
@@ -92,6 +96,9 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
         if inputs is not None:
             np.save(tmp / "inputs.npy", inputs)
             job["inputs"], job["outputs_out"] = str(tmp / "inputs.npy"), str(tmp / "outputs.npz")
+        if preprocess is not None:
+            job["preprocess"] = {"images": preprocess[0], "size": preprocess[1], "resize": preprocess[2],
+                                 "out": str(tmp / "preprocessed.npy")}
         (tmp / "job.json").write_text(json.dumps(job))
         env = _worker_env(tmp)
 
@@ -106,6 +113,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                     with np.load(tmp / "outputs.npz") as npz:
                         done.outputs = {k: npz[k] for k in npz.files}
                     done.order = done.info.pop("order", [])
+                if preprocess is not None:
+                    done.preprocessed = np.load(tmp / "preprocessed.npy")
                 return done
 
             yield result

@@ -44,9 +44,20 @@ def _read_state_dict(timm, path: str, model_name: str) -> dict:
     return state
 
 
+def _check_tag(timm, name: str) -> None:
+    """timm:MODEL.TAG: the tag must be one of timm's pretrained tags for MODEL."""
+    if "." in name:
+        base = name.split(".", 1)[0]
+        known = timm.list_pretrained(base + ".*")
+        if name not in known:
+            raise PortingError(f"timm has no pretrained tag '{name.split('.', 1)[1]}' for {base}; its tags: "
+                               f"{', '.join(known) or 'none'}")
+
+
 def load(job: dict):
     timm = _timm()
-    name = job["model"]
+    name = job["model"]  # 'xception65' or, with timm's pretrained tag, 'xception65.tf_in1k'
+    _check_tag(timm, name)
     info: dict = {}
     if job.get("weights"):
         state = _read_state_dict(timm, job["weights"], name)
@@ -65,19 +76,21 @@ def load(job: dict):
         randomize(model, int(job["seed"]), job["input_size"], job["mean"], job["std"],
                   **(job.get("random_init") or {}))
     else:
+        where = f"hf-hub:{job['hub']}" if job.get("hub") else name
         try:
-            model = timm.create_model(name, pretrained=True)
+            model = timm.create_model(where, pretrained=True)
         except Exception as exc:
             raise PortingError(
-                f"could not download timm's pretrained {name} weights ({type(exc).__name__}); offline? "
+                f"could not download timm's pretrained {where} weights ({type(exc).__name__}); offline? "
                 f"pass --weights FILE with a local .pth/.bin/.safetensors") from None
-        info["pretrained_tag"] = str(model.pretrained_cfg.get("tag") or "")
     model.eval()
     cfg = model.pretrained_cfg
-    info.update(num_classes=model.num_classes, pretrained_cfg={
+    # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
+    info.update(num_classes=model.num_classes, pretrained_tag=str(cfg.get("tag") or ""), pretrained_cfg={
         "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
         "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
-        "crop_pct": cfg.get("crop_pct")})
+        "crop_pct": cfg.get("crop_pct"), "test_input_size": list(cfg.get("test_input_size") or []) or None,
+        "test_crop_pct": cfg.get("test_crop_pct")})
     return model, info
 
 
@@ -159,3 +172,17 @@ def forward(model: nn.Module, x: np.ndarray, taps: list[str]):
         for h in handles:
             h.remove()
     return outputs, order
+
+
+def preprocess(model: nn.Module, images: list[str], size: int, resize: int):
+    """timm's own evaluation transform for the model's pretrained config (timm.data.create_transform: its
+    crop_pct decides the resize)."""
+    from PIL import Image
+
+    timm = _timm()
+    config = timm.data.resolve_data_config({}, model=model)
+    config["input_size"] = (3, size, size)
+    transform = timm.data.create_transform(**config)
+    arrays = [transform(Image.open(path).convert("RGB")).numpy() for path in images]
+    return np.stack(arrays).astype(np.float32), "timm.data.create_transform: " + " -> ".join(
+        " ".join(str(t).split()) for t in transform.transforms)

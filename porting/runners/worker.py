@@ -51,6 +51,10 @@ def _run(job: dict) -> None:
         outputs, order = runner.forward(model, np.load(job["inputs"]), job.get("taps") or [])
         np.savez(job["outputs_out"], **outputs)
         info["order"] = order
+    if job.get("preprocess"):  # the library's own image pipeline, for parity --check-preprocessing
+        todo = job["preprocess"]
+        arrays, info["pipeline"] = runner.preprocess(model, todo["images"], todo["size"], todo["resize"])
+        np.save(job["preprocess"]["out"], arrays)
     with open(job["result_out"], "w") as f:
         json.dump(info, f)
 

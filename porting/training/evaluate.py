@@ -1,14 +1,13 @@
-"""eval and predict on ported or fine-tuned checkpoints."""
+"""eval and predict on any deployed artifact: a ported or fine-tuned .ckpt, an exported .onnx or .mindir."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import mindspore as ms
 import numpy as np
 
-from porting import checkpoint
+from porting import files, models
 from porting.errors import PortingError
+from porting.runtimes import open_artifact
 from porting.training import data as data_mod
 
 
@@ -24,37 +23,43 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean([label in row for row, label in zip(top, labels)]))
 
 
-def evaluate(ckpt: Path, data: Path, batch_size: int = 32, workers: int | None = None, size: int | None = None,
-             device: str | None = None, progress=None, log=lambda msg: None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over data/val (or data itself if it has no val/)."""
-    from porting import models, msenv
-
-    msenv.setup(device, graph=True)
-    data = Path(os.path.abspath(data))
-    root = data / "val" if (data / "val").is_dir() else data
-    net, meta = checkpoint.load_model(ckpt)
-    labels_of = data_mod.label_mapping(root, meta)
-    size = models.check_input_size(meta["arch"], size or int(meta["input_size"]))
-    data_mod.check_images(root, log, progress)
-    dataset = data_mod.image_folder(root, meta, size, batch_size, train=False, workers=workers, labels=labels_of)
+def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
+             progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
+             results: Path | None = None, topk: int = 5) -> tuple[dict, np.ndarray, np.ndarray]:
+    """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
+    (data.labelled_images); `results` gets the deployment guide's per-image top-k lines."""
+    artifact = open_artifact(model, device)
+    meta = artifact.metadata
+    pre = data_mod.preprocessing(meta, **(overrides or {}))
+    models.check_input_size(meta["arch"], pre.size)
+    artifact.check_size(pre.size)
+    if results is not None:
+        files.check_output(results, (model,))
+    samples = data_mod.labelled_images(data, meta, label_file, log)
+    log(f"{len(samples.paths)} images in '{samples.root}'; {artifact.kind}; preprocessing: {pre.describe()}")
+    data_mod.check_images(samples.root, log, progress, images=samples.paths)
+    dataset = data_mod.file_dataset(samples, pre, batch_size, workers)
     with data_mod.pipeline_cwd():
-        logits, labels = run_dataset(net, dataset, progress, "eval")
+        logits, labels = run_dataset(artifact, dataset, progress, "eval")
+    if results is not None:
+        names = label_names(meta, None)
+        with files.atomic_output(results, (model,)) as staged:
+            write_topk(staged.file, samples.paths, logits, names, min(topk, len(names)))
     return scores(logits, labels), logits, labels
 
 
-def run_dataset(net, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """All logits and labels of one pass over a batched (image, label) dataset. A short last batch is padded to
-    the batch size, so GRAPH mode compiles the network once."""
+def run_dataset(run, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """All logits and labels of one pass over a batched (image, label) dataset; `run` maps a float32 NCHW batch
+    to logits. A short last batch is padded to the batch size, so a compiled network compiles once."""
     task = progress.add_task(description, total=dataset.get_dataset_size()) if progress else None
     all_logits, all_labels = [], []
     batch = dataset.get_batch_size()
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+    for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
         n = images.shape[0]
         if n < batch:
-            images = ms.Tensor(np.concatenate([images.asnumpy(), np.zeros((batch - n, *images.shape[1:]),
-                                                                           np.float32)]))
-        all_logits.append(net(images).asnumpy()[:n])
-        all_labels.append(labels.asnumpy())
+            images = np.concatenate([images, np.zeros((batch - n, *images.shape[1:]), images.dtype)])
+        all_logits.append(run(images)[:n])
+        all_labels.append(labels)
         if task is not None:
             progress.update(task, advance=1)
     return np.concatenate(all_logits), np.concatenate(all_labels)
@@ -67,18 +72,37 @@ def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
     return {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
 
 
+def write_topk(path: Path, images: list[Path], logits: np.ndarray, names: list[str], k: int) -> None:
+    """`IMAGE: Relay top-K id: N, prob: P, class name: NAME`, k lines per image: what the deployment guide's
+    eval_topk.py reads (it takes the true class from the image's folder, a WordNet id)."""
+    probs = softmax(logits.astype(np.float64))
+    with open(path, "w") as f:
+        for image, row in zip(images, probs):
+            for rank, index in enumerate(np.argsort(-row)[:k]):
+                f.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
+
+
 def imagenet_classes() -> list[str]:
     return [name for _, name in data_mod.imagenet_table()]
+
+
+def read_label_names(labels_file: Path) -> list[str]:
+    """Class names, one per line (`tench, Tinca tinca`, as the deployment guide's label.txt), or `INDEX<TAB>NAME`."""
+    if not labels_file.is_file():
+        raise PortingError(f"labels file '{labels_file}' does not exist")
+    try:
+        lines = labels_file.read_text().splitlines()
+    except UnicodeDecodeError as exc:
+        raise PortingError(f"labels file '{labels_file}' is not text: {exc}") from None
+    return [ln.split("\t", 1)[-1].strip() for ln in lines if ln.strip()]
 
 
 def label_names(meta: dict, labels_file: Path | None) -> list[str]:
     n = int(meta["num_classes"])
     if labels_file is not None:
-        if not labels_file.is_file():
-            raise PortingError(f"labels file '{labels_file}' does not exist")
-        names = [ln.split("\t", 1)[-1].strip() for ln in labels_file.read_text().splitlines() if ln.strip()]
+        names = read_label_names(labels_file)
         if len(names) != n:
-            raise PortingError(f"labels file '{labels_file}' has {len(names)} names, the checkpoint {n} classes")
+            raise PortingError(f"labels file '{labels_file}' has {len(names)} names, the model {n} classes")
         return names
     if meta.get("class_names"):
         return list(meta["class_names"])
@@ -89,23 +113,21 @@ def label_names(meta: dict, labels_file: Path | None) -> list[str]:
     return [f"class_{i}" for i in range(n)]
 
 
-def predict(ckpt: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
-            device: str | None = None) -> list[dict]:
-    from porting import msenv
-
-    msenv.setup(device, graph=True)
-    net, meta = checkpoint.load_model(ckpt)
+def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
+            device: str | None = None, overrides: dict | None = None) -> list[dict]:
+    artifact = open_artifact(model, device)
+    meta = artifact.metadata
     names = label_names(meta, labels_file)
     if topk is not None and topk > len(names):
-        raise PortingError(f"--topk {topk} is more than the checkpoint's {len(names)} classes")
+        raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
     topk = topk or min(5, len(names))
-    size = int(meta["input_size"])
-    batch = np.stack([data_mod.load_image(p, meta, size) for p in images])  # unreadable files fail here, by name
-    probs = softmax(net(ms.Tensor(batch)).asnumpy().astype(np.float64))
-    k = topk
+    pre = data_mod.preprocessing(meta, **(overrides or {}))
+    artifact.check_size(pre.size)
+    batch = np.stack([data_mod.load_image(p, pre) for p in images])  # unreadable files fail here, by name
+    probs = softmax(artifact(batch).astype(np.float64))
     results = []
     for path, row in zip(images, probs):
-        order = np.argsort(-row)[:k]
+        order = np.argsort(-row)[:topk]
         results.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
                                                     for i in order]})
     return results

@@ -324,7 +324,8 @@ class Trainer:
 
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
-        result = scores(*run_dataset(self.net, self.val_set, self.progress, f"val {epoch}"))
+        result = scores(*run_dataset(lambda x: self.net(ms.Tensor(x)).asnumpy(), self.val_set, self.progress,
+                                     f"val {epoch}"))
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")

@@ -1,0 +1,294 @@
+"""The deployment workflow (issue 11): timm's tagged names, evaluating the deployed files in both dataset layouts,
+export options, int8, parity on the user's images and the image pipelines against the source libraries'."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import error_line, porting
+
+from porting import checkpoint
+from porting.specs import resolve
+
+XCEPTION = "timm:legacy_xception"
+FP16_RTOL = 2e-2  # README "Exports": float16 logits within 2e-2 x max(1, max |fp32 logits|)
+INT8_TOP1_FLOOR = 0.8  # README "int8": top-1 agreement with float32 on the held-out images of this test
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("deploy")
+
+
+@pytest.fixture(scope="module")
+def trained(work, tiny_data) -> Path:
+    """A 3-class Xception fine-tuned on the tiny colour dataset: decisive logits for the int8 comparison."""
+    ported = work / "x3.ckpt"
+    assert porting("port-weights", XCEPTION, "--random-init", "0", "--num-classes", "3", "-o", ported).code == 0
+    run = porting("finetune", ported, "--data", tiny_data, "--epochs", "3", "--image-size", "64", "--batch-size", "4",
+                  "--lr-max", "0.01", "--workers", "2", "-o", work / "ft")
+    assert run.code == 0, run.stderr
+    return work / "ft" / "xception-3_6.ckpt"
+
+
+@pytest.fixture(scope="module")
+def flat_data(work, tiny_data) -> Path:
+    """The deployment guide's layout: DATA/val/*.JPEG and DATA/val_label.txt ('FILENAME LABEL')."""
+    from PIL import Image
+
+    root = work / "flat"
+    (root / "val").mkdir(parents=True)
+    lines = []
+    for label, name in enumerate(sorted(p.name for p in (tiny_data / "val").iterdir())):
+        for i, src in enumerate(sorted((tiny_data / "val" / name).iterdir())):
+            target = f"ILSVRC2012_val_{label * 10 + i:08d}.JPEG"
+            Image.open(src).convert("RGB").save(root / "val" / target, format="JPEG", quality=95)
+            lines.append(f"{target} {label}")
+    (root / "val_label.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------------------------- timm's names
+
+def test_timm_tags_and_hub_names_resolve():
+    tagged = resolve("timm:xception65.tf_in1k")
+    assert (tagged.name, tagged.tag, tagged.source_name, tagged.id) == (
+        "xception65", "tf_in1k", "xception65.tf_in1k", "timm:xception65.tf_in1k")
+    assert resolve("timm:xception.tf_in1k").source_name == "legacy_xception.tf_in1k"  # alias + tag
+    hub = resolve("hf-hub:timm/xception41.tf_in1k")
+    assert (hub.name, hub.tag, hub.hub) == ("xception41", "tf_in1k", "timm/xception41.tf_in1k")
+    assert resolve("timm:seresnext50_32x4d.gluon_in1k").tag == ""  # the registered gluon spec itself
+    assert "timm's own Hub repos" in error_line(porting("port-weights", "hf-hub:someone/net", "--random-init", "0"))
+
+
+def test_a_tag_picks_the_recorded_preprocessing(source_weights, tmp_path):
+    """The tag's own preprocessing is recorded even for a local file: tf_in1k's crop 0.903, not ra3's 0.94."""
+    weights = source_weights("timm:xception65", ".pth")
+    run = porting("port-weights", "timm:xception65.tf_in1k", "--weights", weights, "-o", tmp_path / "tf.ckpt")
+    assert run.code == 0, run.stderr
+    _, meta = checkpoint.load(tmp_path / "tf.ckpt")
+    assert meta["crop_pct"] == 0.903 and meta["pretrained_tag"] == "tf_in1k"
+    assert meta["source"] == "timm:xception65.tf_in1k" and meta["resize_backend"] == "pil"
+    run = porting("port-weights", "timm:xception65", "--weights", weights, "-o", tmp_path / "default.ckpt")
+    assert run.code == 0 and "default tag xception65.ra3_in1k" in run.stderr
+    assert checkpoint.load(tmp_path / "default.ckpt")[1]["crop_pct"] == 0.94
+    line = error_line(porting("port-weights", "timm:xception65.bogus", "--weights", weights, "-o", tmp_path / "b.ckpt"))
+    assert "bogus" in line and "xception65.tf_in1k" in line
+    # racm_in1k is evaluated at 288 with crop 0.95, trained at 224: both are recorded, eval uses the test size
+    run = porting("port-weights", "timm:seresnext50_32x4d.racm_in1k", "--random-init", "0", "-o", tmp_path / "r.ckpt")
+    assert run.code == 0, run.stderr
+    meta = checkpoint.load(tmp_path / "r.ckpt")[1]
+    assert (meta["input_size"], meta["test_input_size"], meta["test_crop_pct"]) == (224, 288, 0.95)
+    from porting.training.data import preprocessing
+
+    assert (preprocessing(meta).size, preprocessing(meta).resize) == (288, 303)
+    assert (preprocessing(meta, size=224).size, preprocessing(meta, size=224).resize) == (224, 256)
+
+
+# --------------------------------------------------------------------------------------------- evaluating files
+
+def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data, flat_data, work):
+    """Same top-1/top-5 from the .ckpt, the .onnx (onnxruntime) and the .mindir, in the ImageFolder layout and
+    in the guide's flat layout, with the guide's resize 342 -> crop 299; the per-image results file."""
+    onnx_file, mindir = work / "x.onnx", work / "x.mindir"
+    assert porting("export", trained, "--format", "onnx", "--size", "299", "-o", onnx_file).code == 0
+    assert porting("export", trained, "--format", "mindir", "--size", "299", "--batch", "4", "-o", mindir).code == 0
+    results = {}
+    for model in (trained, onnx_file, mindir):
+        for layout, data in (("folders", tiny_data), ("flat", flat_data)):
+            out = work / f"{model.suffix[1:]}-{layout}.txt"
+            run = porting("eval", model, "--data", data, "--resize", "342", "--size", "299", "--json", "--results", out)
+            assert run.code == 0, run.stderr
+            assert "resize 342 (bicubic, pil) -> center crop 299" in run.stderr
+            results[model.suffix, layout] = json.loads(run.stdout.splitlines()[-1])
+            lines = out.read_text().splitlines()
+            assert len(lines) == 12 * 3 and ": Relay top-0 id: " in lines[0] and ", class name: " in lines[0]
+    for (suffix, layout), r in results.items():  # the flat layout's files are JPEG re-encodings: compared within it
+        ref = results[".ckpt", layout]
+        assert r["samples"] == 12, (suffix, layout)
+        assert (r["Top_1_Acc"], r["Top_5_Acc"]) == (ref["Top_1_Acc"], ref["Top_5_Acc"]), (suffix, layout)
+        assert r["Loss"] == pytest.approx(ref["Loss"], abs=1e-4), (suffix, layout)
+
+
+def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, work):
+    onnx_file = work / "x64.onnx"
+    assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+    labels = work / "label.txt"
+    labels.write_text("circle, a round thing\nsquare, a box\nstripes, lines\n")
+    run = porting("predict", onnx_file, tiny_data / "val" / "square" / "0.png", "--labels", labels, "--json")
+    assert run.code == 0, run.stderr
+    top = json.loads(run.stdout)[0]["top"]
+    assert top[0]["class"] == "square, a box" and {t["class"] for t in top} == {
+        "circle, a round thing", "square, a box", "stripes, lines"}
+
+
+def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(flat_data, data)
+    label_file = data / "val_label.txt"
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join(lines[:-1] + [lines[-1].rsplit(" ", 1)[0] + " 7"]) + "\n")
+    assert "outside the model's 3 classes" in error_line(porting("eval", trained, "--data", data))
+    label_file.write_text("\n".join(lines[1:]) + "\n")
+    assert "have no line in" in error_line(porting("eval", trained, "--data", data))
+    label_file.write_text("\n".join(lines + ["ILSVRC2012_val_99999999.JPEG 1"]) + "\n")
+    assert "does not hold" in error_line(porting("eval", trained, "--data", data))
+    label_file.unlink()
+    assert "--label-file" in error_line(porting("eval", trained, "--data", data))
+
+
+# --------------------------------------------------------------------------------------------- int8
+
+def test_quantize_gives_an_int8_onnx_that_agrees(trained, tiny_data, work):
+    onnx_file, int8 = work / "q.onnx", work / "q.int8.onnx"
+    assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+    run = porting("quantize", onnx_file, "--calib", tiny_data / "train", "--images", "9", "--holdout", "15",
+                  "-o", int8, "--json")
+    assert run.code == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["calibration_images"] == 9 and report["classes_covered"] == 3 and report["held_out"] == 15
+    assert report["top1_agreement"] >= INT8_TOP1_FLOOR, report
+    assert report["size_mb"]["int8"] < report["size_mb"]["float32"] / 3
+    assert {"float32", "int8", "top5_overlap", "max_logit_error"} <= set(report)
+    import onnx
+
+    model = onnx.load(str(int8))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    props = {p.key: json.loads(p.value) if p.key == "export" else p.value for p in model.metadata_props}
+    assert props["export"]["precision"] == "int8" and props["arch"] == "xception"
+    run = porting("eval", int8, "--data", tiny_data, "--json")  # the int8 file is a deployable artifact too
+    assert run.code == 0, run.stderr
+
+
+# --------------------------------------------------------------------------------------------- export options
+
+@pytest.fixture(scope="module")
+def ported_nets(work):
+    paths = {}
+    for spec in (XCEPTION, "timm:seresnext50_32x4d"):
+        path = work / f"{spec.split(':')[1]}.ckpt"
+        run = porting("port-weights", spec, "--random-init", "0", "-o", path)
+        assert run.code == 0, run.stderr
+        paths[spec] = path
+    return paths
+
+
+@pytest.mark.parametrize("spec,options,sizes", [
+    (XCEPTION, {"opset": 13}, [299]),
+    (XCEPTION, {"opset": 21}, [299]),
+    (XCEPTION, {"batch": 4}, [299]),
+    (XCEPTION, {"dynamic_size": True}, [299, 331]),
+    ("timm:seresnext50_32x4d", {"dynamic_size": True}, [224, 288]),
+    (XCEPTION, {"float16": True}, [299]),
+    ("timm:seresnext50_32x4d", {"float16": True, "fold_bn": True}, [224]),
+    (XCEPTION, {"fold_bn": True, "opset": 21}, [299]),
+])
+def test_onnx_export_options_match_the_checkpoint(ported_nets, work, spec, options, sizes):
+    import mindspore as ms
+    import onnx
+    import onnxruntime as ort
+
+    from porting import msenv
+    from porting.compare import compare_tensor
+    from porting.converters.export import OnnxOptions, export_onnx
+    from porting.runners.inputs import make_images
+
+    msenv.setup("CPU")
+    net, meta = checkpoint.load_model(ported_nets[spec])
+    opts = OnnxOptions(**options)
+    path = work / f"opt-{abs(hash((spec, tuple(sorted(options.items())))))}.onnx"
+    export_onnx(net, meta, path, sizes[0], options=opts)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == opts.opset and model.producer_version
+    props = {p.key: p.value for p in model.metadata_props}
+    assert len(json.loads(props["class_names"])) == 1000 and json.loads(props["export"])["opset"] == opts.opset
+    dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [opts.batch or "batch", 3, *(["height", "width"] if opts.dynamic_size else [sizes[0]] * 2)]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in sizes:
+        x = make_images(3, opts.batch or 2, size, meta["mean"], meta["std"])
+        ref = net(ms.Tensor(x)).asnumpy()
+        got = session.run(None, {"input": x})[0]
+        assert got.dtype == np.float32
+        if opts.float16:
+            assert np.abs(got - ref).max() <= FP16_RTOL * max(1.0, float(np.abs(ref).max())), (size, options)
+        else:
+            row = compare_tensor("logits", "onnx", ref, got)
+            assert row.ok, (size, options, row)
+        assert (got.argmax(1) == ref.argmax(1)).all(), (size, options)
+
+
+# --------------------------------------------------------------------------------------------- parity
+
+@pytest.fixture(scope="module")
+def photos(work) -> Path:
+    """Two photo-like images, odd and rotated sizes, JPEG and PNG."""
+    from PIL import Image
+
+    folder = work / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:375, 0:500]
+    img = np.stack([128 + 100 * np.sin(xx / 37.0 + c) * np.cos(yy / 23.0 - c) for c in range(3)], -1)
+    img = Image.fromarray((img + rng.normal(0, 12, img.shape)).clip(0, 255).astype(np.uint8))
+    img.save(folder / "a.jpg", quality=92)
+    img.rotate(90, expand=True).save(folder / "b.png")
+    return folder
+
+
+def test_parity_on_the_users_images_prints_a_summary(photos, tmp_path):
+    run = porting("parity", XCEPTION, "--random-init", "0", "--images", photos, "--size", "160", "--rtol", "2e-4",
+                  "--report", tmp_path / "r.json")
+    assert run.code == 0, run.stderr
+    assert "2 image file(s)" in run.stdout and "<= 0.0002 x max(1, max |ref|)" in run.stdout
+    assert "layers + logits" in run.stdout and "PASS" in run.stdout
+    assert "layer (source)" not in run.stdout  # the per-layer table only with --full
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["rtol"] == 2e-4 and report["info"]["inputs"] == "2 image file(s)"
+    full = porting("parity", XCEPTION, "--random-init", "0", "--batch", "1", "--size", "96", "--full")
+    assert full.code == 0 and "layer (source)" in full.stdout and "block12.rep.4" in full.stdout
+
+
+@pytest.mark.parametrize("spec,same", [(XCEPTION, True), ("paddleclas:Xception41", True), ("keras:xception", False)])
+def test_image_pipelines_against_the_source_libraries(photos, spec, same, tmp_path):
+    """timm (create_transform, PIL) and PaddleClas (deploy operators, cv2) are reproduced bit for bit; Keras's
+    own recipe squeezes the whole image without a crop, which porting does not copy (README: Preprocessing)."""
+    run = porting("parity", spec, "--check-preprocessing", "--images", photos, "--report", tmp_path / "p.json")
+    assert run.code == 0, run.stderr
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert len(result["images"]) == 2
+    if same:
+        # the same pixels; PaddleClas normalises (x / 255 - mean) / std, MindSpore (x - 255 mean) / (255 std)
+        assert result["max_abs"] < 1e-6 and "IDENTICAL" in run.stdout
+    else:
+        assert result["mean_abs"] > 0.1 and "DIFFERENT" in run.stdout and "no crop" in result["theirs"]
+
+
+def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
+    """The README's Python API example, in this process (no framework is loaded by `import porting`)."""
+    import importlib.util
+
+    import porting
+
+    # a function named like a submodule would be shadowed by it once imported (porting.parity is one)
+    assert not [name for name in porting.__all__ if importlib.util.find_spec(f"porting.{name}")]
+
+    path, shape = porting.export(trained, work / "api.onnx", dynamic_size=True)
+    assert path.is_file() and shape == ["batch", 3, "height", "width"]
+    result = porting.evaluate(path, tiny_data, size=64)
+    assert result["samples"] == 12 and result == porting.evaluate(trained, tiny_data, size=64) | {
+        "Loss": result["Loss"]}  # same accuracies from the checkpoint
+    top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0]["top"]
+    assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
+    net, metadata = porting.load(trained)
+    assert metadata["class_names"] == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
+    ported = porting.port(XCEPTION, seed=0, output=work / "api.ckpt")
+    assert ported.metadata["weights"] == "random-init:0" and (work / "api.ckpt").is_file()
+    report = porting.check_parity(XCEPTION, seed=0, batch=1, size=96)
+    assert report.ok and report.rows
+    with pytest.raises(porting.errors.PortingError, match="unknown format"):
+        porting.export(trained, work / "x.tflite", "tflite")

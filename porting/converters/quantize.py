@@ -1,0 +1,134 @@
+"""`porting quantize`: an int8 ONNX by ONNX Runtime's static quantization, and how far it moved from float32.
+
+QDQ format, per-channel int8 weights, int8 activations whose ranges are calibrated on images drawn to cover
+every class (the deployment guide's 1000 ImageNet images, one per class), preprocessed as the model's metadata
+says. Images left over are held out to compare the int8 model with the float32 one: top-1 agreement, top-5
+overlap, the largest logit difference and, where the images have labels, both accuracies.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from porting import files
+from porting.errors import PortingError, first_line
+from porting.runtimes import open_artifact
+from porting.training import data as data_mod
+
+METHODS = ("minmax", "percentile", "entropy")
+
+
+def draw(samples: data_mod.Samples, count: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(calibration indices, the rest): round-robin over the classes in a seeded order, so that `count` images
+    cover every class before any class gets a second one."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i in rng.permutation(len(samples.paths)):
+        by_class.setdefault(int(samples.labels[i]), []).append(int(i))
+    queues = [by_class[c] for c in sorted(by_class)]
+    chosen: list[int] = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop())
+    taken = set(chosen)
+    return chosen, [i for i in rng.permutation(len(samples.paths)).tolist() if i not in taken]
+
+
+def _subset(samples: data_mod.Samples, indices: list[int]) -> data_mod.Samples:
+    return data_mod.Samples(samples.root, [samples.paths[i] for i in indices], samples.labels[indices])
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a preprocessed dataset, batch by batch."""
+
+    def __init__(self, dataset, name: str, batch: int | None):
+        self.batches = dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+        self.name, self.batch = name, batch
+
+    def get_next(self):
+        for images, _ in self.batches:
+            if self.batch is not None and images.shape[0] != self.batch:  # a static-batch export: whole batches
+                continue
+            return {self.name: images}
+        return None
+
+
+def quantize(model: Path, calib: Path, out: Path, images: int = 1000, holdout: int = 200, method: str = "minmax",
+             label_file: Path | None = None, log=lambda msg: None, progress=None) -> dict:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    from porting.training.evaluate import run_dataset, scores
+
+    model, out = Path(os.path.abspath(model)), Path(os.path.abspath(out))  # the pipeline runs from a scratch cwd
+    if model.suffix.lower() != ".onnx":
+        raise PortingError(f"'{model}': quantize takes an ONNX file exported by porting (porting export -f onnx)")
+    files.check_output(out, (model,), what="int8 ONNX output")
+    fp32 = open_artifact(model)
+    meta = fp32.metadata
+    if (meta.get("export") or {}).get("precision") == "float16":
+        raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
+    samples = data_mod.labelled_images(calib, meta, label_file, log, unlabelled_ok=True)
+    classes = len(set(samples.labels.tolist()) - {-1})
+    if images > len(samples.paths):
+        raise PortingError(f"--images {images}: '{samples.root}' holds {len(samples.paths)} images")
+    if not classes:
+        log(f"warning: the images in '{samples.root}' have no labels: calibration images are drawn at random, "
+            f"whatever classes they show")
+    elif images < classes:
+        log(f"warning: {images} calibration images cannot cover the {classes} classes in '{samples.root}'")
+    data_mod.check_images(samples.root, log, progress, images=samples.paths)
+    chosen, rest = draw(samples, images)
+    held = rest[:holdout]
+    covered = len({int(samples.labels[i]) for i in chosen} - {-1})
+    log(f"calibrating on {len(chosen)} images covering {covered} of {classes} classes ({method}); "
+        f"{len(held)} held out for the comparison")
+    pre = data_mod.preprocessing(meta)
+    batch = fp32.batch or 8
+    reader = _Reader(data_mod.file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch)
+    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                 "entropy": CalibrationMethod.Entropy}[method]
+    source = onnx.load(str(model))
+    with files.atomic_output(out, (model,), what="int8 ONNX output") as staged:
+        with data_mod.pipeline_cwd():
+            try:
+                # onnxruntime's recommended first step: shape inference and graph optimisation (BN folding...)
+                prepared = staged.dir / "prepared.onnx"
+                quant_pre_process(str(model), str(prepared))
+                quantize_static(str(prepared), str(staged.file), reader, quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=calibrate)
+            except (PortingError, OSError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises plain Exceptions
+                raise PortingError(f"onnxruntime could not quantize '{model}': {first_line(exc)}") from None
+        quantized = onnx.load(str(staged.file))
+        del quantized.metadata_props[:]  # the float32 export's metadata, and how the int8 one was made
+        for prop in source.metadata_props:
+            if prop.key != "export":
+                quantized.metadata_props.add(key=prop.key, value=prop.value)
+        export = dict(meta.get("export") or {}, precision="int8", quantization={
+            "format": "QDQ", "per_channel": True, "weights": "int8", "activations": "int8", "calibration": method,
+            "calibration_images": len(chosen), "classes_covered": covered})
+        quantized.metadata_props.add(key="export", value=json.dumps(export))
+        onnx.save(quantized, str(staged.file))
+    report = {"calibration_images": len(chosen), "classes_covered": covered, "held_out": len(held),
+              "method": method, "size_mb": {"float32": round(Path(model).stat().st_size / 2**20, 1),
+                                            "int8": round(Path(out).stat().st_size / 2**20, 1)}}
+    if not held:
+        log("warning: no images left to hold out: the comparison runs on the calibration images")
+        held = chosen[: max(1, holdout)]
+    int8 = open_artifact(out)
+    with data_mod.pipeline_cwd():
+        a, labels = run_dataset(fp32, data_mod.file_dataset(_subset(samples, held), pre, batch), progress, "float32")
+        b, _ = run_dataset(int8, data_mod.file_dataset(_subset(samples, held), pre, batch), progress, "int8")
+    top5 = [len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1]) for x, y in zip(a, b)]
+    report.update(top1_agreement=float(np.mean(a.argmax(1) == b.argmax(1))), top5_overlap=float(np.mean(top5)),
+                  max_logit_error=float(np.abs(a - b).max()), logit_scale=float(np.abs(a).max()))
+    if np.all(labels >= 0):  # labelled images: both accuracies too
+        report["float32"], report["int8"] = scores(a, labels), scores(b, labels)
+    return report
