@@ -72,7 +72,7 @@ def _value(choice) -> str | None:
 
 
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
-                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams.")
+                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv .ckpt.")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
 SIZE_HELP = "Input size in pixels (default: the model's)."

@@ -13,7 +13,7 @@ from porting.errors import PortingError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    source: str  # 'timm' | 'keras' | 'paddleclas'
+    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv'
     name: str  # the source library's own model name
     arch: str  # MindSpore architecture id in porting.models
     arch_config: dict = field(default_factory=dict)
@@ -139,6 +139,23 @@ SPECS: list[ModelSpec] = [
               weight_map="paddle_inception_v4", head="fc", mean=(0.485, 0.456, 0.406),
               std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=299 / 320,
               random_init={"bn_beta_mean": 1.0}),
+    # mindcv (MindSpore's model zoo, mindcv/models/), for checkpoints users already have in MindSpore: the
+    # Cadene/timm models, with mindcv's own graph choices followed by the arch config: Xception's max pools
+    # pad 'same' (timm: 1) and its BNs keep MindSpore's eps 1e-5; SE-ResNeXt's stem pool pads 'same' (timm
+    # legacy: unpadded ceil_mode) and its SE uses Dense layers; Inception-v4 is timm's graph (BN eps 1e-3,
+    # 'same' avg pools that exclude the padding). Eval preprocessing as mindcv's create_transforms: resize the
+    # short side to size / 0.875 (bilinear, in mindspore.dataset: OpenCV) -> centre crop, ImageNet mean/std.
+    *[ModelSpec("mindcv", name, arch, config, weight_map="mindcv_models", input_size=size,
+                mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=0.875,
+                random_init=init)
+      for name, arch, config, size, init in (
+          ("xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": "same"}, 299, {}),
+          ("inception_v4", "inception_v4", {"bn_eps": 1e-3, "pool_branch_first": False, "swap_factorized": False},
+           299, {"bn_beta_mean": 1.0}),
+          ("seresnext50_32x4d", "se_resnext",
+           {"layers": [3, 4, 6, 3], "cardinality": 32, "base_width": 4, "bn_eps": 1e-5, "stem": [64],
+            "stem_pool_padding": "same", "stem_pool_ceil": False, "se_reduction": 16, "se_dense": True,
+            "avg_down": False}, 224, {}))],
 ]
 
 
@@ -185,9 +202,10 @@ def resolve(text: str) -> ModelSpec:
     raise PortingError(f"unknown model '{name}' for source {key_source}; supported: {names}")
 
 
-LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas"}
-# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize
-RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv"}
+LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv"}
+# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize,
+# mindcv with mindspore.dataset's (OpenCV) Resize
+RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv"}
 
 
 def _bare(name: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from porting.errors import PortingError, describe_os_error, first_line
 
 RUNNERS = {"timm": "porting.runners.timm_source", "paddleclas": "porting.runners.paddle_source",
-           "keras": "porting.runners.keras_source"}
+           "keras": "porting.runners.keras_source", "mindcv": "porting.runners.mindcv_source"}
 PR_SET_PDEATHSIG = 1
 
 

@@ -141,3 +141,25 @@ class WeightMap:
                 rows.append({"source": name, "source_shape": list(source_shapes[name]), "target": None,
                              "target_shape": None, "transform": "drop"})
         return rows
+
+
+MINDSPORE_BN = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None],
+                   rename_tap: Callable[[str], str | None] | None = None) -> WeightMap:
+    """`wm` for a MindSpore re-implementation of its source model (mindcv re-implements timm's): every source
+    module path passed through `rename`, BN tensors under MindSpore's names (the target's own), the rest as is.
+    Layers go through `rename_tap` (default `rename`); one without a cell of its own there (None) is not
+    compared."""
+    out = WeightMap(name)
+    for row in wm.rows:
+        module, leaf = row.source.rsplit(".", 1)
+        target_leaf = row.target.rsplit(".", 1)[1]
+        out.add(f"{rename(module)}.{target_leaf if target_leaf in MINDSPORE_BN else leaf}", row.target,
+                row.transform)
+    for layer in wm.layers:
+        source = (rename_tap or rename)(layer.source)
+        if source is not None:
+            out.layer(source, layer.target, layer.kind)
+    return out
