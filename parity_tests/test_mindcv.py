@@ -42,3 +42,33 @@ def test_the_wrong_mindcv_checkpoint_is_named(source_weights, tmp_path):
     line = error_line(run)
     assert "does not fit mindcv xception" in line and "missing" in line, line
     assert not (tmp_path / "x.ckpt").exists()
+
+
+TRAINING_CHECKPOINT = """
+import sys
+import mindspore as ms
+params = ms.load_checkpoint(sys.argv[1])
+state = [{"name": k, "data": v} for k, v in params.items()]
+state += [{"name": "moments." + k, "data": ms.Tensor(v.asnumpy() * 0)} for k, v in params.items()]
+state += [{"name": "global_step", "data": ms.Tensor([250], ms.int32)},
+          {"name": "learning_rate", "data": ms.Tensor([0.1], ms.float32)}]
+ms.save_checkpoint(state, sys.argv[2], append_dict={"epoch_num": 3, "step_num": 250})
+"""
+
+
+def test_a_checkpoint_saved_by_mindcv_training_ports_its_weights(source_weights, tmp_path):
+    """mindcv's train.py saves optimizer moments and step counters beside the weights: they are not weights."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from porting import checkpoint
+
+    clean = source_weights("mindcv:xception", ".ckpt")
+    trained = tmp_path / "xception-3_250.ckpt"
+    subprocess.run([sys.executable, "-c", TRAINING_CHECKPOINT, str(clean), str(trained)], check=True)
+    for weights, out in ((clean, tmp_path / "a.ckpt"), (trained, tmp_path / "b.ckpt")):
+        assert porting("port-weights", "mindcv:xception", "--weights", str(weights), "-o", str(out)).code == 0
+    (a, _), (b, _) = checkpoint.load(tmp_path / "a.ckpt"), checkpoint.load(tmp_path / "b.ckpt")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

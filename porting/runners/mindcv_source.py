@@ -20,6 +20,11 @@ from mindspore import nn  # noqa: E402
 
 HEAD = "classifier"  # mindcv's classifier on every model here (default_cfgs 'classifier')
 BN_STATS = ("moving_mean", "moving_variance")
+# what MindSpore's ModelCheckpoint saves beside the weights when mindcv's train.py trains: optimizer state,
+# loss scale, step counters
+TRAINING_STATE = ("moments.", "accum.", "adam_m.", "adam_v.", "beta1_power", "beta2_power", "global_step",
+                  "learning_rate", "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
+                  "epoch_num", "step_num")
 
 
 def _create(name: str, num_classes: int, pretrained: bool = False):
@@ -39,9 +44,7 @@ def _read_checkpoint(path: str, model_name: str) -> dict:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with multi-line text on bad bytes
         raise PortingError(f"cannot read '{path}' as mindcv {model_name} weights: {first_line(exc)}") from None
-    # training state that mindcv's train.py saves beside the weights (optimizer moments, step, lr...)
-    return {k: v for k, v in params.items() if not k.startswith(("moments.", "accum.", "global_step",
-                                                                   "learning_rate", "scale_sense", "adam_"))}
+    return {k: v for k, v in params.items() if not k.startswith(TRAINING_STATE)}
 
 
 def load(job: dict):
