@@ -168,6 +168,12 @@ def port(work: Path, files: dict, reps: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _print_times(title: str, times: dict, unit: str) -> None:
+    print(f"\n{title}")
+    for label, seconds in times.items():
+        print(f"  {label:32s} {seconds * 1000:9.1f} ms" if unit == "ms" else f"  {label:32s} {seconds:9.2f} s")
+
+
 def report(rows: list[dict], train_times: dict | None, port_times: dict | None) -> list[tuple[str, float, float]]:
     """Print the tables; return the targets as (what, ratio, required)."""
     targets = []
@@ -184,15 +190,11 @@ def report(rows: list[dict], train_times: dict | None, port_times: dict | None) 
             targets.append((f"{row['model']} b{row['batch']}: porting MindSpore GRAPH vs mindcv GRAPH",
                             t["mindcv MindSpore GRAPH"] / t["porting MindSpore GRAPH"], 1.0))
     if train_times:
-        print("\nxception fine-tune step (batch 4, 96 px): median seconds")
-        for label, seconds in train_times.items():
-            print(f"  {label:32s} {seconds * 1000:9.1f} ms")
+        _print_times("xception fine-tune step (batch 4, 96 px): median seconds", train_times, "ms")
         targets.append(("fine-tune step: GRAPH vs PYNATIVE",
                         train_times["train step PYNATIVE"] / train_times["train step GRAPH"], 1.5))
     if port_times:
-        print("\nport timm legacy_xception to a .ckpt, whole command: median wall seconds")
-        for label, seconds in port_times.items():
-            print(f"  {label:32s} {seconds:9.2f} s")
+        _print_times("port timm legacy_xception to a .ckpt, whole command: median wall seconds", port_times, "s")
         targets.append(("port-weights: bare script time / porting time (1/1.5: porting within 1.5x)",
                         port_times["bare script"] / port_times["porting port-weights"], 1 / 1.5))
     print("\ntargets (speed ratio = the other's median time / ours; at least the required value):")
