@@ -20,10 +20,10 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError, first_line
+from porting.training.data import INTERPOLATIONS
 
 FORMAT = "porting-ckpt/2"
 META_KEY, TABLE_KEY, DIGEST_KEY = "porting_metadata", "porting_tensor_sha256", "porting_digest"
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
 def tensor_digest(name: str, array: np.ndarray) -> str:

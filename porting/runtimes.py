@@ -23,9 +23,11 @@ KINDS = {".ckpt": "MindSpore checkpoint", ".onnx": "ONNX (onnxruntime)", ".mindi
 class Artifact:
     """A model file ready to run: `artifact(x)` gives logits for any batch of x."""
 
-    def __init__(self, path: Path, kind: str, metadata: dict, run, batch: int | None, size: int | None):
+    def __init__(self, path: Path, kind: str, metadata: dict, run, batch: int | None, size: int | None,
+                 props: dict[str, str] | None = None):
         self.path, self.kind, self.metadata, self._run = path, kind, metadata, run
         self.batch, self.size = batch, size  # fixed by the file, or None
+        self.props = props or {}  # the metadata as the file stores it (ONNX metadata_props: strings)
 
     def check_size(self, size: int) -> None:
         if self.size is not None and size != self.size:
@@ -73,12 +75,13 @@ def _onnx(path: Path) -> Artifact:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
         raise PortingError(f"cannot load '{path}' in onnxruntime: {first_line(exc)}") from None
-    metadata = _validated(_decoded(session.get_modelmeta().custom_metadata_map), path)
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    metadata = _validated(_decoded(props), path)
     shape = session.get_inputs()[0].shape
     name = session.get_inputs()[0].name
     batch = shape[0] if isinstance(shape[0], int) else None
     size = shape[2] if isinstance(shape[2], int) else None
-    return Artifact(path, KINDS[".onnx"], metadata, lambda x: session.run(None, {name: x})[0], batch, size)
+    return Artifact(path, KINDS[".onnx"], metadata, lambda x: session.run(None, {name: x})[0], batch, size, props)
 
 
 def _mindir(path: Path, device: str | None) -> Artifact:

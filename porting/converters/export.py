@@ -36,9 +36,9 @@ def model_metadata(metadata: dict, options: OnnxOptions | None = None) -> dict[s
     for a 1000-class model that has none of its own) and how the file was exported."""
     meta = dict(metadata)
     if not meta.get("class_names") and int(meta["num_classes"]) == 1000:
-        from porting.training.data import imagenet_table
+        from porting.training.data import imagenet_classes
 
-        meta["class_names"] = [name for _, name in imagenet_table()]
+        meta["class_names"] = imagenet_classes()
     if options is not None:
         meta["export"] = {"opset": options.opset, "batch": options.batch, "dynamic_size": options.dynamic_size,
                           "precision": "float16" if options.float16 else "float32", "fold_bn": options.fold_bn}

@@ -42,10 +42,17 @@ def class_names(root: Path) -> list[str]:
     return names
 
 
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
 def imagenet_table() -> list[tuple[str, str]]:
     """[(WordNet id, class name)] in ImageNet-1k index order."""
     text = resources.files("porting").joinpath("data/imagenet_classes.txt").read_text()
     return [tuple(line.split("\t", 1)) for line in text.splitlines() if line]
+
+
+def imagenet_classes() -> list[str]:
+    return [name for _, name in imagenet_table()]
 
 
 def label_mapping(root: Path, meta: dict) -> dict[str, int]:
@@ -53,7 +60,7 @@ def label_mapping(root: Path, meta: dict) -> dict[str, int]:
     folders = class_names(root)
     n = int(meta["num_classes"])
     known = meta.get("class_names")
-    if known and known == [name for _, name in imagenet_table()]:
+    if known and known == imagenet_classes():
         known = None  # ImageNet's own names (an export adds them): its folders are named by WordNet id
     if known:  # fine-tuned: folders are (a subset of) its classes, by name
         unknown = [f for f in folders if f not in known]
@@ -224,7 +231,6 @@ def pipeline_cwd():
             os.chdir(previous)
 
 
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
 def _inter(name: str | None):

@@ -82,10 +82,6 @@ def write_topk(path: Path, images: list[Path], logits: np.ndarray, names: list[s
                 f.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
 
 
-def imagenet_classes() -> list[str]:
-    return [name for _, name in data_mod.imagenet_table()]
-
-
 def read_label_names(labels_file: Path) -> list[str]:
     """Class names, one per line (`tench, Tinca tinca`, as the deployment guide's label.txt), or `INDEX<TAB>NAME`."""
     if not labels_file.is_file():
@@ -107,9 +103,9 @@ def label_names(meta: dict, labels_file: Path | None) -> list[str]:
     if meta.get("class_names"):
         return list(meta["class_names"])
     if n == 1000:
-        return imagenet_classes()
+        return data_mod.imagenet_classes()
     if n == 1001 and (meta.get("background_class") or {}).get("kept"):
-        return ["background"] + imagenet_classes()
+        return ["background"] + data_mod.imagenet_classes()
     return [f"class_{i}" for i in range(n)]
 
 

@@ -24,7 +24,7 @@ from porting.errors import PortingError
 from porting.models.layers import init_head
 from porting.training import data as data_mod
 from porting.training.evaluate import run_dataset, scores
-from porting.training.recipes import Recipe, as_dict, lr_schedule, scaled
+from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 
 DIVERGED = 3.0  # stop when the recent mean loss is this many times its start (or chance level)
 
@@ -203,10 +203,11 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
                            "from the host")
     ckpt, data = Path(os.path.abspath(opts.ckpt)), Path(os.path.abspath(opts.data))
     output = files.writable_folder(opts.output)
-    if not opts.resume and _newest(output) is not None:
-        raise PortingError(f"'{opts.output}' already holds checkpoints of a run ({_newest(output).name}): --resume "
+    newest = _newest(output)
+    if not opts.resume and newest is not None:
+        raise PortingError(f"'{opts.output}' already holds checkpoints of a run ({newest.name}): --resume "
                            f"continues it; or choose another --output-dir")
-    if opts.resume and _newest(output) is None:
+    if opts.resume and newest is None:
         raise PortingError(f"--resume: no checkpoint named like '*-E_S.ckpt' in '{opts.output}'")
     rank, world = _parallel_setup(opts.distributed)
     ms.set_seed(opts.seed)  # every rank draws the same new head and the same shuffles
@@ -298,7 +299,7 @@ class Trainer:
         self.prefix = meta["arch"]
         self.train_log = TrainLog(output, self.is_main)
         scaling = ", ".join(f"{k} {getattr(opts.recipe, k):g} -> {getattr(recipe, k):g}" for k in
-                            ("lr_init", "lr_max", "lr_end") if k not in opts.lr_given)
+                            LR_KEYS if k not in opts.lr_given)
         if scaling and factor != 1:
             self.log(f"learning rates scaled to the global batch {global_batch} (recipe tuned for "
                      f"{recipe.reference_batch}, x{factor:g}): {scaling}")
