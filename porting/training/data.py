@@ -342,29 +342,33 @@ def file_dataset(samples: Samples, pre: Preprocessing, batch_size: int, workers:
     return data.batch(batch_size, drop_remainder=False)
 
 
-def image_folder(root: Path, metadata: dict, size: int, batch_size: int, train: bool, workers: int | None = None,
-                 num_shards: int | None = None, shard_id: int | None = None, seed: int = 0,
-                 labels: dict[str, int] | None = None):
-    """A batched (image float32 NCHW, label int32) dataset over root/<class>/<image> (checked first)."""
+def folder_dataset(root: Path, labels: dict[str, int], pre: Preprocessing, batch_size: int,
+                   workers: int | None = None):
+    """Evaluation batches over root/<class>/<image>, labelled by `labels` (class folder -> output index)."""
+    paths = [p for p in folder_images(root) if p.parent.name in labels]
+    samples = Samples(root, paths, np.array([labels[p.parent.name] for p in paths], np.int32))
+    return file_dataset(samples, pre, batch_size, workers)
+
+
+def train_folder(root: Path, metadata: dict, size: int, batch_size: int, labels: dict[str, int],
+                 workers: int | None = None, num_shards: int | None = None, shard_id: int | None = None,
+                 seed: int = 0):
+    """Shuffled, augmented training batches (image float32 NCHW, label int32) over root/<class>/<image>."""
     import mindspore as ms
     import mindspore.dataset as ds
     from mindspore.dataset import vision
 
     root = Path(os.path.abspath(root))
-    labels = labels or {name: i for i, name in enumerate(class_names(root))}
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     suffixes = sorted({f.suffix for d in labels for f in (root / d).iterdir() if is_image(f)})
     ds.config.set_seed(seed)
-    data = ds.ImageFolderDataset(str(root), shuffle=train, num_parallel_workers=workers, extensions=suffixes,
+    data = ds.ImageFolderDataset(str(root), shuffle=True, num_parallel_workers=workers, extensions=suffixes,
                                  class_indexing=labels, num_shards=num_shards, shard_id=shard_id, decode=False)
-    if train:
-        ops = [vision.RandomCropDecodeResize(size, scale=(0.08, 1.0), interpolation=_inter(metadata.get("interpolation"))),
-               vision.RandomHorizontalFlip(), *_normalise(metadata["mean"], metadata["std"])]
-    else:
-        ops = eval_transforms(preprocessing(metadata, size=size))
+    ops = [vision.RandomCropDecodeResize(size, scale=(0.08, 1.0), interpolation=_inter(metadata.get("interpolation"))),
+           vision.RandomHorizontalFlip(), *_normalise(metadata["mean"], metadata["std"])]
     data = data.map(ops, input_columns="image", num_parallel_workers=workers)
     data = data.map(ds.transforms.TypeCast(ms.int32), input_columns="label")
-    data = data.batch(batch_size, drop_remainder=train)
+    data = data.batch(batch_size, drop_remainder=True)
     if data.get_dataset_size() == 0:
         raise PortingError(f"'{root}' has fewer images than one batch of {batch_size} "
                            f"{'per shard ' if num_shards else ''}(lower --batch-size)")

@@ -265,12 +265,10 @@ class Trainer:
         global_batch = opts.recipe.batch_size * world
         recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
         self.recipe = recipe
-        self.dataset = data_mod.image_folder(train_root, meta, size, recipe.batch_size, train=True,
-                                             workers=opts.workers, num_shards=shards[0], shard_id=shards[1],
-                                             seed=opts.seed, labels=labels)
-        self.val_set = data_mod.image_folder(val_root, meta, size, recipe.batch_size, train=False,
-                                             workers=opts.workers, labels=val_labels) \
-            if (val_labels and self.is_main) else None
+        self.dataset = data_mod.train_folder(train_root, meta, size, recipe.batch_size, labels, workers=opts.workers,
+                                             num_shards=shards[0], shard_id=shards[1], seed=opts.seed)
+        self.val_set = data_mod.folder_dataset(val_root, val_labels, data_mod.preprocessing(meta, size=size),
+                                               recipe.batch_size, opts.workers) if (val_labels and self.is_main) else None
         self.steps_per_epoch = self.dataset.get_dataset_size()
         self.total_steps = self.steps_per_epoch * recipe.epochs
         lr = ms.Tensor(np.asarray(lr_schedule(recipe, self.steps_per_epoch, recipe.epochs), np.float32))
