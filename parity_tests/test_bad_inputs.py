@@ -491,6 +491,7 @@ def test_flipped_bytes_anywhere_in_a_checkpoint_are_caught(ported, tmp_path, whe
     (lambda m: json.dumps(dict(json.loads(m), arch="resnet9000")), "resnet9000"),
     (lambda m: json.dumps(dict(json.loads(m), num_classes=-3)), "num_classes"),
     (lambda m: json.dumps(dict(json.loads(m), format="porting-ckpt/1")), "format"),
+    (lambda m: json.dumps(dict(json.loads(m), resize_backend="skimage")), "resize_backend"),
 ])
 def test_malformed_checkpoint_metadata(ported3, tmp_path, edit, culprit):
     bad = _resealed(ported3, tmp_path / "meta.ckpt", edit)

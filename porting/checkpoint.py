@@ -20,7 +20,7 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError, first_line
-from porting.training.data import INTERPOLATIONS
+from porting.training.data import INTERPOLATIONS, RESIZE_BACKENDS
 
 FORMAT = "porting-ckpt/2"
 META_KEY, TABLE_KEY, DIGEST_KEY = "porting_metadata", "porting_tensor_sha256", "porting_digest"
@@ -130,6 +130,8 @@ def validate_metadata(meta, path) -> None:
         bad("test_crop_pct", f"must be in (0, 1], not {meta['test_crop_pct']!r}")
     if meta.get("interpolation", "bilinear") not in INTERPOLATIONS:
         bad("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, not {meta.get('interpolation')!r}")
+    if meta.get("resize_backend", "opencv") not in RESIZE_BACKENDS:
+        bad("resize_backend", f"must be one of {', '.join(RESIZE_BACKENDS)}, not {meta.get('resize_backend')!r}")
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and len(names) == meta["num_classes"]
                                   and all(isinstance(n, str) for n in names)):

@@ -282,11 +282,9 @@ def preprocessing(meta: dict, size: int | None = None, resize: int | None = None
     interpolation = interpolation or meta.get("interpolation") or "bilinear"
     if interpolation not in INTERPOLATIONS:
         raise PortingError(f"interpolation '{interpolation}': use {', '.join(INTERPOLATIONS)}")
-    backend = meta.get("resize_backend", "opencv")
-    if backend not in RESIZE_BACKENDS:
-        raise PortingError(f"resize backend '{backend}': use {', '.join(RESIZE_BACKENDS)}")
+    # resize_backend is checked with the rest of the metadata when the file is loaded (validate_metadata)
     return Preprocessing(int(size), int(resize), interpolation, tuple(mean or meta["mean"]), tuple(std or meta["std"]),
-                         backend)
+                         meta.get("resize_backend", "opencv"))
 
 
 class ResizeShortCrop:
