@@ -9,7 +9,7 @@ import sys
 import mindspore as ms
 import torch
 
-from porting.weight_maps.timm_xception import build
+from porting.archs.xception.from_timm import build
 
 state = torch.load(sys.argv[1], weights_only=True)
 rows = build().rows

@@ -54,7 +54,7 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
            batch: int | None = None, opset: int = 17, dynamic_size: bool = False, fp16: bool = False,
            fold_bn: bool = False, device: str | None = None) -> tuple[Path, list]:
     """Export a .ckpt to ONNX (checked by onnx.checker), MINDIR or AIR; returns (path, input shape)."""
-    from porting import checkpoint, models, msenv
+    from porting import archs, checkpoint, msenv
     from porting.converters import export as exporter
 
     fmt = format.lower()
@@ -70,7 +70,7 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
         raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
                            f"use --format mindir or --format onnx instead")
     net, metadata = checkpoint.load_model(ckpt)
-    size = models.check_input_size(metadata["arch"], size or int(metadata["input_size"]))
+    size = archs.check_input_size(metadata["arch"], size or int(metadata["input_size"]))
     if fmt == "onnx":
         options = exporter.OnnxOptions(opset=opset, batch=batch, dynamic_size=dynamic_size, float16=fp16,
                                        fold_bn=fold_bn)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 
-from porting import checkpoint, files, models
+from porting import archs, checkpoint, files
 from porting.runners.inputs import make_images
 
 
@@ -26,7 +26,7 @@ def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None
 
     msenv.setup(device, graph=True)
     net, meta = checkpoint.load_model(ckpt)
-    size = models.check_input_size(meta["arch"], size or int(meta["input_size"]))
+    size = archs.check_input_size(meta["arch"], size or int(meta["input_size"]))
     with files.scratch_dir("bench-") as tmp:
         export_onnx(net, meta, tmp / "model.onnx", size)
         session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -98,7 +98,7 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 
 def validate_metadata(meta, path) -> None:
     """What every command relies on, checked once: a one-line error instead of a KeyError later."""
-    from porting import models
+    from porting import archs
 
     def bad(key, why):
         raise PortingError(f"'{path}': metadata '{key}' {why}")
@@ -110,7 +110,7 @@ def validate_metadata(meta, path) -> None:
     for key in ("arch", "arch_config", "num_classes", "input_size", "mean", "std"):
         if key not in meta:
             bad(key, "is missing")
-    models.config_for(meta["arch"], meta["arch_config"])
+    archs.config_for(meta["arch"], meta["arch_config"])
     for key in ("num_classes", "input_size"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
             bad(key, f"must be a positive whole number, not {meta[key]!r}")
@@ -142,11 +142,11 @@ def validate_metadata(meta, path) -> None:
 
 def load_model(path: str | Path):
     """(net in inference mode, metadata) rebuilt from a checkpoint alone."""
-    from porting import models
+    from porting import archs
 
     params, metadata = load(path)
     try:
-        net = models.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
+        net = archs.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
     except (TypeError, ValueError) as exc:
         raise PortingError(f"'{path}': cannot build {metadata['arch']} from its arch_config "
                            f"{metadata['arch_config']}: {first_line(exc)}") from None

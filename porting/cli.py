@@ -82,15 +82,21 @@ NUM_CLASSES_HELP = "Re-initialise the head for N classes."
 
 
 def _size_option(flag: str = "--size", help: str = SIZE_HELP):
-    from porting.models import MAX_INPUT_SIZE, MIN_SIZE_FLOOR
+    from porting.archs import MAX_INPUT_SIZE, MIN_SIZE_FLOOR
 
     return typer.Option(None, flag, min=MIN_SIZE_FLOOR, max=MAX_INPUT_SIZE, help=help)
 
 
 @app.command("models")
-def models_cmd() -> None:
+def models_cmd(markdown: bool = typer.Option(False, "--markdown",
+                                            help="Print the README's table of supported models instead.")) -> None:
     """List every supported SOURCE:MODEL with its MindSpore architecture, size and preprocessing."""
-    from porting import models, msenv
+    from porting.specs import readme_table
+
+    if markdown:  # the registry alone: no framework is imported
+        print(readme_table())
+        return
+    from porting import archs, msenv
 
     msenv.setup()
     table = Table(title="supported models")
@@ -98,7 +104,7 @@ def models_cmd() -> None:
         table.add_column(col)
     for s in all_specs():
         variant = ", ".join(f"{k}={v}" for k, v in s.arch_config.items())
-        net = models.build(s.arch, s.arch_config, s.num_classes)
+        net = archs.build(s.arch, s.arch_config, s.num_classes)
         count = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
         table.add_row(s.id, ", ".join(s.aliases), s.arch, variant, f"{count / 1e6:.2f}M", str(s.input_size),
                       f"{list(s.mean)} / {list(s.std)}", f"{s.interpolation} / {s.crop_pct}")

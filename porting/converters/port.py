@@ -40,9 +40,9 @@ def describe_weights(weights: str | None, seed: int | None, info: dict) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _arch_shapes(arch: str, config_json: str, num_classes: int) -> dict[str, tuple[int, ...]]:
-    from porting import models
+    from porting import archs
 
-    net = models.build(arch, json.loads(config_json), num_classes)
+    net = archs.build(arch, json.loads(config_json), num_classes)
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
 
 
@@ -140,7 +140,7 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
         target_shapes(spec, spec.num_classes)
         source = source_result()
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
-    log(f"mapping {len(source.tensors)} source tensors with weight map {spec.weight_map}")
+    log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
     if spec.source == "timm" and weights and not spec.tag and source.info.get("pretrained_tag"):
         cfg = source.info.get("pretrained_cfg") or {}
         log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info['pretrained_tag']} "
@@ -153,10 +153,10 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
                                               num_classes, log)
     head_reinit = num_classes is not None and num_classes != src_classes
     if head_reinit:
-        from porting import models
+        from porting import archs
         from porting.models.layers import init_head
 
-        net = models.build(spec.arch, spec.arch_config, num_classes)
+        net = archs.build(spec.arch, spec.arch_config, num_classes)
         init_head(net, spec.head, num_classes, seed=seed or 0)
         for name, p in net.parameters_and_names():
             if name.startswith(spec.head + "."):

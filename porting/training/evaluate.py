@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from porting import files, models
+from porting import archs, files
 from porting.errors import PortingError
 from porting.runtimes import open_artifact
 from porting.training import data as data_mod
@@ -31,7 +31,7 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
     artifact = open_artifact(model, device)
     meta = artifact.metadata
     pre = data_mod.preprocessing(meta, **(overrides or {}))
-    models.check_input_size(meta["arch"], pre.size)
+    archs.check_input_size(meta["arch"], pre.size)
     artifact.check_size(pre.size)
     if results is not None:
         files.check_output(results, (model,))

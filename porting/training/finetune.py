@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from porting import checkpoint, files, models
+from porting import archs, checkpoint, files
 from porting.errors import PortingError
 from porting.models.layers import init_head
 from porting.training import data as data_mod
@@ -243,7 +243,7 @@ class Trainer:
         num_classes = opts.num_classes or len(classes)
         if num_classes != len(classes):
             raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
-        size = models.check_input_size(meta["arch"], opts.image_size or int(meta["input_size"]), what="--image-size")
+        size = archs.check_input_size(meta["arch"], opts.image_size or int(meta["input_size"]), what="--image-size")
         labels, new_head = _train_labels(train_root, meta, num_classes)
         class_order = sorted(labels, key=labels.get)
         val_labels = data_mod.label_mapping(val_root, dict(meta, num_classes=num_classes, class_names=class_order)) \
@@ -251,7 +251,7 @@ class Trainer:
         for root in (train_root, val_root) if val_labels else (train_root,):
             data_mod.check_images(root, self.log, self.progress)
 
-        self.net = net = models.build(meta["arch"], meta["arch_config"], num_classes)
+        self.net = net = archs.build(meta["arch"], meta["arch_config"], num_classes)
         head = meta.get("head", "fc")
         if new_head:
             params = {k: v for k, v in params.items() if not k.startswith(head + ".")}

@@ -56,9 +56,6 @@ RECIPES = {
                            label_smooth_factor=0.0, epochs=150),
 }
 
-# which recipe a ported architecture gets by default
-DEFAULT_FOR_ARCH = {"xception": "xception", "xception_aligned": "xception", "xception_ppcls": "xception",
-                    "inception_v4": "inceptionv4", "se_resnext": "se_resnext50"}
 LR_KEYS = ("lr_init", "lr_max", "lr_end")
 
 # (kind, lowest, highest, lowest_open, highest_open) per key; choices for the strings
@@ -151,10 +148,11 @@ def _read_config(config: Path, log) -> tuple[dict, dict]:
 def load(name: str | None, arch: str, config: Path | None = None, overrides: dict | None = None,
          log=lambda msg: None) -> tuple[Recipe, dict]:
     """(recipe, settings): settings has 'device' (from device_target) and 'lr_given' (learning rates set)."""
-    name = name or DEFAULT_FOR_ARCH.get(arch)
+    from porting.archs import get_arch
+
+    name = name or get_arch(arch).recipe  # the architecture's own (its package registers it)
     if name not in RECIPES:
-        raise PortingError(f"no recipe for architecture '{arch}'" if name is None
-                           else f"unknown recipe '{name}'; known: {', '.join(RECIPES)}")
+        raise PortingError(f"unknown recipe '{name}'; known: {', '.join(RECIPES)}")
     values, settings = _read_config(config, log) if config is not None else ({}, {})
     origin = f"config file '{config}'"
     checked = {k: _check(k, v, origin) for k, v in values.items()}

@@ -7,6 +7,10 @@ failure lists every offending tensor at once.
 
 A table also lists its *layers*: pairs of (source module, MindSpore cell) whose outputs the parity check
 compares, in the order the source computes them.
+
+How a source framework names and lays out the tensors of one layer (BN names, kernel and dense layouts, the
+names inside a conv+BN unit, the tensors it never ports) is its `Convention` (porting.weight_maps.conventions);
+a table built with one (`TIMM.map(name)`) adds a layer in one call: `wm.conv_bn(src, dst, act=True)`.
 """
 from __future__ import annotations
 
@@ -71,12 +75,51 @@ class WeightMap:
     rows: list[Row] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)  # fnmatch patterns of source tensors not ported
     layers: list[Layer] = field(default_factory=list)
+    convention: "Convention | None" = None  # the source's naming, for conv / bn / dense / conv_bn below
 
     def add(self, source: str, target: str, transform: Transform = COPY) -> None:
         self.rows.append(Row(source, target, transform))
 
     def layer(self, source: str, target: str, kind: str) -> None:
         self.layers.append(Layer(source, target, kind))
+
+    # one call per layer, named by the source's convention ----------------------------------------------------
+
+    def conv(self, src: str, dst: str, bias: bool = False, tap: bool = True, depthwise: bool = False) -> None:
+        """A convolution: its kernel (in MindSpore's OIHW layout), its bias if any; compared unless tap=False."""
+        c = self.convention
+        self.add(f"{src}{c.sep}{c.depthwise_weight if depthwise else c.weight}", f"{dst}.weight",
+                 c.depthwise_layout if depthwise else c.conv_layout)
+        if bias:
+            self.add(f"{src}{c.sep}{c.bias}", f"{dst}.bias")
+        if tap:
+            self.layer(src, dst, "conv")
+
+    def bn(self, src: str, dst: str, tap: str | None = None) -> None:
+        """BN tensors. `tap` is the MindSpore cell whose output equals the source module's: the BN itself by
+        default, our ReLU where the source fuses the activation into its BN layer (Paddle act='relu', timm
+        BatchNormAct2d)."""
+        c = self.convention
+        for s, d in c.bn.items():
+            self.add(f"{src}{c.sep}{s}", f"{dst}.{d}")
+        self.layer(src, tap or dst, "bn")
+
+    def conv_bn(self, src: str, dst: str, act: bool = False, unit: tuple[str, str] | None = None) -> None:
+        """The source's conv+BN unit `src` (children named by the convention's `unit`, or `unit`) -> our
+        ConvBnAct `dst` (`conv`, `bn`, `act`); with `act` the BN's output is compared after our ReLU."""
+        conv_name, bn_name = unit or self.convention.unit
+        self.conv(f"{src}.{conv_name}", f"{dst}.conv")
+        self.bn(f"{src}.{bn_name}", f"{dst}.bn", tap=f"{dst}.act" if act else None)
+
+    def dense(self, src: str, dst: str, keep: float = 1.0) -> None:
+        """A classifier or SE Dense layer. `keep` folds an inference-time factor into the weight (Paddle's
+        Dropout(mode='downscale_in_infer') multiplies the head's input by 1 - p); the bias is not scaled. No
+        layer tap: a head's output is the logits, which parity always compares."""
+        c = self.convention
+        layout = c.dense_layout if keep == 1.0 else Transform(
+            f"{c.dense_layout.name} x{keep:g}", lambda a, t=c.dense_layout: t.fn(a) * a.dtype.type(keep))
+        self.add(f"{src}{c.sep}{c.weight if c.dense_weight is None else c.dense_weight}", f"{dst}.weight", layout)
+        self.add(f"{src}{c.sep}{c.bias}", f"{dst}.bias")
 
     def is_ignored(self, source_name: str) -> bool:
         return any(fnmatch.fnmatchcase(source_name, pattern) for pattern in self.ignore)
@@ -152,7 +195,9 @@ def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None]
     module path passed through `rename`, BN tensors under MindSpore's names (the target's own), the rest as is.
     Layers go through `rename_tap` (default `rename`); one without a cell of its own there (None) is not
     compared."""
-    out = WeightMap(name)
+    from porting.weight_maps.conventions import MINDCV
+
+    out = MINDCV.map(name)
     for row in wm.rows:
         module, leaf = row.source.rsplit(".", 1)
         target_leaf = row.target.rsplit(".", 1)[1]
@@ -163,3 +208,6 @@ def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None]
         if source is not None:
             out.layer(source, layer.target, layer.kind)
     return out
+
+
+from porting.weight_maps.conventions import Convention  # noqa: E402 - conventions builds on the classes above

@@ -1,39 +1,46 @@
-"""How each source names and lays out the tensors of a layer, so per-model tables are one line per layer.
+"""One convention object per source framework: how it names and lays out the tensors of a layer.
 
-Each helper adds the rows of one layer to a WeightMap and registers the layer for the parity check.
+Per-model tables (porting/archs/<arch>/from_<source>.py) say only which source layer becomes which MindSpore
+cell; the names of the tensors inside a layer, their layouts and what is never ported come from here (as
+transformers keeps its TransposeType and name converters in one place).
 """
 from __future__ import annotations
 
-from porting.weight_maps import COPY, Transform, WeightMap
+from dataclasses import dataclass, field
 
-# PyTorch BatchNorm -> MindSpore BatchNorm (num_batches_tracked is declared ignored by each table).
-TORCH_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
-# Paddle BatchNorm / BatchNorm2D.
-PADDLE_BN = {"weight": "gamma", "bias": "beta", "_mean": "moving_mean", "_variance": "moving_variance"}
-# Keras BatchNormalization (tensor paths are 'layer/gamma': sep="/").
-KERAS_BN = {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}
+from porting.weight_maps import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
 
 
-def conv(wm: WeightMap, src: str, dst: str, bias: bool = False, transform: Transform = COPY,
-         weight: str = "weight", bias_name: str = "bias", tap: bool = True) -> None:
-    wm.add(f"{src}.{weight}", f"{dst}.weight", transform)
-    if bias:
-        wm.add(f"{src}.{bias_name}", f"{dst}.bias")
-    if tap:
-        wm.layer(src, dst, "conv")
+@dataclass(frozen=True)
+class Convention:
+    source: str
+    bn: dict[str, str]  # the source's BN tensor names -> MindSpore's gamma / beta / moving_mean / moving_variance
+    sep: str = "."  # between a layer's path and its tensor names (Keras 3 paths: 'layer/kernel')
+    weight: str = "weight"
+    depthwise_weight: str = "weight"
+    dense_weight: str | None = None  # None: `weight`
+    bias: str = "bias"
+    conv_layout: Transform = COPY  # the source's conv kernel -> MindSpore OIHW
+    depthwise_layout: Transform = COPY
+    dense_layout: Transform = COPY  # the source's dense weight -> MindSpore [out, in]
+    unit: tuple[str, str] = ("conv", "bn")  # the conv and the BN inside the source's conv+BN unit
+    ignore: tuple[str, ...] = field(default=())  # fnmatch patterns of source tensors that are never ported
+
+    def map(self, name: str) -> WeightMap:
+        return WeightMap(name, ignore=list(self.ignore), convention=self)
 
 
-def batchnorm(wm: WeightMap, src: str, dst: str, names: dict[str, str] = TORCH_BN, tap: str | None = None,
-              sep: str = ".") -> None:
-    """BN rows. `tap` is the MindSpore cell whose output equals the source module's: the BN itself by default,
-    our ReLU where the source fuses the activation into its BN layer (Paddle act='relu', timm BatchNormAct2d)."""
-    for s, d in names.items():
-        wm.add(f"{src}{sep}{s}", f"{dst}.{d}")
-    wm.layer(src, tap or dst, "bn")
-
-
-def dense(wm: WeightMap, src: str, dst: str, transform: Transform = COPY, weight: str = "weight",
-          bias_name: str = "bias", bias_transform: Transform = COPY) -> None:
-    wm.add(f"{src}.{weight}", f"{dst}.weight", transform)
-    wm.add(f"{src}.{bias_name}", f"{dst}.bias", bias_transform)
-    # no layer tap: the head's output is the logits, which parity always compares
+# PyTorch: OIHW kernels and [out, in] dense weights as MindSpore; BatchNorm's step counter is not a weight.
+TIMM = Convention("timm", {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                           "running_var": "moving_variance"}, ignore=("*.num_batches_tracked",))
+# Paddle: BatchNorm / BatchNorm2D tensors weight/bias/_mean/_variance, Linear stored [in, out], ConvBNLayer
+# children `_conv` / `_batch_norm`.
+PADDLECLAS = Convention("paddleclas", {"weight": "gamma", "bias": "beta", "_mean": "moving_mean",
+                                       "_variance": "moving_variance"},
+                        dense_layout=IN_OUT_TO_OUT_IN, unit=("_conv", "_batch_norm"))
+# Keras 3: 'layer/variable' paths; Conv2D kernel [kh, kw, in, out], DepthwiseConv [kh, kw, C, 1], Dense [in, out].
+KERAS = Convention("keras", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}, sep="/",
+                   weight="kernel", depthwise_weight="depthwise_kernel", dense_weight="kernel",
+                   conv_layout=HWIO_TO_OIHW, depthwise_layout=DEPTHWISE_HWC1_TO_C1HW, dense_layout=IN_OUT_TO_OUT_IN)
+# mindcv: MindSpore itself, so MindSpore's names and layouts.
+MINDCV = Convention("mindcv", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")})

@@ -1,38 +1,13 @@
-"""The original Xception (Chollet 2017) in MindSpore, configurable for how each source computes it.
-
-timm `legacy_xception` and `keras.applications.Xception` share this topology but differ in BN eps and in
-padding: timm pads convs and max pools symmetrically by 1, Keras uses TensorFlow SAME, which pads the max
-pools (0, 1) on even inputs (see PORTING_NOTES.md section 4, rows 1-2).
-"""
+"""The original Xception in MindSpore, configurable for how each source computes it (see __init__.py)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 
 from mindspore import nn
 
-from porting.models.layers import (BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Padding, ReLU,
-                                   SeparableConv2d, Sequential, Traced)
-
-
-@dataclass(frozen=True)
-class XceptionConfig:
-    bn_eps: float = 1e-5
-    conv_padding: Padding = 1  # padding of the 3x3 separable convs
-    pool_padding: Padding = 1  # padding of the 3x3 stride-2 max pools
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# (in, out, separable convs, stride, starts with ReLU, grows channels on the first conv)
-ENTRY_MIDDLE_EXIT = [
-    (64, 128, 2, 2, False, True),
-    (128, 256, 2, 2, True, True),
-    (256, 728, 2, 2, True, True),
-    *[(728, 728, 3, 1, True, True)] * 8,
-    (728, 1024, 2, 2, True, False),
-]
+from porting.archs.xception import ENTRY_MIDDLE_EXIT, XceptionConfig
+from porting.models.layers import (BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU, SeparableConv2d,
+                                   Sequential, Traced)
 
 
 class XceptionBlock(Traced, nn.Cell):

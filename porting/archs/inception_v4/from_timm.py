@@ -1,11 +1,11 @@
-"""timm `inception_v4` (timm/models/inception_v4.py) -> porting.models.inception_v4.InceptionV4.
+"""timm `inception_v4` (timm/models/inception_v4.py) -> the InceptionV4 model.
 
 The MindSpore model keeps timm's cell names, so each ConvNormAct `features.N.<unit>` maps onto the
 ConvBnAct of the same name: `.conv` -> `.conv`, `.bn` (BatchNormAct2d) -> `.bn`. timm's `.bn` output already
 includes the ReLU, so parity compares it with the MindSpore ConvBnAct's `.act` cell.
 """
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TORCH_BN, batchnorm, conv, dense
+from porting.weight_maps.conventions import TIMM
 
 # ConvBnAct units of each block, in timm's compute order; pools are (path, kind) taps without weights.
 STEM = ["features.0", "features.1", "features.2"]
@@ -27,23 +27,16 @@ LAYOUT = ["mixed3a", "mixed4a", "mixed5a", *["inception_a"] * 4, "reduction_a", 
           "reduction_b", *["inception_c"] * 3]
 
 
-def conv_bn_act(wm: WeightMap, src: str, dst: str, bn_names: dict = TORCH_BN, conv_name: str = "conv",
-                bn_name: str = "bn") -> None:
-    """One ConvBnAct: conv weight, the four BN tensors; taps on the conv and on the post-ReLU output."""
-    conv(wm, f"{src}.{conv_name}", f"{dst}.conv")
-    batchnorm(wm, f"{src}.{bn_name}", f"{dst}.bn", bn_names, tap=f"{dst}.act")
-
-
 def build(spec=None) -> WeightMap:
-    wm = WeightMap("timm:inception_v4", ignore=["*.num_batches_tracked"])
+    wm = TIMM.map("timm:inception_v4")
     for unit in STEM:
-        conv_bn_act(wm, unit, unit)
+        wm.conv_bn(unit, unit, act=True)
     for i, kind in enumerate(LAYOUT, 3):
         pools, units = BLOCKS[kind]
         for pool in pools:
             wm.layer(f"features.{i}.{pool}", f"features.{i}.{pool}", "pool")
         for unit in units:
-            conv_bn_act(wm, f"features.{i}.{unit}", f"features.{i}.{unit}")
+            wm.conv_bn(f"features.{i}.{unit}", f"features.{i}.{unit}", act=True)
         wm.layer(f"features.{i}", f"features.{i}", "block")
-    dense(wm, "last_linear", "fc")
+    wm.dense("last_linear", "fc")
     return wm

@@ -1,43 +1,13 @@
-"""SE-ResNeXt (Hu et al. 2018 on Xie et al. 2017) in MindSpore, configurable for how each source computes it.
-
-One implementation covers timm `seresnext50_32x4d` (resnet.py), timm `legacy_seresnext50_32x4d` (senet.py,
-the Cadene port), PaddleClas `SE_ResNeXt50_32x4d` and `SE_ResNeXt50_vd_32x4d`. They share the bottleneck
-(1x1 -> grouped 3x3 carrying the stride -> 1x1, BN eps 1e-5, SE on the bn3 output before the residual add,
-ReLU after the add) and differ in (PORTING_NOTES.md section 4, row 12):
-
-- stem: one 7x7/2 conv (`stem=[64]`) or the vd deep stem of three 3x3 convs (`stem=[64, 64, 128]`);
-- stem max pool: 3x3/2 padded by 1 (timm resnet.py, Paddle) or unpadded with ceil_mode (timm senet.py),
-  which gives 56x56 instead of 55x55 from a 112x112 stem output;
-- SE: 1x1 convs with bias (timm) or Dense layers (Paddle `squeeze`/`excitation`), reduction 16;
-- shortcut of strided blocks: 1x1 conv with the stride (+BN), or (vd) AvgPool2d(2, 2, ceil_mode,
-  padding excluded) then a 1x1 stride-1 conv (+BN).
-"""
+"""SE-ResNeXt in MindSpore, configurable for how each source computes it (the variants: __init__.py)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
 
 from mindspore import nn
 
+from porting.archs.se_resnext import SEResNeXtConfig
 from porting.models.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU,
                                    Sequential, SqueezeExcite, Traced)
-
-
-@dataclass(frozen=True)
-class SEResNeXtConfig:
-    layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # bottlenecks per stage
-    cardinality: int = 32
-    base_width: int = 4
-    bn_eps: float = 1e-5
-    stem: list = field(default_factory=lambda: [64])  # [64]: 7x7/2 conv; [64, 64, 128]: three 3x3 convs
-    stem_pool_padding: int = 1  # stem max pool 3x3/2: padding ...
-    stem_pool_ceil: bool = False  # ... and ceil_mode
-    se_reduction: int = 16
-    se_dense: bool = False  # SE with Dense layers instead of 1x1 convs
-    avg_down: bool = False  # vd shortcut: AvgPool2d(2, 2, ceil_mode=True, exclusive) + 1x1 stride-1 conv
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SEResNeXtBottleneck(Traced, nn.Cell):

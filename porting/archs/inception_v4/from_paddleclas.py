@@ -1,4 +1,4 @@
-"""PaddleClas `InceptionV4` (ppcls/arch/backbone/model_zoo/inception_v4.py) -> porting.models.inception_v4.
+"""PaddleClas `InceptionV4` (ppcls/arch/backbone/model_zoo/inception_v4.py) -> the InceptionV4 model.
 
 Each Paddle ConvBNLayer `<x>._conv` / `<x>._batch_norm` (BatchNorm with act='relu', so its output is
 post-ReLU) maps onto a ConvBnAct of the timm-named MindSpore model, which the `paddleclas` variant computes in
@@ -8,12 +8,10 @@ role, not position: `_conv4_2` of Inception-B is the 7x1 conv that the timm nami
 Head: Paddle's Linear is [in, out], and Dropout(p=0.2, mode='downscale_in_infer') multiplies its input by
 0.8 at inference, so fc.weight = 0.8 * out.weight^T (the bias is not scaled).
 """
-from porting.weight_maps import Transform, WeightMap
-from porting.weight_maps.conventions import PADDLE_BN
-from porting.weight_maps.timm_inception_v4 import conv_bn_act
+from porting.weight_maps import WeightMap
+from porting.weight_maps.conventions import PADDLECLAS
 
 DROPOUT_KEEP = 0.8  # Dropout(p=0.2, mode="downscale_in_infer")
-HEAD = Transform(f"[in,out]->[out,in] x{DROPOUT_KEEP:g}", lambda a: a.T * a.dtype.type(DROPOUT_KEEP))
 
 STEM = {  # InceptionStem: timm's features.0 .. features.5 in one Paddle layer
     "_conv_1": "features.0", "_conv_2": "features.1", "_conv_3": "features.2",
@@ -48,22 +46,17 @@ LAYOUT = [*[(f"_inceptionA_{k}", "_inceptionA") for k in range(1, 5)], ("_reduct
           *[(f"_inceptionC_{k}", "_inceptionC") for k in range(1, 4)]]
 
 
-def unit(wm: WeightMap, src: str, dst: str) -> None:
-    conv_bn_act(wm, src, dst, PADDLE_BN, conv_name="_conv", bn_name="_batch_norm")
-
-
 def build(spec=None) -> WeightMap:
-    wm = WeightMap("paddleclas:InceptionV4")
+    wm = PADDLECLAS.map("paddleclas:InceptionV4")
     # the stem's `_pool` runs twice (Mixed3a and Mixed5a), so it is not tapped; the stem's output is
     for src, dst in STEM.items():
-        unit(wm, f"_inception_stem.{src}", dst)
+        wm.conv_bn(f"_inception_stem.{src}", dst, act=True)
     wm.layer("_inception_stem", "features.5", "block")
     for i, (block, kind) in enumerate(LAYOUT, 6):
         pool, units = BLOCKS[kind]
         wm.layer(f"{block}._pool", f"features.{i}.{pool}", "pool")
         for src, dst in units.items():
-            unit(wm, f"{block}.{src}", f"features.{i}.{dst}")
+            wm.conv_bn(f"{block}.{src}", f"features.{i}.{dst}", act=True)
         wm.layer(block, f"features.{i}", "block")
-    wm.add("out.weight", "fc.weight", HEAD)
-    wm.add("out.bias", "fc.bias")
+    wm.dense("out", "fc", keep=DROPOUT_KEEP)
     return wm

@@ -1,36 +1,16 @@
-"""Inception-v4 (Szegedy et al. 2016) in MindSpore, configurable for how each source computes it.
+"""Inception-v4 in MindSpore, configurable for how each source computes it (the variants: __init__.py).
 
 Cell names follow timm (timm/models/inception_v4.py): `features.0`..`features.21`, branches `branch0`..,
-each conv a ConvBnAct (`conv`, `bn`, `act`). The variants (PORTING_NOTES.md section 4, rows 1, 6, 11):
-
-- timm `inception_v4`: BN eps 1e-3; branch outputs concatenated as (convs..., pool branch).
-- PaddleClas `InceptionV4` (ppcls/arch/backbone/model_zoo/inception_v4.py): BN eps 1e-5 (Paddle default);
-  Inception-A/B/C and Reduction-A/B concatenate the pool branch FIRST; the factorized stacks of the stem
-  (Mixed4a branch 1), Inception-B branch 2 and Inception-C branch 2 apply the 1xk / kx1 pair in the opposite
-  order (timm 1x7,7x1 / 7x1,1x7,7x1,1x7 / 3x1,1x3; Paddle 7x1,1x7 / 1x7,7x1,1x7,7x1 / 1x3,3x1).
-
-Both pool their Inception-block average pools 3x3 stride 1 padded by 1 EXCLUDING the padding (timm
-count_include_pad=False, Paddle exclusive=True), and max pools 3x3 stride 2 without padding. Paddle's
-inference-time Dropout(downscale_in_infer) x0.8 is folded into the head by its weight map.
+each conv a ConvBnAct (`conv`, `bn`, `act`).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 
 from mindspore import nn
 
+from porting.archs.inception_v4 import InceptionV4Config
 from porting.models.layers import AvgPool2d, Concat, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, Sequential, Traced
-
-
-@dataclass(frozen=True)
-class InceptionV4Config:
-    bn_eps: float = 1e-3
-    pool_branch_first: bool = False  # Paddle: the pool branch comes first in every block's concat
-    swap_factorized: bool = False  # Paddle: the stem / B / C factorized stacks start with the other shape
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _factor(n: int, vertical: bool):

@@ -1,0 +1,58 @@
+"""The registry of architectures and specs: one package per architecture, no framework on import, and the
+README's table generated from it."""
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from porting import archs
+from porting.specs import all_specs, readme_table, resolve
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mindcv", "onnxruntime")
+
+
+def test_importing_the_registry_imports_no_framework():
+    code = ("import sys, porting.archs, porting.specs; [s.build_weight_map() for s in porting.specs.all_specs()]; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_readme_table_is_the_registry():
+    text = README.read_text()
+    assert readme_table() in text, "README's 'Supported models' table is stale: paste `porting models --markdown`"
+
+
+@pytest.mark.parametrize("arch", sorted(archs.ARCHS))
+def test_each_architecture_is_one_package(arch):
+    """Its config, model, recipe and every weight map of every spec that uses it live in its own package."""
+    entry = archs.get_arch(arch)
+    package = f"porting.archs.{arch}"
+    assert entry.package == package and entry.model.startswith(f"{package}.model:")
+    specs = [s for s in all_specs() if s.arch == arch]
+    assert specs, f"{arch} has no spec"
+    folder = Path(importlib.import_module(package).__file__).parent
+    for spec in specs:
+        assert (folder / f"{spec.weight_map}.py").is_file(), spec.id
+        assert spec.weight_map == f"from_{spec.source}", spec.id
+        assert resolve(spec.id) == spec
+    from porting.training.recipes import RECIPES
+
+    assert entry.recipe in RECIPES
+
+
+def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
+    """models/ and archs/*/model.py never import porting.converters; a weight map imports no other source's map
+    (mindcv's, which declare themselves renamings of timm's, aside)."""
+    root = Path(archs.__file__).parent
+    for path in [*root.parent.joinpath("models").glob("*.py"), *root.glob("*/model.py")]:
+        assert "porting.converters" not in path.read_text(), path
+    for path in root.glob("*/from_*.py"):
+        source = path.stem[len("from_"):]
+        imported = {f"from_{s}" for s in ("timm", "keras", "paddleclas", "mindcv")} - {path.stem}
+        allowed = {"from_timm"} if source == "mindcv" else set()
+        text = path.read_text()
+        assert not [m for m in imported - allowed if f"import {m}" in text or f".{m} import" in text], path

@@ -1,0 +1,95 @@
+"""SE-ResNeXt (Hu et al. 2018 on Xie et al. 2017), one configurable implementation.
+
+It covers timm `seresnext50_32x4d` (resnet.py), timm `legacy_seresnext50_32x4d` (senet.py, the Cadene port),
+PaddleClas `SE_ResNeXt50_32x4d` and `SE_ResNeXt50_vd_32x4d`, and mindcv `seresnext50_32x4d`. They share the bottleneck
+(1x1 -> grouped 3x3 carrying the stride -> 1x1, BN eps 1e-5, SE on the bn3 output before the residual add,
+ReLU after the add) and differ in (PORTING_NOTES.md section 4, row 12):
+
+- stem: one 7x7/2 conv (`stem=[64]`) or the vd deep stem of three 3x3 convs (`stem=[64, 64, 128]`);
+- stem max pool: 3x3/2 padded by 1 (timm resnet.py, Paddle), unpadded with ceil_mode (timm senet.py),
+  which gives 56x56 instead of 55x55 from a 112x112 stem output, or 'same' (mindcv);
+- SE: 1x1 convs with bias (timm) or Dense layers (Paddle `squeeze`/`excitation`, mindcv), reduction 16;
+- shortcut of strided blocks: 1x1 conv with the stride (+BN), or (vd) AvgPool2d(2, 2, ceil_mode,
+  padding excluded) then a 1x1 stride-1 conv (+BN).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from porting.archs.registry import register_arch, register_specs
+from porting.specs import ModelSpec
+
+
+@register_arch("se_resnext", model="porting.archs.se_resnext.model:SEResNeXt", recipe="se_resnext50")
+@dataclass(frozen=True)
+class SEResNeXtConfig:
+    layers: list = field(default_factory=lambda: [3, 4, 6, 3])  # bottlenecks per stage
+    cardinality: int = 32
+    base_width: int = 4
+    bn_eps: float = 1e-5
+    stem: list = field(default_factory=lambda: [64])  # [64]: 7x7/2 conv; [64, 64, 128]: three 3x3 convs
+    stem_pool_padding: int | str = 1  # stem max pool 3x3/2: padding (mindcv: 'same') ...
+    stem_pool_ceil: bool = False  # ... and ceil_mode
+    se_reduction: int = 16
+    se_dense: bool = False  # SE with Dense layers instead of 1x1 convs
+    avg_down: bool = False  # vd shortcut: AvgPool2d(2, 2, ceil_mode=True, exclusive) + 1x1 stride-1 conv
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _config(**changes) -> dict:
+    """SE-ResNeXt50 32x4d: timm resnet.py's graph, with the variant's changes."""
+    return {"layers": [3, 4, 6, 3], "cardinality": 32, "base_width": 4, "bn_eps": 1e-5, "stem": [64],
+            "stem_pool_padding": 1, "stem_pool_ceil": False, "se_reduction": 16, "se_dense": False,
+            "avg_down": False, **changes}
+
+
+IMAGENET_224 = dict(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+TIMM_NOTES = "timm/models/resnet.py"
+
+register_specs(
+    # timm resnet.py: 7x7 stem, max pool 3/2 padded by 1, SE as 1x1 convs after bn3, BN eps 1e-5;
+    # `gluon_seresnext50_32x4d` is timm's deprecated name for the gluon_in1k weights of the same model (timm
+    # resnet.py register_model_deprecations), so it is a spec of its own (its download and preprocessing
+    # differ) with that alias. Preprocessing from each timm pretrained cfg: 224, ImageNet mean/std, crop 0.875.
+    ModelSpec("timm", "seresnext50_32x4d", "se_resnext", _config(), weight_map="from_timm", **IMAGENET_224,
+              crop_pct=0.875, variant="7x7 stem, max pool 3/2 pad 1, SE as 1x1 convs after bn3, BN eps 1e-5",
+              notes=TIMM_NOTES),
+    ModelSpec("timm", "seresnext50_32x4d.gluon_in1k", "se_resnext", _config(), weight_map="from_timm",
+              aliases=("gluon_seresnext50_32x4d",), **IMAGENET_224, crop_pct=0.875,
+              variant="as `timm:seresnext50_32x4d`",
+              notes="timm's deprecated `gluon_seresnext50_32x4d` is this tag of resnet.py's model; the online "
+                    "download takes the gluon weights"),
+    # timm senet.py (legacy, the Cadene port): pool0 unpadded with ceil_mode=True.
+    ModelSpec("timm", "legacy_seresnext50_32x4d", "se_resnext", _config(stem_pool_padding=0, stem_pool_ceil=True),
+              weight_map="from_timm", **IMAGENET_224, interpolation="bilinear", crop_pct=0.875,
+              variant="stem pool unpadded with ceil_mode: 112 -> 56",
+              notes="timm/models/senet.py (Cadene names `layer0.*`, `se_module`, `last_linear`)"),
+    # PaddleClas SE_ResNeXt50_32x4d (se_resnext.py): same graph as timm's with the SE in Linear layers.
+    # SE_ResNeXt50_vd_32x4d (se_resnext_vd.py): deep stem 64-64-128 and AvgPool2D(2, 2, ceil_mode=True,
+    # exclusive) shortcuts. Eval config (deploy/configs/inference_cls.yaml): resize short side 256 (cv2
+    # bilinear) -> centre crop 224, ImageNet mean/std.
+    ModelSpec("paddleclas", "SE_ResNeXt50_32x4d", "se_resnext", _config(se_dense=True),
+              weight_map="from_paddleclas", **IMAGENET_224, interpolation="bilinear", crop_pct=224 / 256,
+              variant="SE with Dense layers, BN eps 1e-5",
+              notes="ppcls se_resnext.py; SE `squeeze`/`excitation` and head Linear [in,out] transposed; BN+ReLU "
+                    "fused in Paddle"),
+    ModelSpec("paddleclas", "SE_ResNeXt50_vd_32x4d", "se_resnext",
+              _config(stem=[64, 64, 128], se_dense=True, avg_down=True), weight_map="from_paddleclas",
+              **IMAGENET_224, interpolation="bilinear", crop_pct=224 / 256,
+              variant="deep stem 3x3 convs 64-64-128, shortcut AvgPool2d(2, 2, ceil_mode, exclusive) + 1x1 conv",
+              notes="ppcls se_resnext_vd.py"),
+    # mindcv senet.py: the Cadene model with its stem pool 'same' and the SE in Dense layers; eval as mindcv's
+    # create_transforms (resize short side to size / 0.875, bilinear, OpenCV -> centre crop).
+    ModelSpec("mindcv", "seresnext50_32x4d", "se_resnext", _config(stem_pool_padding="same", se_dense=True),
+              weight_map="from_mindcv", **IMAGENET_224, interpolation="bilinear", crop_pct=0.875,
+              variant="stem pool 'same', SE with Dense layers", notes="mindcv/models/senet.py"),
+)
+
+
+def blocks(arch_config: dict):
+    """(stage index 1..4, block index, has a downsample shortcut) for every bottleneck of a variant."""
+    for s, depth in enumerate(arch_config.get("layers", [3, 4, 6, 3]), 1):
+        for i in range(depth):
+            yield s, i, i == 0  # the first block of every stage changes width (stage 1: 64 -> 256) or stride

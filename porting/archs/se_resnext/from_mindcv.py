@@ -1,0 +1,22 @@
+"""mindcv `seresnext50_32x4d` (mindcv/models/senet.py) -> the SEResNeXt model.
+
+mindcv re-implements timm's legacy_seresnext50_32x4d (the Cadene names), so its table is timm's legacy one,
+renamed: the stem is a Sequential (`layer0.0`, `layer0.1`), the SE's Dense layers are `conv_reduce` /
+`conv_expand`, the head `classifier`; BN tensors under MindSpore's names.
+"""
+from dataclasses import replace
+
+from porting.archs.se_resnext import from_timm
+from porting.weight_maps import WeightMap, renamed_source
+
+STEM_AND_HEAD = {"layer0.conv1": "layer0.0", "layer0.bn1": "layer0.1", "last_linear": "classifier"}
+
+
+def rename(path: str) -> str:
+    path = STEM_AND_HEAD.get(path, path)
+    return path.replace("se_module.fc1", "se_module.conv_reduce").replace("se_module.fc2", "se_module.conv_expand")
+
+
+def build(spec) -> WeightMap:
+    legacy = replace(spec, source="timm", name=from_timm.LEGACY)
+    return renamed_source(from_timm.build(legacy), spec.id, rename)

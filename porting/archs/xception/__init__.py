@@ -1,0 +1,59 @@
+"""The original Xception (Chollet 2017): timm `legacy_xception`, `keras.applications.Xception`, mindcv `xception`.
+
+They share one topology and differ in BN eps and in padding: timm pads convs and max pools symmetrically by 1,
+Keras uses TensorFlow SAME, which pads the max pools (0, 1) on even inputs (PORTING_NOTES.md section 4, rows
+1-2); mindcv pads its convs as timm and its max pools 'same' as Keras.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from porting.archs.registry import register_arch, register_specs
+from porting.specs import ModelSpec
+
+
+@register_arch("xception", model="porting.archs.xception.model:Xception", recipe="xception")
+@dataclass(frozen=True)
+class XceptionConfig:
+    bn_eps: float = 1e-5
+    conv_padding: int | str = 1  # padding of the 3x3 separable convs (an int: symmetric; 'same': TF SAME)
+    pool_padding: int | str = 1  # padding of the 3x3 stride-2 max pools
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# (in, out, separable convs, stride, starts with ReLU, grows channels on the first conv)
+ENTRY_MIDDLE_EXIT = [
+    (64, 128, 2, 2, False, True),
+    (128, 256, 2, 2, True, True),
+    (256, 728, 2, 2, True, True),
+    *[(728, 728, 3, 1, True, True)] * 8,
+    (728, 1024, 2, 2, True, False),
+]
+
+IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+register_specs(
+    ModelSpec("timm", "legacy_xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1},
+              weight_map="from_timm", aliases=("xception",), crop_pct=0.8975,
+              variant="BN eps 1e-5, symmetric padding", notes="timm/models/xception.py"),
+    # keras.applications.Xception (keras/src/applications/xception.py): BatchNormalization eps 1e-3, TF 'same'
+    # padding for the 3x3 separable convs and the stride-2 max pools (pads (0, 1) on even inputs).
+    # preprocess_input mode 'tf' (x / 127.5 - 1) = mean = std 0.5; Keras resizes bilinearly by default
+    # (keras.layers.Resizing, image_dataset_from_directory); crop 299/333 as measured for these weights by
+    # Cadene/timm (legacy_xception.tf_in1k was ported from the Keras release).
+    ModelSpec("keras", "xception", "xception", {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"},
+              weight_map="from_keras", interpolation="bilinear", crop_pct=0.8975, source_min_size=71,
+              variant="BN eps 1e-3, TF 'same' padding: max pools pad (0, 1) on even inputs",
+              notes="keras.applications.Xception; `.weights.h5`, legacy `.h5` (what keras.applications downloads) "
+                    "or `.keras`; NHWC -> NCHW"),
+    # mindcv/models/xception.py: timm's graph with 'same' max pools, BNs at MindSpore's eps 1e-5; eval
+    # preprocessing as mindcv's create_transforms: resize the short side to size / 0.875 (bilinear, OpenCV in
+    # mindspore.dataset) -> centre crop, ImageNet mean/std.
+    ModelSpec("mindcv", "xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": "same"},
+              weight_map="from_mindcv", **IMAGENET, interpolation="bilinear", crop_pct=0.875,
+              variant="BN eps 1e-5, symmetric conv padding, max pools 'same' as mindcv's",
+              notes="mindcv/models/xception.py; a MindSpore `.ckpt` (see \"Checkpoints you already have in "
+                    "MindSpore\")"),
+)
