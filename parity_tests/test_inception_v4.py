@@ -48,7 +48,7 @@ def test_a_swapped_pair_of_1x7_kernels_is_caught_and_named(source_weights):
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "features.13.branch1.1.conv", failure
-    assert report.info["layers"][failure.layer] == "features.13.branch1.1.conv"
+    assert failure.target == "features.13.branch1.1.conv"
     before = report.rows[: report.rows.index(failure)]
     assert len(before) > 100 and all(r.ok for r in before)
 
@@ -61,7 +61,7 @@ def test_paddle_concat_order_matters_and_is_located(source_weights):
     report = parity(wrong, weights=str(source_weights(PADDLE, ".pdparams")), size=107, batch=1)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "_inceptionA_1", failure
-    assert report.info["layer_kinds"][failure.layer] == "block"
+    assert failure.kind == "block"
     assert_agrees_before(report, failure)
 
 

@@ -25,10 +25,10 @@ def test_ckpt_onnx_parity_from_weights_h5(source_weights, size, batch, mindir):
     h5 = source_weights(SPEC, ".weights.h5")
     report = parity(resolve(SPEC), weights=str(h5), size=size, batch=batch, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    kinds = report.info["layer_kinds"]
+    kinds = {name: r.kind for name, r in report.layers().items()}
     # every conv / BN / separable conv / pool / block of the table was compared, residual branches included
     assert sum(1 for k in kinds.values() if k == "pool") == 4 and sum(1 for k in kinds.values() if k == "block") == 12
-    assert "block13_residual_bn" in report.info["layers"]
+    assert "block13_residual_bn" in report.layers()
 
 
 def test_timm_style_pool_padding_fails_at_an_even_size_on_a_pool(source_weights):
@@ -42,7 +42,7 @@ def test_timm_style_pool_padding_fails_at_an_even_size_on_a_pool(source_weights)
     report = parity(wrong, weights=str(source_weights(SPEC, ".weights.h5")), size=128, batch=1)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "block4_pool", failure
-    assert report.info["layers"][failure.layer] == "features.block3.rep.pool"
+    assert failure.target == "features.block3.rep.pool"
     before = report.rows[: report.rows.index(failure)]
     assert any(r.layer == "block3_pool" for r in before) and all(r.ok for r in before)
 
@@ -56,7 +56,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     report = parity(spec, weights=str(source_weights(SPEC, ".weights.h5")), size=128, batch=1, weight_map=wm)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "block6_sepconv1", failure
-    assert report.info["layers"][failure.layer] == "features.block5.rep.sep1"
+    assert failure.target == "features.block5.rep.sep1"
     before = report.rows[: report.rows.index(failure)]
     assert len(before) > 30 and all(r.ok for r in before)
 

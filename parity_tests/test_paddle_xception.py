@@ -73,7 +73,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "_middle_flow._conv_3._conv_1._pointwise_conv._conv", failure
-    assert report.info["layers"][failure.layer] == "middle.block3.sep2.pointwise.conv"
+    assert failure.target == "middle.block3.sep2.pointwise.conv"
     assert_agrees_before(report, failure)
 
 

@@ -20,7 +20,7 @@ def test_ckpt_onnx_parity_from_pdparams(source_weights, spec, size):
     mindir = spec.endswith("41_deeplab") and size == 160
     report = parity(resolve(spec), weights=str(weights), size=size, batch=1, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    assert len(report.info["layers"]) == len(resolve(spec).build_weight_map().layers)
+    assert len(report.layers()) == len(resolve(spec).build_weight_map().layers)
 
 
 @pytest.mark.parametrize("bug", ["exit_dilation_1", "head_without_dropout_scale", "swapped_pointwise"])

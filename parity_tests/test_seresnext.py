@@ -36,7 +36,7 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec, suffix, size, 
     weights = source_weights(spec, suffix)
     report = parity(resolve(spec), weights=str(weights), size=size, batch=batch, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    kinds = report.info["layer_kinds"]
+    kinds = {name: r.kind for name, r in report.layers().items()}
     # every bottleneck's SE and output, the stem pool and (vd) every shortcut avg pool were compared
     assert sum(k == "se" for k in kinds.values()) == 16 and sum(k == "block" for k in kinds.values()) == 16
     assert sum(k == "pool" for k in kinds.values()) == (4 if "vd" in spec else 1)
@@ -117,7 +117,7 @@ def test_a_swapped_se_tensor_pair_is_caught_and_named(source_weights):
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "layer3.1.se", failure
-    assert report.info["layers"][failure.layer] == "layer3.1.se"
+    assert failure.target == "layer3.1.se"
     assert_agrees_before(report, failure)
 
 

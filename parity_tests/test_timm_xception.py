@@ -32,12 +32,15 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     assert not report.ok
     failure = report.first_failure()
     assert failure.layer == "block5.rep.1", failure
-    assert report.info["layers"][failure.layer] == "features.block5.rep.sep1"
+    assert failure.target == "features.block5.rep.sep1"
     # everything before the broken layer still agrees
     assert_agrees_before(report, failure)
-    from porting.plot import plot_report
+    # a saved report loads back typed (rows keep their MindSpore cell and kind) and plots the same
+    from porting.report import Report, plot
 
-    assert plot_report(report, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    saved = Report.from_json(report.to_json())
+    assert saved == report and saved.first_failure().target == "features.block5.rep.sep1"
+    assert plot(saved, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):
@@ -46,7 +49,7 @@ def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):
     report = parity(wrong, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1)
     failure = report.first_failure()
     assert failure is not None
-    assert report.info["layer_kinds"][failure.layer] == "bn", failure
+    assert failure.kind == "bn", failure
     assert_agrees_before(report, failure)
 
 

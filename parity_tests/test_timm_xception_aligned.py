@@ -22,10 +22,10 @@ def test_ckpt_onnx_parity_from_file(source_weights, name, size):
     mindir = name == "xception41" and size == 160
     report = parity(resolve(spec), weights=str(weights), size=size, batch=1, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    kinds = set(report.info["layer_kinds"].values())
+    kinds = {r.kind for r in report.layers().values()}
     assert {"conv", "bn", "separable", "block"} <= kinds
     # every mapped layer was compared, not only the logits
-    assert len(report.info["layers"]) == len(resolve(spec).build_weight_map().layers)
+    assert len(report.layers()) == len(resolve(spec).build_weight_map().layers)
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
@@ -38,7 +38,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
                     weight_map=wm)
     failure = report.first_failure()
     assert failure is not None and failure.layer == "blocks.5.stack.conv1.conv_pw", failure
-    assert report.info["layers"][failure.layer] == "blocks.5.stack.conv1.conv_pw"
+    assert failure.target == "blocks.5.stack.conv1.conv_pw"
     assert_agrees_before(report, failure)
 
 
@@ -49,7 +49,7 @@ def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
     wrong = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "bn_eps": 1e-3}})
     report = parity(wrong, weights=str(source_weights("timm:xception41p", ".safetensors")), size=96, batch=1)
     failure = report.first_failure()
-    assert failure is not None and report.info["layer_kinds"][failure.layer] == "bn", failure
+    assert failure is not None and failure.kind == "bn", failure
     assert_agrees_before(report, failure)
 
 

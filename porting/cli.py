@@ -241,17 +241,19 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
         return
     result = parity(model, weights=weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
                     log=log, images=files_in, rtol=rtol)
+    from porting import report as rendering
+
     if full:
-        print_report(result)
-    print_summary(result)
+        out.print(rendering.full_table(result))
+    out.print(rendering.summary_table(result))
+    for line in rendering.verdict(result):
+        out.print(line)
     if report:
         with files.atomic_output(report) as staged:
             staged.file.write_text(result.to_json())
     if plot:
-        from porting.plot import plot_report
-
         with files.atomic_output(plot) as staged:
-            plot_report(result, staged.file)
+            rendering.plot(result, staged.file)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -273,59 +275,6 @@ def _print_pipelines(result: dict) -> None:
     elif result["mean_abs"] is not None:
         out.print(f"[bold yellow]DIFFERENT[/bold yellow]: mean |diff| {result['mean_abs']:.2e}, max "
                   f"{result['max_abs']:.2e} (README: 'Preprocessing' says why)")
-
-
-def print_summary(result) -> None:
-    """Per runtime: layers compared, the worst layer against its bound, top-1 agreement, the first failure."""
-    layers = result.info.get("layers", {})
-    table = Table(title=f"parity {result.spec}: {result.info['batch']} x {result.info['size']} px "
-                        f"({result.info.get('inputs', 'seeded synthetic images')}), weights {result.info['weights']}")
-    for col in ("runtime", "compared", "worst layer (MindSpore cell)", "worst error / bound", "top-1 agreement",
-                "first failure"):
-        table.add_column(col)
-    for runtime in dict.fromkeys(r.runtime for r in result.rows):
-        rows = [r for r in result.rows if r.runtime == runtime]
-        worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else float("inf"))
-        first = result.first_failure(runtime)
-        table.add_row(runtime, f"{len(rows) - 1} layers + logits" if len(rows) > 1 else "logits",
-                      f"{escape(worst.layer)} ({escape(layers.get(worst.layer, 'output'))})",
-                      f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
-                      f"{result.top1_agree.get(runtime, 0):.0%}",
-                      "[green]none[/green]" if first is None else f"[bold red]{escape(first.layer)}[/bold red]")
-    out.print(table)
-    out.print(f"tolerance: a layer passes if max |ref - out| <= {result.rtol:g} x max(1, max |ref|), and the logits "
-              f"give the same top-1 for every input")
-    for e in result.errors:
-        out.print(f"[red]problem:[/red] {e}")
-    failure = result.first_failure()
-    if result.ok:
-        out.print(f"[bold green]PASS[/bold green] {result.spec}: {len(result.rows)} comparisons within tolerance "
-                  f"(--full lists them)")
-    elif failure:
-        out.print(f"[bold red]FAIL[/bold red] {result.spec}: first diverging layer '{failure.layer}' "
-                  f"(MindSpore '{layers.get(failure.layer, failure.layer)}') on {failure.runtime}: "
-                  f"max abs {failure.max_abs:.3e} > {failure.bound:.3e}")
-    else:
-        out.print(f"[bold red]FAIL[/bold red] {result.spec}: top-1 disagreement or errors")
-
-
-def print_report(result) -> None:
-    layers = result.info.get("layers", {})
-    first = {rt: result.first_failure(rt) for rt in {r.runtime for r in result.rows}}
-    table = Table(title=f"parity {result.spec}: batch {result.info['batch']}, size {result.info['size']}, "
-                        f"weights {result.info['weights']}; pass if max_abs <= {result.rtol:g} x max(1, max|ref|)")
-    for col, kw in (("#", {"justify": "right"}), ("runtime", {}), ("layer (source)", {}), ("MindSpore cell", {}),
-                    ("shape", {}), ("max abs", {"justify": "right"}), ("max rel", {"justify": "right"}),
-                    ("cosine", {"justify": "right"}), ("", {})):
-        table.add_column(col, **kw)
-    for i, row in enumerate(result.rows):
-        status = "[green]ok[/green]" if row.ok else "[bold red]FAIL[/bold red]"
-        if first.get(row.runtime) is row:
-            status = "[bold red]<< FIRST FAILURE[/bold red]"
-        table.add_row(str(i), row.runtime, row.layer, layers.get(row.layer, "(output)"), "x".join(map(str, row.shape)),
-                      f"{row.max_abs:.2e}", f"{row.max_rel:.2e}", f"{row.cosine:.8f}",
-                      status + (f" {row.note}" if row.note else ""))
-    out.print(table)
 
 
 @app.command("random-weights")

@@ -11,65 +11,20 @@ equal, e.g. every ReLU dead) is flagged, because a check on dead activations pro
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-RTOL = 1e-4
+from porting.report import LOGITS, RTOL, Report, Row  # noqa: F401 - RTOL and Report are part of this interface
 
 
-@dataclass
-class Row:
-    layer: str
-    runtime: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    cosine: float
-    bound: float
-    ok: bool
-    note: str = ""
-
-
-@dataclass
-class Report:
-    spec: str
-    rows: list[Row] = field(default_factory=list)
-    top1_agree: dict[str, float] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    info: dict = field(default_factory=dict)
-    rtol: float = RTOL
-
-    @property
-    def ok(self) -> bool:
-        return (not self.errors and all(r.ok for r in self.rows)
-                and all(v == 1.0 for v in self.top1_agree.values()))
-
-    def first_failure(self, runtime: str | None = None) -> Row | None:
-        for row in self.rows:
-            if not row.ok and (runtime is None or row.runtime == runtime):
-                return row
-        return None
-
-    def to_json(self) -> str:
-        first = self.first_failure()
-        return json.dumps({
-            "spec": self.spec, "ok": self.ok, "rtol": self.rtol,
-            "tolerance": "max_abs <= rtol * max(1, max|reference|); logits top-1 agree on every sample",
-            "first_failure": asdict(first) if first else None,
-            "top1_agreement": self.top1_agree, "errors": self.errors, "info": self.info,
-            "rows": [asdict(r) for r in self.rows],
-        }, indent=2)
-
-
-def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, rtol: float = RTOL) -> Row:
+def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, rtol: float = RTOL,
+                   target: str = "", kind: str = LOGITS) -> Row:
     ref = np.asarray(ref, dtype=np.float64)
     out = np.asarray(out, dtype=np.float64)
     if ref.shape != out.shape:
         return Row(layer, runtime, list(ref.shape), math.inf, math.inf, 0.0, 0.0, False,
-                   f"shape {list(out.shape)} != reference {list(ref.shape)}")
+                   f"shape {list(out.shape)} != reference {list(ref.shape)}", target, kind)
     diff = np.abs(ref - out)
     scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
     max_abs = float(diff.max(initial=0.0))
@@ -83,7 +38,7 @@ def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, r
         note = "non-finite values"
     elif ref.size > 1 and float(ref.std()) == 0.0:
         ok, note = False, "degenerate reference (constant): check proves nothing"
-    return Row(layer, runtime, list(ref.shape), max_abs, max_rel, cosine, bound, ok, note)
+    return Row(layer, runtime, list(ref.shape), max_abs, max_rel, cosine, bound, ok, note, target, kind)
 
 
 def compare(
@@ -91,17 +46,21 @@ def compare(
     runtime: str,
     reference: dict[str, np.ndarray],
     candidate: dict[str, np.ndarray],
-    layers: list[str],
-    logits: str = "logits",
+    layers: list,
+    logits: str = LOGITS,
 ) -> None:
-    """Compare `candidate` against `reference` on each named layer (in order), then on the logits."""
-    for name in layers + [logits]:
+    """Compare `candidate` against `reference` on each layer (in order), then on the logits. A layer is a
+    weight map's Layer (source name, MindSpore cell, kind) or a bare name; outputs are keyed by source name."""
+    for layer in [*layers, logits]:
+        name = getattr(layer, "source", layer)
         if name not in candidate:
             continue
         if name not in reference:
             report.errors.append(f"{runtime}: reference has no output for '{name}'")
             continue
-        report.rows.append(compare_tensor(name, runtime, reference[name], candidate[name], report.rtol))
+        report.rows.append(compare_tensor(name, runtime, reference[name], candidate[name], report.rtol,
+                                          getattr(layer, "target", ""),
+                                          getattr(layer, "kind", LOGITS if name == logits else "layer")))
     if logits in candidate and logits in reference:
         agree = np.argmax(reference[logits], axis=-1) == np.argmax(candidate[logits], axis=-1)
         report.top1_agree[runtime] = float(np.mean(agree))

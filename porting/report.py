@@ -1,0 +1,180 @@
+"""A parity report: typed rows, JSON both ways, and its renderings (rich tables, a plot). No framework here.
+
+A row says which source layer was compared (`layer`, the source's name), with which MindSpore cell (`target`),
+of what kind (conv, bn, separable, block, pool, se, act; `logits` for the output), on which runtime, and how
+close it came. The comparator (porting.compare) fills a report; `porting parity` renders it; a saved report
+(`--report FILE`) loads back with `Report.from_json` and renders or plots the same.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+RTOL = 1e-4
+LOGITS = "logits"
+TOLERANCE = "max_abs <= rtol * max(1, max|reference|); logits top-1 agree on every sample"
+
+
+@dataclass
+class Row:
+    layer: str  # the source's name for it ('block5.rep.1'), or 'logits'
+    runtime: str  # mindspore | onnx | mindir
+    shape: list[int]
+    max_abs: float
+    max_rel: float
+    cosine: float
+    bound: float
+    ok: bool
+    note: str = ""
+    target: str = ""  # the MindSpore cell ('features.block5.rep.sep1'); '' for the logits
+    kind: str = LOGITS  # what the layer is: conv, bn, separable, block, pool, se, act, or logits
+
+
+@dataclass
+class Report:
+    spec: str
+    rows: list[Row] = field(default_factory=list)
+    top1_agree: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # batch, size, inputs, weights, seconds
+    rtol: float = RTOL
+
+    @property
+    def ok(self) -> bool:
+        return (not self.errors and all(r.ok for r in self.rows)
+                and all(v == 1.0 for v in self.top1_agree.values()))
+
+    def first_failure(self, runtime: str | None = None) -> Row | None:
+        for row in self.rows:
+            if not row.ok and (runtime is None or row.runtime == runtime):
+                return row
+        return None
+
+    def runtimes(self) -> list[str]:
+        return list(dict.fromkeys(r.runtime for r in self.rows))
+
+    def layers(self, runtime: str = "mindspore") -> dict[str, Row]:
+        """The compared layers of one runtime (not the logits), by source name, in the source's order."""
+        return {r.layer: r for r in self.rows if r.runtime == runtime and r.kind != LOGITS}
+
+    def to_json(self) -> str:
+        first = self.first_failure()
+        return json.dumps({
+            "spec": self.spec, "ok": self.ok, "rtol": self.rtol, "tolerance": TOLERANCE,
+            "first_failure": asdict(first) if first else None,
+            "top1_agreement": self.top1_agree, "errors": self.errors, "info": self.info,
+            "rows": [asdict(r) for r in self.rows],
+        }, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        data = json.loads(text)
+        known = {f.name for f in fields(Row)}
+        return cls(spec=data["spec"], rows=[Row(**{k: v for k, v in r.items() if k in known}) for r in data["rows"]],
+                   top1_agree=data.get("top1_agreement", {}), errors=data.get("errors", []),
+                   info=data.get("info", {}), rtol=data.get("rtol", RTOL))
+
+
+# --------------------------------------------------------------------------------------------- renderings
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def summary_table(report: Report):
+    """Per runtime: layers compared, the worst layer against its bound, top-1 agreement, the first failure."""
+    from rich.table import Table
+
+    info = report.info
+    table = Table(title=f"parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
+                        f"({info.get('inputs', 'seeded synthetic images')}), weights {info.get('weights')}")
+    for col in ("runtime", "compared", "worst layer (MindSpore cell)", "worst error / bound", "top-1 agreement",
+                "first failure"):
+        table.add_column(col)
+    for runtime in report.runtimes():
+        rows = [r for r in report.rows if r.runtime == runtime]
+        worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else math.inf)
+        first = report.first_failure(runtime)
+        table.add_row(runtime, f"{len(rows) - 1} layers + logits" if len(rows) > 1 else "logits",
+                      f"{_escape(worst.layer)} ({_escape(worst.target or 'output')})",
+                      f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
+                      f"{report.top1_agree.get(runtime, 0):.0%}",
+                      "[green]none[/green]" if first is None else f"[bold red]{_escape(first.layer)}[/bold red]")
+    return table
+
+
+def verdict(report: Report) -> list[str]:
+    """The lines under the summary: the tolerance, problems, PASS or the first diverging layer."""
+    lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|), and the logits "
+             f"give the same top-1 for every input"]
+    lines += [f"[red]problem:[/red] {_escape(e)}" for e in report.errors]
+    failure = report.first_failure()
+    if report.ok:
+        lines.append(f"[bold green]PASS[/bold green] {report.spec}: {len(report.rows)} comparisons within tolerance "
+                     f"(--full lists them)")
+    elif failure:
+        lines.append(f"[bold red]FAIL[/bold red] {report.spec}: first diverging layer '{_escape(failure.layer)}' "
+                     f"(MindSpore '{_escape(failure.target or failure.layer)}', {failure.kind}) on {failure.runtime}: "
+                     f"max abs {failure.max_abs:.3e} > {failure.bound:.3e}")
+    else:
+        lines.append(f"[bold red]FAIL[/bold red] {report.spec}: top-1 disagreement or errors")
+    return lines
+
+
+def full_table(report: Report):
+    """Every comparison, the first failure of each runtime marked."""
+    from rich.table import Table
+
+    first = {rt: report.first_failure(rt) for rt in report.runtimes()}
+    table = Table(title=f"parity {report.spec}: batch {report.info.get('batch')}, size {report.info.get('size')}, "
+                        f"weights {report.info.get('weights')}; pass if max_abs <= {report.rtol:g} x max(1, max|ref|)")
+    for col, kw in (("#", {"justify": "right"}), ("runtime", {}), ("layer (source)", {}), ("MindSpore cell", {}),
+                    ("kind", {}), ("shape", {}), ("max abs", {"justify": "right"}), ("max rel", {"justify": "right"}),
+                    ("cosine", {"justify": "right"}), ("", {})):
+        table.add_column(col, **kw)
+    for i, row in enumerate(report.rows):
+        status = "[green]ok[/green]" if row.ok else "[bold red]FAIL[/bold red]"
+        if first.get(row.runtime) is row:
+            status = "[bold red]<< FIRST FAILURE[/bold red]"
+        table.add_row(str(i), row.runtime, _escape(row.layer), _escape(row.target or "(output)"), row.kind,
+                      "x".join(map(str, row.shape)), f"{row.max_abs:.2e}", f"{row.max_rel:.2e}", f"{row.cosine:.8f}",
+                      status + (f" {_escape(row.note)}" if row.note else ""))
+    return table
+
+
+def plot(report: Report, path: str | Path) -> Path:
+    """Per-layer error against depth (log scale), the tolerance line, each runtime's first failure circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
+    for runtime in report.runtimes():
+        rows = [r for r in report.rows if r.runtime == runtime]
+        # error in units of the tested scale, max(1, max|ref|): the pass line is then rtol for every layer
+        errors = [max(r.max_abs / max(r.bound / report.rtol, 1e-30), 1e-12) for r in rows]
+        ax.plot(range(len(rows)), errors, marker=".", label=runtime, linewidth=1)
+        first = report.first_failure(runtime)
+        if first is not None:
+            i = rows.index(first)
+            ax.scatter([i], [errors[i]], s=140, facecolors="none", edgecolors="red", linewidths=2, zorder=5)
+            ax.annotate(f"first failure: {first.layer} ({first.kind})", (i, errors[i]), textcoords="offset points",
+                        xytext=(8, 8), color="red")
+    ax.axhline(report.rtol, color="red", linestyle="--", label=f"tolerance {report.rtol:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (source order; the last point is the logits)")
+    ax.set_ylabel("max |ref - out| / max(1, max |ref|)")
+    ax.set_title(f"parity {report.spec}: {'PASS' if report.ok else 'FAIL'} (batch {report.info.get('batch')}, "
+                 f"size {report.info.get('size')})")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
