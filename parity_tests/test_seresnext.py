@@ -1,5 +1,5 @@
-"""SE-ResNeXt50 32x4d from timm (resnet.py, its gluon_in1k weights, senet.py legacy) and PaddleClas (plain
-and vd), ported from seeded weight files written by each library, checked layer by layer.
+"""SE-ResNeXt50 32x4d from timm (resnet.py, its gluon_in1k weights, senet.py legacy; and resnet.py's 101-layer
+model) and PaddleClas (plain and vd), ported from seeded weight files written by each library, checked layer by layer.
 
 Sizes: 224 is the models' own size; 200 is even but gives odd maps at stages 3-4 (25x25, 13x13), where the
 vd shortcut's AvgPool2D(2, 2, ceil_mode=True) has a partial last window and the stride-2 grouped convs pad
@@ -24,6 +24,7 @@ IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     ("timm:seresnext50_32x4d", ".pth", 224, 2, False),
     ("timm:seresnext50_32x4d", ".safetensors", 200, 1, False),
     ("timm:gluon_seresnext50_32x4d", ".pth", 224, 1, False),  # timm's name for seresnext50_32x4d.gluon_in1k
+    ("timm:seresnext101_32x4d", ".safetensors", 128, 1, False),  # the deeper variant: one spec, no new code
     ("timm:legacy_seresnext50_32x4d", ".pth", 224, 1, True),
     ("timm:legacy_seresnext50_32x4d", ".pth", 200, 1, False),
     ("paddleclas:SE_ResNeXt50_32x4d", ".pdparams", 224, 1, False),
@@ -38,7 +39,8 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec, suffix, size, 
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
     kinds = {name: r.kind for name, r in report.layers().items()}
     # every bottleneck's SE and output, the stem pool and (vd) every shortcut avg pool were compared
-    assert sum(k == "se" for k in kinds.values()) == 16 and sum(k == "block" for k in kinds.values()) == 16
+    bottlenecks = sum(resolve(spec).arch_config["layers"])  # 16 in the 50-layer models, 33 in the 101
+    assert sum(k == "se" for k in kinds.values()) == bottlenecks == sum(k == "block" for k in kinds.values())
     assert sum(k == "pool" for k in kinds.values()) == (4 if "vd" in spec else 1)
 
 
