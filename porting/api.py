@@ -20,11 +20,49 @@ from porting import files
 from porting.errors import PortingError
 from porting.specs import ModelSpec, resolve
 
-__all__ = ["port", "load", "export", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve"]
+__all__ = ["port", "load", "export", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve",
+           "models", "weight_map", "random_weights", "finetune"]
 
 
 def _spec(spec: str | ModelSpec) -> ModelSpec:
     return spec if isinstance(spec, ModelSpec) else resolve(spec)
+
+
+def models() -> list[ModelSpec]:
+    """Every supported SOURCE:MODEL spec, from the registry (no framework imported)."""
+    from porting.specs import all_specs
+
+    return all_specs()
+
+
+def weight_map(spec: str | ModelSpec) -> dict:
+    """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
+    {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}]}."""
+    import numpy as np
+
+    from porting import msenv
+    from porting.converters.port import target_shapes
+    from porting.runners.source import run_source
+
+    model = _spec(spec)
+    wm = model.build_weight_map()
+    sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
+    msenv.setup()
+    targets = target_shapes(model, model.num_classes)
+    wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
+    return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets)}
+
+
+def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
+                   num_classes: int | None = None) -> Path:
+    """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
+    from porting.runners.source import run_source
+
+    model = _spec(spec)
+    with files.atomic_output(output, what="weights file") as staged:
+        run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
+                   save_weights_as=str(output))
+    return Path(output)
 
 
 def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
@@ -140,3 +178,27 @@ def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int 
     from porting.bench import bench as run_bench
 
     return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device)
+
+
+def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_out", *, recipe: str | None = None,
+             config: str | Path | None = None, num_classes: int | None = None, image_size: int | None = None,
+             device: str | None = None, distributed: bool = False, resume: bool = False, workers: int | None = None,
+             log_every: int = 0, max_steps: int = 0, shard: tuple[int, int] | None = None, seed: int = 0,
+             save_rank_weights: bool = False, pynative: bool = False, dataset_sink: bool | None = None,
+             log=lambda msg: None, progress=None, **recipe_values) -> Path:
+    """Fine-tune a .ckpt with the model-zoo recipe of its architecture (or `recipe`), `config` (a YAML) and
+    `recipe_values` (epochs=, batch_size=, lr_max=...) overriding it, in that order; returns the output folder."""
+    from porting import checkpoint
+    from porting.training import recipes
+    from porting.training.finetune import Options
+    from porting.training.finetune import finetune as run_finetune
+
+    _, meta = checkpoint.load(ckpt)
+    chosen, settings = recipes.load(recipe, meta["arch"], Path(config) if config else None, recipe_values, log=log)
+    opts = Options(ckpt=Path(ckpt), data=Path(data), output=Path(output), recipe=chosen, num_classes=num_classes,
+                   image_size=image_size, device=device or settings.get("device"), distributed=distributed,
+                   resume=resume, workers=workers, log_every=log_every, seed=seed, shard=shard, max_steps=max_steps,
+                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]), pynative=pynative,
+                   dataset_sink=dataset_sink)
+    run_finetune(opts, log=log, progress=progress)
+    return Path(output)

@@ -115,25 +115,15 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
 def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
             as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")) -> None:
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
-    import numpy as np
+    from porting import api
 
-    from porting import msenv
-    from porting.converters.port import target_shapes
-    from porting.runners.source import run_source
-
-    model = resolve(spec)
-    wm = model.build_weight_map()
-    sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
-    msenv.setup()
-    targets = target_shapes(model, model.num_classes)
-    # the same strict check port-weights makes, on zero tensors of the source's shapes
-    wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
-    rows = wm.table(sources, targets)
+    table_map = api.weight_map(spec)
+    rows = table_map["rows"]
     if as_json:
-        out.print_json(json.dumps({"spec": model.id, "rows": rows, "ignore": wm.ignore}))
+        out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
         return
-    table = Table(title=f"{model.id} -> MindSpore {model.arch} ({len(rows)} tensors; ignored: "
-                        f"{', '.join(wm.ignore) or 'none'})")
+    table = Table(title=f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
+                        f"{', '.join(table_map['ignore']) or 'none'})")
     for col in ("source", "source shape", "target", "target shape", "transform"):
         table.add_column(col)
     for r in rows:
@@ -284,12 +274,10 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
                                                                            "(.pth or .safetensors for timm)."),
                    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2)) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
-    from porting.runners.source import run_source
+    from porting import api
 
     model = resolve(spec)
-    with files.atomic_output(output, what="weights file") as staged:
-        run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output))
+    api.random_weights(model, output, seed=seed, num_classes=num_classes)
     log(f"wrote {output} ({model.id}, seed {seed})")
 
 
@@ -370,15 +358,13 @@ def finetune_cmd(
                                                     help="Sink the data to the device (default: on Ascend/GPU)"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
-    from porting import checkpoint
-    from porting.training import recipes
-    from porting.training.finetune import Options, finetune
+    from porting import api
 
-    overrides = dict(epochs=epochs, batch_size=batch_size, lr_max=lr_max, lr_init=lr_init, lr_end=lr_end,
-                     warmup_epochs=warmup_epochs, lr_decay_mode=_value(lr_decay_mode), optimizer=_value(optimizer),
-                     weight_decay=weight_decay, label_smooth_factor=label_smooth, loss_scale=loss_scale,
-                     amp_level=_value(amp_level), save_checkpoint_epochs=save_epochs, save_checkpoint_steps=save_steps,
-                     keep_checkpoint_max=keep_max)
+    recipe_values = dict(epochs=epochs, batch_size=batch_size, lr_max=lr_max, lr_init=lr_init, lr_end=lr_end,
+                         warmup_epochs=warmup_epochs, lr_decay_mode=_value(lr_decay_mode), optimizer=_value(optimizer),
+                         weight_decay=weight_decay, label_smooth_factor=label_smooth, loss_scale=loss_scale,
+                         amp_level=_value(amp_level), save_checkpoint_epochs=save_epochs,
+                         save_checkpoint_steps=save_steps, keep_checkpoint_max=keep_max)
     shard_pair = None
     if shard:
         try:
@@ -388,15 +374,12 @@ def finetune_cmd(
         except ValueError:
             raise PortingError(f"--shard must look like K/N with 0 <= K < N, not '{shard}'") from None
         shard_pair = (k, n)
-    _, meta = checkpoint.load(ckpt)
-    chosen, settings = recipes.load(_value(recipe), meta["arch"], config, overrides, log=log)
-    opts = Options(ckpt=ckpt, data=data, output=output, recipe=chosen, num_classes=num_classes,
-                   image_size=image_size, device=_value(device) or settings.get("device"), distributed=distributed, resume=resume,
-                   workers=workers, log_every=log_every, seed=seed, shard=shard_pair, max_steps=max_steps,
-                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]), pynative=pynative,
-                   dataset_sink=dataset_sink)
     with _progress() as progress:
-        finetune(opts, log=log, progress=progress)
+        api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, num_classes=num_classes,
+                     image_size=image_size, device=_value(device), distributed=distributed, resume=resume,
+                     workers=workers, log_every=log_every, max_steps=max_steps, shard=shard_pair, seed=seed,
+                     save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink, log=log,
+                     progress=progress, **recipe_values)
 
 
 class QuantMethod(StrEnum):
