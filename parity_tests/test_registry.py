@@ -1,5 +1,6 @@
 """The registry of architectures and specs: one package per architecture, no framework on import, and the
 README's table generated from it."""
+import ast
 import importlib
 import subprocess
 import sys
@@ -45,14 +46,24 @@ def test_each_architecture_is_one_package(arch):
 
 
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
-    """models/ and archs/*/model.py never import porting.converters; a weight map imports no other source's map
-    (mindcv's, which declare themselves renamings of timm's, aside)."""
+    """Nothing under archs/ (the models, their layers, their weight maps) imports porting.converters: the ONNX
+    lowering depends on the layers, not the reverse. A weight map imports no other source's map (mindcv's, which
+    declare themselves renamings of timm's, aside)."""
     root = Path(archs.__file__).parent
-    for path in [*root.parent.joinpath("models").glob("*.py"), *root.glob("*/model.py")]:
-        assert "porting.converters" not in path.read_text(), path
+    for path in root.rglob("*.py"):
+        assert not [m for m in _imports(path) if m.startswith("porting.converters")], path
     for path in root.glob("*/from_*.py"):
-        source = path.stem[len("from_"):]
-        imported = {f"from_{s}" for s in ("timm", "keras", "paddleclas", "mindcv")} - {path.stem}
-        allowed = {"from_timm"} if source == "mindcv" else set()
-        text = path.read_text()
-        assert not [m for m in imported - allowed if f"import {m}" in text or f".{m} import" in text], path
+        others = {f"from_{s}" for s in ("timm", "keras", "paddleclas", "mindcv")} - {path.stem}
+        allowed = {"from_timm"} if path.stem == "from_mindcv" else set()
+        assert not [m for m in _imports(path) if m.rsplit(".", 1)[-1] in others - allowed], path
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports, and every name imported from a package (`from pkg import from_timm`)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return names

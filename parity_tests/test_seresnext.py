@@ -48,10 +48,9 @@ def _onnx_run(cell, x):
     """Trace one leaf cell with our ONNX writer and run it in onnxruntime."""
     import onnxruntime as ort
 
-    from porting.converters.onnx_graph import GraphBuilder, OnnxValue
+    from porting.converters.onnx_ops import trace
 
-    graph = GraphBuilder()
-    out = cell(OnnxValue(graph, "input"))
+    graph, out = trace(cell, "input")
     model = graph.to_model({"input": list(x.shape)}, {"y": (out, None)})
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": x})[0]
@@ -65,7 +64,7 @@ def test_pools_match_pytorch_in_mindspore_both_modes_and_onnx(height, width):
     import mindspore as ms
     import torch
 
-    from porting.models.layers import AvgPool2d, MaxPool2d
+    from porting.archs.layers import AvgPool2d, MaxPool2d
 
     x = np.random.default_rng(height * width).normal(size=(2, 3, height, width)).astype(np.float32) - 0.5
     t = torch.from_numpy(x)
@@ -96,7 +95,7 @@ def test_pool_windows_match_pytorch_shapes():
     """pool_windows (where a padded pool's windows fall) agrees with PyTorch's output size for every case."""
     import torch
 
-    from porting.models.layers import pool_windows
+    from porting.archs.layers import pool_windows
 
     for size in range(3, 40):
         for kernel, stride, padding, ceil in ((3, 2, 1, False), (3, 2, 0, True), (2, 2, 0, True), (3, 1, 1, False),

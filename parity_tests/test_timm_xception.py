@@ -22,6 +22,32 @@ def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
     assert report.info["size"] == size
 
 
+def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
+    """What `porting parity timm:xception --random-init 0 --onnx --mindir` does: one MindSpore network (port's,
+    filled from the round-tripped .ckpt), one ONNX trace (the export file and the tapped graph are the same
+    trace), one onnxruntime session, and every runtime compared once."""
+    import onnxruntime as ort
+
+    from porting.archs.xception.model import Xception
+    from porting.converters import onnx_ops
+
+    counts = {"net": 0, "trace": 0, "session": 0}
+
+    def counted(key, fn):
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(Xception, "__init__", counted("net", Xception.__init__))
+    monkeypatch.setattr(onnx_ops, "trace", counted("trace", onnx_ops.trace))
+    monkeypatch.setattr(ort, "InferenceSession", counted("session", ort.InferenceSession))
+    report = parity(resolve("timm:xception"), seed=0, size=96, batch=1, onnx=True, mindir=True)
+    assert_parity(report)
+    assert counts == {"net": 1, "trace": 1, "session": 1}
+    assert [r.runtime for r in report.rows if r.kind == "logits"] == ["mindspore", "onnx", "mindir"]
+
+
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     """Two same-shaped pointwise kernels swapped inside block5: parity must fail exactly there."""
     spec = resolve(SPEC)
@@ -90,6 +116,12 @@ def test_metadata_round_trip_through_ckpt_and_onnx(source_weights, tmp_path):
     props = {p.key: p.value for p in model.metadata_props}
     assert props["source"] == "timm:legacy_xception" and json.loads(props["arch_config"]) == meta["arch_config"]
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
+    # nodes and initializers carry the MindSpore cell path they come from (what Netron / Polygraphy show)
+    nodes = {n.name: n.op_type for n in model.graph.node}
+    assert nodes["features.block1.rep.sep1.depthwise/Conv"] == "Conv" and nodes["fc/Gemm"] == "Gemm"
+    assert nodes["features.block1/Add"] == "Add"
+    assert {"features.block1.rep.sep1.depthwise.weight", "features.bn1.moving_variance", "fc.bias"} <= {
+        i.name for i in model.graph.initializer}
     session = ort.InferenceSession(str(tmp_path / "x.onnx"), providers=["CPUExecutionProvider"])
     for batch in (1, 3):  # dynamic batch
         x = np.zeros((batch, 3, 299, 299), np.float32)

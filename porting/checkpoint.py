@@ -140,11 +140,18 @@ def validate_metadata(meta, path) -> None:
         bad("head", "must be a cell name")
 
 
-def load_model(path: str | Path):
-    """(net in inference mode, metadata) rebuilt from a checkpoint alone."""
+def load_model(path: str | Path, into=None):
+    """(net in inference mode, metadata) rebuilt from a checkpoint alone. `into`: a network archs.build already
+    made; used instead of building another when the checkpoint's metadata names that same architecture,
+    variant and class count (parity builds one while the source model runs)."""
     from porting import archs
 
     params, metadata = load(path)
+    wanted = (metadata["arch"], archs.config_for(metadata["arch"], metadata["arch_config"]),
+              int(metadata["num_classes"]))
+    if into is not None and getattr(into, "built_as", None) == wanted:
+        load_params(into, params, str(path), train_state_ok="train_state" in metadata)
+        return into, metadata
     try:
         net = archs.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
     except (TypeError, ValueError) as exc:

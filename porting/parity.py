@@ -1,7 +1,9 @@
-"""parity: run the source model and the ported model(s) on the same inputs, layer by layer.
+"""parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-The source runs in its worker process; MindSpore, onnxruntime and the MINDIR run here. Each runtime's
-outputs are renamed to the source's layer names and handed to the framework-agnostic comparator.
+One `port()` (the very path port-weights takes, drop_background included) runs the source in its worker on the
+inputs and builds the MindSpore network once; the parameters round-trip through a real .ckpt into that network;
+then each target runner (MindSpore, ONNX Runtime, MINDIR) infers and the framework-agnostic comparator compares
+its outputs, renamed to the source's layer names, with the source's.
 """
 from __future__ import annotations
 
@@ -12,43 +14,10 @@ import numpy as np
 
 from porting import files
 from porting.compare import RTOL, Report, compare
-from porting.converters.port import check_finite, map_source, metadata_for
+from porting.converters.port import port
 from porting.runners.inputs import make_images
 from porting.runners.source import run_source
 from porting.specs import ModelSpec
-
-
-def run_mindspore(net, x: np.ndarray, cells: list[str]) -> dict[str, np.ndarray]:
-    import mindspore as ms
-
-    from porting.models.layers import record_outputs
-
-    with record_outputs(net, cells) as outputs:
-        logits = net(ms.Tensor(x)).asnumpy()
-    return {**outputs, "logits": logits}
-
-
-def run_onnx(net, metadata: dict, x: np.ndarray, cells: list[str], size: int) -> dict[str, np.ndarray]:
-    """Our ONNX graph traced with every tapped layer as an extra output, run in onnxruntime.
-
-    The exported file itself has only the logits; parity runs it separately (run_onnx_file).
-    """
-    import onnxruntime as ort
-
-    from porting.converters.export import trace_onnx
-
-    model, tap_names = trace_onnx(net, metadata, size, cells)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    results = dict(zip(names, session.run(None, {"input": x})))
-    return {**{cell: results[onnx_name] for cell, onnx_name in tap_names.items()}, "logits": results["logits"]}
-
-
-def run_onnx_file(path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"input": x})[0]
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
@@ -65,7 +34,7 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
     scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
     from porting import checkpoint
-    from porting.converters import export
+    from porting.runners.targets import MindirRunner, MindSporeRunner, OnnxRunner
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
@@ -76,40 +45,31 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
         "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({batch}x3x{size}x{size}) in its own process")
-    source = run_source(spec, weights=weights, seed=seed, inputs=x, taps=[l.source for l in wm.layers])
-    by_source = {l.source: l for l in wm.layers}
-    order = [name for name in source.order if name in by_source]
-    report.info["layers"] = {name: by_source[name].target for name in order}
-    report.info["layer_kinds"] = {name: by_source[name].kind for name in order}
-    check_finite(source.tensors, weights or spec.id)
-    params = map_source(spec, source, spec.id, weight_map=wm)
-    metadata = metadata_for(spec, source, weights, seed, int(source.info["num_classes"]), False)
-    cells = [by_source[name].target for name in order]
-    to_source = {by_source[name].target: name for name in order}
-
-    def renamed(outputs):
-        return {to_source.get(k, k): v for k, v in outputs.items()}
-
+    ported = port(spec, weights=weights, seed=seed, inputs=x, taps=[layer.source for layer in wm.layers],
+                  weight_map=wm, keep_net=True, log=log)
+    reference = dict(ported.source.outputs)
+    if ported.metadata.get("background_class") == {"index": 0, "kept": False}:
+        reference["logits"] = reference["logits"][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
+    by_source = {layer.source: layer for layer in wm.layers}
+    layers = [by_source[name] for name in ported.source.order if name in by_source]  # in the source's order
+    cells = [layer.target for layer in layers]
+    to_source = {layer.target: layer.source for layer in layers}
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
-        ckpt = Path(tmp) / "model.ckpt"
-        checkpoint.save(params, ckpt, metadata)
-        net, metadata = checkpoint.load_model(ckpt)
-        log("running the ported MindSpore model")
-        compare(report, "mindspore", source.outputs, renamed(run_mindspore(net, x, cells)), order)
+        checkpoint.save(ported.params, Path(tmp) / "model.ckpt", ported.metadata)
+        net, metadata = checkpoint.load_model(Path(tmp) / "model.ckpt", into=ported.net)
+        runners = [lambda: MindSporeRunner(net)]
         if onnx:
-            log("running the ONNX export in onnxruntime")
-            path = export.export_onnx(net, metadata, Path(tmp) / "model.onnx", size)
-            per_layer = renamed(run_onnx(net, metadata, x, cells, size))
-            per_layer["logits"] = run_onnx_file(path, x)
-            compare(report, "onnx", source.outputs, per_layer, order)
+            runners.append(lambda: OnnxRunner(net, metadata, size, Path(tmp) / "model.onnx"))
         if mindir:
-            log("exporting and reloading MINDIR")
-            path = export.export_ms(net, "MINDIR", Path(tmp) / "model.mindir", size, batch=batch, metadata=metadata)
-            compare(report, "mindir", source.outputs, {"logits": export.run_mindir(path, x)}, [])
+            runners.append(lambda: MindirRunner(net, metadata, size, batch, Path(tmp) / "model.mindir"))
+        for make in runners:
+            runner = make()
+            log(f"running {runner.description}")
+            outputs = runner.infer(x, cells)
+            compare(report, runner.name, reference, {to_source.get(k, k): v for k, v in outputs.items()}, layers)
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
-
 
 
 def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:

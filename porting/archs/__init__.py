@@ -2,7 +2,7 @@
 
     __init__.py        the variant config, the layout tables, and the registration of the architecture and of
                        every SOURCE:MODEL spec that maps onto it (no framework imported)
-    model.py           the MindSpore model, built from porting.models.layers
+    model.py           the MindSpore model, built from porting.archs.layers
     from_<source>.py   the weight map of each source library (timm, keras, paddleclas, mindcv)
 
 Importing porting.archs registers them all (porting.archs.registry) and imports no framework.

@@ -83,4 +83,5 @@ def build(arch: str, config: dict, num_classes: int):
     module, _, cls = get_arch(arch).model.partition(":")
     net = getattr(importlib.import_module(module), cls)(num_classes, cfg)
     net.set_train(False)
+    net.built_as = (arch, cfg, num_classes)  # what checkpoint.load_model(into=net) checks a checkpoint against
     return net

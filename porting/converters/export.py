@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 
 from porting import files
-from porting.converters.onnx_graph import OPSET, GraphBuilder, OnnxValue
+from porting.converters.onnx_graph import OPSET
 from porting.errors import PortingError, first_line
 
 INPUT, OUTPUT = "input", "logits"
@@ -51,10 +51,9 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, op
     Returns (model, {cell name: ONNX output name}).
     """
     from porting import __version__
+    from porting.converters.onnx_ops import trace
 
-    graph = GraphBuilder()
-    graph.names = {id(cell): name for name, cell in net.cells_and_names() if name}
-    logits = net(OnnxValue(graph, INPUT))
+    graph, logits = trace(net, INPUT)
     extra, tap_names = [], {}
     for name in taps or []:
         if name not in graph.taps:
@@ -64,7 +63,7 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, op
         if value != logits.name and value not in extra:
             extra.append(value)
     if options.fold_bn:
-        graph.fold_batchnorm(keep=set(extra))
+        graph.fold_batchnorm(keep={*extra, logits.name})
     model = graph.to_model({INPUT: options.input_shape(size)},
                            {OUTPUT: (logits, [options.batch or "batch", int(metadata["num_classes"])])}, extra,
                            model_metadata(metadata, options), graph_name=str(metadata.get("arch", "porting")),
@@ -75,17 +74,32 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, op
 def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None, inputs: tuple = (),
                 options: OnnxOptions = OnnxOptions()) -> Path:
     """The checked ONNX file of `net`; `inputs` are files the output must not overwrite."""
-    import onnx
-
     files.check_output(out, inputs, what="ONNX output")
     if options.opset not in OPSETS:
         raise PortingError(f"--opset {options.opset}: porting writes ONNX opsets {OPSETS[0]} to {OPSETS[-1]}")
     size = size or int(metadata["input_size"])
     model, _ = trace_onnx(net, metadata, size, options=options)
+    return write_onnx(model, out, inputs)
+
+
+def write_onnx(model, out: str | Path, inputs: tuple = ()) -> Path:
+    """Check `model` with onnx.checker (full check), then write it whole or not at all."""
+    import onnx
+
     onnx.checker.check_model(model, full_check=True)
     with files.atomic_output(out, inputs, what="ONNX output") as staged:
         onnx.save(model, str(staged.file))
     return Path(out)
+
+
+def without_extra_outputs(model):
+    """A copy of a traced model with the logits as its only output (what export_onnx writes)."""
+    import onnx
+
+    plain = onnx.ModelProto()
+    plain.CopyFrom(model)
+    del plain.graph.output[1:]
+    return plain
 
 
 def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs: tuple = (),

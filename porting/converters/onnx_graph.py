@@ -1,10 +1,12 @@
 """Our own ONNX writer, fed by the same model definition that MindSpore runs.
 
 `ms.export(..., 'ONNX')` is stuck at opset 11, writes asymmetric depthwise pads in the wrong order and rejects
-padded max pools, count-exclusive average pools and adaptive pooling (see PORTING_NOTES.md). Instead every
-leaf layer in `porting.models.layers` knows the ONNX nodes it stands for. Calling the MindSpore model on an
-`OnnxValue` runs the model's own `construct` in Python, and each leaf layer appends its nodes here, so the
-ONNX graph cannot drift from the MindSpore graph.
+padded max pools, count-exclusive average pools and adaptive pooling (see PORTING_NOTES.md). Instead the
+model's own `construct` runs in Python on `OnnxValue`s and each layer is lowered to its nodes by
+porting.converters.onnx_ops, so the ONNX graph cannot drift from the MindSpore graph.
+
+Nodes and initializers are named after the MindSpore cell they come from (`features.block1.rep.sep1.depthwise/
+Conv`, `features.block1.rep.sep1.depthwise.weight`), so Netron and Polygraphy show where a node comes from.
 """
 from __future__ import annotations
 
@@ -33,51 +35,64 @@ class OnnxValue:
 
 @dataclass
 class GraphBuilder:
-    nodes: list = field(default_factory=list)
-    initializers: dict = field(default_factory=dict)
-    names: dict = field(default_factory=dict)  # cell id -> qualified cell name (set by the exporter)
-    taps: dict = field(default_factory=dict)  # qualified cell name -> ONNX value name
-    _counter: int = 0
+    nodes: list = field(default_factory=list)  # (op_type, input names, output name, attributes); the node is
+    initializers: dict = field(default_factory=dict)  # named after its output
+    taps: dict = field(default_factory=dict)  # cell path -> the ONNX value that cell output
+    scope: str = ""  # the cell whose construct is running (onnx_ops.trace sets it): the prefix of new names
+    _used: set = field(default_factory=set)
 
-    def fresh(self, hint: str) -> str:
-        self._counter += 1
-        return f"{hint}_{self._counter}"
+    def fresh(self, name: str) -> str:
+        """`name`, or `name_2`, `name_3`... if taken."""
+        unique, k = name, 1
+        while unique in self._used:
+            k += 1
+            unique = f"{name}_{k}"
+        self._used.add(unique)
+        return unique
 
-    def const(self, hint: str, array: np.ndarray) -> str:
-        name = self.fresh(hint)
+    def const(self, name: str, array: np.ndarray) -> str:
+        """An initializer: `name` is the tensor's own ('stem.0.conv.weight'), or a leaf under the scope."""
+        name = self.fresh(name if "." in name or not self.scope else f"{self.scope}/{name}")
         self.initializers[name] = np.ascontiguousarray(array)
         return name
 
-    def op(self, op_type: str, inputs: list, hint: str | None = None, **attrs) -> OnnxValue:
+    def op(self, op_type: str, inputs: list, **attrs) -> OnnxValue:
         names = [v.name if isinstance(v, OnnxValue) else v for v in inputs]
-        out = self.fresh(hint or op_type.lower())
+        out = self.fresh(f"{self.scope}/{op_type}" if self.scope else op_type)
         self.nodes.append((op_type, names, out, attrs))
         return OnnxValue(self, out)
 
     def fold_batchnorm(self, keep: set[str] = frozenset()) -> int:
         """Fold each BatchNormalization that reads a Conv's output (and nothing else reads it) into that Conv's
-        weight and bias. `keep`: values that must stay (taps). Returns how many were folded."""
+        weight and bias; the Conv keeps its node, value and initializer names and the BN's readers read the Conv.
+        `keep`: values that must stay (taps, the graph's outputs). Returns how many were folded."""
         readers: dict[str, int] = {}
         for _, ins, _, _ in self.nodes:
             for name in ins:
                 readers[name] = readers.get(name, 0) + 1
         producer = {out: i for i, (_, _, out, _) in enumerate(self.nodes)}
-        folded, drop = 0, set()
+        folded, drop, renamed = 0, set(), {}
         for j, (op_type, ins, out, attrs) in enumerate(self.nodes):
             i = producer.get(ins[0]) if op_type == "BatchNormalization" else None
-            if i is None or self.nodes[i][0] != "Conv" or readers.get(ins[0]) != 1 or ins[0] in keep:
+            if (i is None or self.nodes[i][0] != "Conv" or readers.get(ins[0]) != 1 or ins[0] in keep
+                    or out in keep):
                 continue
             gamma, beta, mean, var = (self.initializers[n].astype(np.float64) for n in ins[1:])
             scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
             conv_type, conv_ins, _, conv_attrs = self.nodes[i]
             weight = self.initializers[conv_ins[1]].astype(np.float64)
             bias = self.initializers[conv_ins[2]].astype(np.float64) if len(conv_ins) > 2 else 0.0
-            new_w = self.const("W", (weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32))
-            new_b = self.const("B", ((bias - mean) * scale + beta).astype(np.float32))
-            self.nodes[i] = (conv_type, [conv_ins[0], new_w, new_b], out, conv_attrs)
+            # the conv keeps its names: 'stem.0.conv.weight' now holds the folded kernel
+            self.initializers[conv_ins[1]] = (weight * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+            bias_name = conv_ins[2] if len(conv_ins) > 2 else self.fresh(conv_ins[1].rsplit(".", 1)[0] + ".bias")
+            self.initializers[bias_name] = ((bias - mean) * scale + beta).astype(np.float32)
+            self.nodes[i] = (conv_type, [conv_ins[0], conv_ins[1], bias_name], ins[0], conv_attrs)
+            renamed[out] = ins[0]
             drop.add(j)
             folded += 1
-        self.nodes = [n for k, n in enumerate(self.nodes) if k not in drop]
+        self.nodes = [(t, [renamed.get(n, n) for n in ins], out, attrs)
+                      for k, (t, ins, out, attrs) in enumerate(self.nodes) if k not in drop]
+        self.taps = {cell: renamed.get(value, value) for cell, value in self.taps.items()}
         used = {name for _, ins, _, _ in self.nodes for name in ins}
         self.initializers = {k: v for k, v in self.initializers.items() if k in used}
         return folded
@@ -100,9 +115,9 @@ class GraphBuilder:
                                               to=TensorProto.FLOAT16))
         edge_in = {name: f"{name}_fp16" for name in inputs} if float16 else {}
         edge_out = {v: f"{n}_fp16" for v, n in renames.items()} if float16 else renames
-        for i, (op_type, ins, out, attrs) in enumerate(self.nodes):
+        for op_type, ins, out, attrs in self.nodes:
             nodes.append(helper.make_node(op_type, [edge_in.get(n, edge_out.get(n, n)) for n in ins],
-                                          [edge_out.get(out, out)], name=f"{op_type}_{i}", **attrs))
+                                          [edge_out.get(out, out)], name=out, **attrs))
         if float16:
             for value, name in renames.items():
                 nodes.append(helper.make_node("Cast", [f"{name}_fp16"], [name], name=f"Cast_{name}",

@@ -20,6 +20,8 @@ from porting.specs import ModelSpec
 class Ported:
     params: dict[str, np.ndarray]
     metadata: dict
+    source: SourceResult | None = None  # with port(inputs=...): the source model's outputs on them
+    net: object = None  # with port(keep_net=True): the MindSpore network the shapes were checked against
 
 
 def sha256(path: str) -> str:
@@ -46,9 +48,13 @@ def _arch_shapes(arch: str, config_json: str, num_classes: int) -> dict[str, tup
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
 
 
-def target_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of the MindSpore model for `num_classes` (the network is built once per variant)."""
-    shapes = dict(_arch_shapes(spec.arch, json.dumps(spec.arch_config, sort_keys=True), spec.num_classes))
+def target_shapes(spec: ModelSpec, num_classes: int, net=None) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of the MindSpore model for `num_classes`: of `net`, or of a network built once per
+    variant and process."""
+    if net is not None:
+        shapes = {name: tuple(p.shape) for name, p in net.parameters_and_names()}
+    else:
+        shapes = dict(_arch_shapes(spec.arch, json.dumps(spec.arch_config, sort_keys=True), spec.num_classes))
     for name in (f"{spec.head}.weight", f"{spec.head}.bias"):
         if name in shapes:
             shapes[name] = (num_classes, *shapes[name][1:])
@@ -73,10 +79,10 @@ def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = Fals
     return bad
 
 
-def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None) -> dict[str, np.ndarray]:
+def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None, net=None) -> dict[str, np.ndarray]:
     """Apply the spec's weight map (or `weight_map`) to the source tensors, checked against the real model."""
     wm = weight_map or spec.build_weight_map()
-    return wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"])), context=origin)
+    return wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"]), net), context=origin)
 
 
 def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: int | None,
@@ -129,15 +135,21 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
 
 def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
          num_classes: int | None = None, keep_background: bool = False, allow_nonfinite: bool = False,
+         inputs: np.ndarray | None = None, taps: list[str] | None = None, weight_map=None, keep_net: bool = False,
          log=lambda msg: None) -> Ported:
+    """Source weights -> MindSpore parameters and metadata. parity asks for more of the same run: the source's
+    outputs on `inputs` (with the `taps` modules', in Ported.source), the network the shapes were checked against
+    (`keep_net`, in Ported.net), and a `weight_map` of its own (the mapping-bug tests inject broken ones)."""
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
     log(f"building {spec.id} in a {spec.source} worker process")
-    with source_job(spec, weights=weights, seed=seed) as source_result:
-        from porting import msenv
+    with source_job(spec, weights=weights, seed=seed, inputs=inputs, taps=taps) as source_result:
+        from porting import archs, msenv
 
         msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
-        target_shapes(spec, spec.num_classes)
+        net = archs.build(spec.arch, spec.arch_config, spec.num_classes) if keep_net else None
+        if net is None:
+            target_shapes(spec, spec.num_classes)
         source = source_result()
     origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
@@ -146,15 +158,14 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
         log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info['pretrained_tag']} "
             f"(crop {cfg.get('crop_pct')}); for another tag's weights name it: timm:{spec.name}.TAG")
     bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
-    params = map_source(spec, source, origin)
+    params = map_source(spec, source, origin, weight_map=weight_map, net=net)
     if bad:
         log(f"warning: porting {sum(bad.values())} NaN/Inf value(s) in {len(bad)} tensor(s) (--allow-nonfinite)")
     src_classes, background = drop_background(spec, params, int(source.info["num_classes"]), keep_background,
                                               num_classes, log)
     head_reinit = num_classes is not None and num_classes != src_classes
     if head_reinit:
-        from porting import archs
-        from porting.models.layers import init_head
+        from porting.archs.layers import init_head
 
         net = archs.build(spec.arch, spec.arch_config, num_classes)
         init_head(net, spec.head, num_classes, seed=seed or 0)
@@ -168,7 +179,7 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
     metadata["background_class"] = background  # {"index": 0, "kept": bool} for a 1001-class source head
     if bad:
         metadata["nonfinite_values"] = bad  # only with allow_nonfinite: the checkpoint says what it carries
-    return Ported(params, metadata)
+    return Ported(params, metadata, source if inputs is not None else None, net)
 
 
 def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:

@@ -21,7 +21,7 @@ from mindspore import nn, ops
 
 from porting import archs, checkpoint, files
 from porting.errors import PortingError
-from porting.models.layers import init_head
+from porting.archs.layers import init_head
 from porting.training import data as data_mod
 from porting.training.evaluate import run_dataset, scores
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled

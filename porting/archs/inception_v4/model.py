@@ -10,7 +10,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.inception_v4 import InceptionV4Config
-from porting.models.layers import AvgPool2d, Concat, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, Sequential, Traced
+from porting.archs.layers import AvgPool2d, Concat, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, Sequential, Traced
 
 
 def _factor(n: int, vertical: bool):

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.se_resnext import SEResNeXtConfig
-from porting.models.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU,
+from porting.archs.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU,
                                    Sequential, SqueezeExcite, Traced)
 
 

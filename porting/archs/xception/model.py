@@ -6,7 +6,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.xception import ENTRY_MIDDLE_EXIT, XceptionConfig
-from porting.models.layers import (BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU, SeparableConv2d,
+from porting.archs.layers import (BatchNorm2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, ReLU, SeparableConv2d,
                                    Sequential, Traced)
 
 

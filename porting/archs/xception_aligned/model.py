@@ -6,7 +6,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.xception_aligned import BlockSpec, XceptionAlignedConfig, block_specs
-from porting.models.layers import (BatchNorm2d, Conv2d, ConvBnAct, Dense, GlobalAvgPool, ReLU,
+from porting.archs.layers import (BatchNorm2d, Conv2d, ConvBnAct, Dense, GlobalAvgPool, ReLU,
                                    SeparableConvBnAct, Sequential, Traced)
 
 

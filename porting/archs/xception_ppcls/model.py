@@ -6,7 +6,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.xception_ppcls import ENTRY_BLOCKS, XceptionPPConfig
-from porting.models.layers import (Conv2d, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, ReLU, Sequential,
+from porting.archs.layers import (Conv2d, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, ReLU, Sequential,
                                    Traced)
 
 

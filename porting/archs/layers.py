@@ -1,62 +1,50 @@
 """MindSpore building blocks shared by every architecture.
 
 Each leaf layer is a thin subclass of the MindSpore layer (so parameter names stay the plain
-`conv1.weight`, `bn1.gamma`...) that also knows (a) the ONNX nodes it stands for and (b) how to report its
-output to a tap recorder, which the layer-by-layer parity check uses. Padding is explicit and named after the
-source semantics: an int pads symmetrically (PyTorch / Paddle), 'same' is TensorFlow's asymmetric SAME
-(extra row/column at the bottom/right), which MindSpore's pad_mode='same' and ONNX SAME_UPPER share.
+`conv1.weight`, `bn1.gamma`...). Every cell here is `Traced`: while a hook is installed with `intercept`, each
+call of a cell goes through it. That one interception point serves whoever needs to see the model cell by
+cell: the parity check's output taps (porting.runners.targets) and the ONNX writer, which lowers each layer to
+its nodes (porting.converters.onnx_ops) and runs the model's own `construct` for the rest. This module knows
+nothing of either. Padding is explicit and named after the source semantics: an int pads symmetrically
+(PyTorch / Paddle), 'same' is TensorFlow's asymmetric SAME (extra row/column at the bottom/right), which
+MindSpore's pad_mode='same' and ONNX SAME_UPPER share.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+from typing import Callable
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from porting.converters.onnx_graph import OnnxValue
-
 Padding = int | str  # int: symmetric zero pad (or -inf for max pools); 'same': TensorFlow SAME
 
-
-class _Recorder:
-    def __init__(self, names: dict[int, str], wanted: set[str] | None):
-        self.names, self.wanted, self.outputs = names, wanted, {}
-
-
-_RECORDER: _Recorder | None = None
+# hook(cell, args, call) -> the cell's output; `call()` runs the cell as MindSpore would
+Hook = Callable[[nn.Cell, tuple, Callable[[], object]], object]
+_HOOK: Hook | None = None
 
 
 @contextlib.contextmanager
-def record_outputs(net: nn.Cell, wanted: list[str] | None = None):
-    """Collect {cell name: output numpy} for the named cells (all traced cells if None) while running net."""
-    global _RECORDER
-    names = {id(cell): name for name, cell in net.cells_and_names() if name}
-    previous, _RECORDER = _RECORDER, _Recorder(names, set(wanted) if wanted is not None else None)
+def intercept(hook: Hook):
+    """Route every call of a Traced cell through `hook` inside the block (no hook: plain MindSpore calls)."""
+    global _HOOK
+    previous, _HOOK = _HOOK, hook
     try:
-        yield _RECORDER.outputs
+        yield
     finally:
-        _RECORDER = previous
+        _HOOK = previous
 
 
 class Traced:
-    """Mixin for every cell here: ONNX tracing when called on an OnnxValue, and output taps."""
+    """Mixin for every cell here: its calls go through the installed hook, if any (see `intercept`)."""
 
     def __call__(self, *args):
-        if args and isinstance(args[0], OnnxValue):
-            graph = args[0].graph
-            out = self.onnx(*args) if hasattr(self, "onnx") else self.construct(*args)
-            name = graph.names.get(id(self))
-            if name:
-                graph.taps[name] = out.name
-            return out
-        out = super().__call__(*args)
-        rec = _RECORDER
-        if rec is not None:
-            name = rec.names.get(id(self))
-            if name and (rec.wanted is None or name in rec.wanted):
-                rec.outputs[name] = out.asnumpy()
-        return out
+        hook = _HOOK
+        if hook is None:
+            return super().__call__(*args)
+        return hook(self, args, functools.partial(super().__call__, *args))
 
 
 def _pad_args(padding: Padding) -> dict:
@@ -65,12 +53,6 @@ def _pad_args(padding: Padding) -> dict:
     if padding == 0:
         return {"pad_mode": "valid"}
     return {"pad_mode": "pad", "padding": padding}
-
-
-def _onnx_pads(padding: Padding) -> dict:
-    if padding == "same":
-        return {"auto_pad": "SAME_UPPER"}
-    return {"pads": [padding] * 4}
 
 
 class Conv2d(Traced, nn.Conv2d):
@@ -91,36 +73,15 @@ class Conv2d(Traced, nn.Conv2d):
                          group=groups, has_bias=bias, **pad)
         self.spec = dict(kernel=kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    def onnx(self, x: OnnxValue) -> OnnxValue:
-        g, s = x.graph, self.spec
-        inputs = [x, g.const("W", self.weight.asnumpy())]
-        if self.has_bias:
-            inputs.append(g.const("B", self.bias.asnumpy()))
-        k = s["kernel"]
-        if isinstance(s["padding"], tuple):  # ONNX pads: [top, left, bottom, right]
-            ph, pw = s["padding"]
-            pads = {"pads": [ph, pw, ph, pw]}
-        else:
-            pads = _onnx_pads(s["padding"])
-        return g.op("Conv", inputs, kernel_shape=list(k) if isinstance(k, tuple) else [k, k],
-                    strides=[s["stride"]] * 2, dilations=[s["dilation"]] * 2, group=s["groups"], **pads)
-
 
 class BatchNorm2d(Traced, nn.BatchNorm2d):
     def __init__(self, num_features, eps=1e-5, momentum=0.9):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.eps_value = eps
 
-    def onnx(self, x: OnnxValue) -> OnnxValue:
-        g = x.graph
-        params = [self.gamma, self.beta, self.moving_mean, self.moving_variance]
-        return g.op("BatchNormalization", [x] + [g.const("bn", p.asnumpy()) for p in params],
-                    epsilon=float(self.eps_value))
-
 
 class ReLU(Traced, nn.ReLU):
-    def onnx(self, x):
-        return x.graph.op("Relu", [x])
+    pass
 
 
 def pool_windows(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> tuple[bool, int, int]:
@@ -161,11 +122,6 @@ class MaxPool2d(Traced, nn.Cell):
             return self.same(x)
         return self.valid(_neg_inf_pad(_neg_inf_pad(x, rows[1], rows[2], 2), cols[1], cols[2], 3))
 
-    def onnx(self, x):
-        s = self.spec
-        return x.graph.op("MaxPool", [x], kernel_shape=[s["kernel"]] * 2, strides=[s["stride"]] * 2,
-                          ceil_mode=int(s["ceil_mode"]), **_onnx_pads(s["padding"]))
-
 
 def _neg_inf_pad(x, before: int, after: int, axis: int):
     """x with `before` and `after` slices of -inf along `axis`: a concat (MindSpore's pad op is far slower).
@@ -195,28 +151,14 @@ class GlobalAvgPool(Traced, nn.Cell):
     def construct(self, x):
         return spatial_mean(x, False)
 
-    def onnx(self, x):
-        g = x.graph
-        return g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
-
 
 class Dense(Traced, nn.Dense):
     def __init__(self, in_channels, out_channels, bias=True):
         super().__init__(in_channels, out_channels, has_bias=bias)
 
-    def onnx(self, x):
-        g = x.graph
-        inputs = [x, g.const("W", self.weight.asnumpy())]
-        if self.has_bias:
-            inputs.append(g.const("B", self.bias.asnumpy()))
-        return g.op("Gemm", inputs, transB=1)
-
 
 class Sequential(Traced, nn.SequentialCell):
-    def onnx(self, x):
-        for cell in self.cell_list:
-            x = cell(x)
-        return x
+    pass
 
 
 class SeparableConv2d(Traced, nn.Cell):
@@ -259,12 +201,6 @@ class AvgPool2d(Traced, nn.Cell):
     def construct(self, x):
         return self.pool(x)
 
-    def onnx(self, x):
-        s = self.spec
-        return x.graph.op("AveragePool", [x], kernel_shape=[s["kernel"]] * 2, strides=[s["stride"]] * 2,
-                          pads=[s["padding"]] * 4, ceil_mode=int(s["ceil_mode"]),
-                          count_include_pad=int(s["count_include_pad"]))
-
 
 class SqueezeExcite(Traced, nn.Cell):
     """x * sigmoid(fc2(relu(fc1(mean over H, W of x)))), fc1/fc2 with bias.
@@ -289,16 +225,6 @@ class SqueezeExcite(Traced, nn.Cell):
             s = self.sigmoid(self.fc2(self.act(self.fc1(spatial_mean(x, False)))))
             return x * ops.expand_dims(ops.expand_dims(s, 2), 3)
         return x * self.sigmoid(self.fc2(self.act(self.fc1(spatial_mean(x, True)))))
-
-    def onnx(self, x):
-        g = x.graph
-        s = g.op("GlobalAveragePool", [x])
-        if self.dense:
-            s = g.op("Flatten", [s], axis=1)
-        s = g.op("Sigmoid", [self.fc2(self.act(self.fc1(s)))])
-        if self.dense:
-            s = g.op("Unsqueeze", [s, g.const("axes", np.array([2, 3], np.int64))])
-        return g.op("Mul", [x, s])
 
 
 class ConvBnAct(Traced, nn.Cell):
@@ -359,6 +285,3 @@ class Concat(Traced, nn.Cell):
 
     def construct(self, *xs):
         return ops.concat(xs, 1)
-
-    def onnx(self, *xs):
-        return xs[0].graph.op("Concat", list(xs), axis=1)
