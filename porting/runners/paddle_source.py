@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import io
 import logging
-import math
 import os
 import pickle
 import re
@@ -27,7 +26,7 @@ import warnings
 import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.inputs import make_images
+from porting.runners.base import SourceRunner, Tensor
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -192,17 +191,26 @@ def to_structured(state: dict[str, np.ndarray], names: dict[str, str], path: str
     return state
 
 
-def load(job: dict):
-    name = job["model"]
-    info: dict = {}
-    if job.get("weights"):
-        path = job["weights"]
+# --- the runner ---------------------------------------------------------------------------------------------
+
+_BN_TYPES = (paddle.nn.BatchNorm, paddle.nn.layer.norm._BatchNormBase)
+BN_ROLES = {"weight": "gamma", "bias": "beta", "_mean": "mean", "_variance": "var"}
+
+
+class PaddleRunner(SourceRunner):
+    library = "PaddleClas"
+    module_word = "sublayer"
+
+    def build(self, name: str, num_classes: int):
+        return _build(name, num_classes)
+
+    def load_file(self, path: str, name: str, num_classes: int | None):
         state = read_pdparams(path)
         probe = _build(name, 1000)
         state = to_structured(state, param_names(probe), path, name)
         head = _head_key(probe)
         file_classes = state[head].shape[-1] if head in state and state[head].ndim == 2 else 1000
-        num_classes = job.get("num_classes") or file_classes
+        num_classes = num_classes or file_classes
         model = probe if num_classes == 1000 else _build(name, num_classes)
         check_fits(path, f"PaddleClas {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in state.items()},
                    {k: tuple(v.shape) for k, v in model.state_dict().items()})
@@ -210,143 +218,98 @@ def load(job: dict):
         if missing or unexpected:
             raise PortingError(f"'{path}': paddle set_state_dict left {len(missing)} missing, "
                                f"{len(unexpected)} unexpected tensors for PaddleClas {name}")
-    elif job.get("untrained"):
-        model = _build(name, job.get("num_classes") or 1000)
-    elif job.get("seed") is not None:
-        model = _build(name, job.get("num_classes") or 1000)
-        randomize(model, int(job["seed"]), job["input_size"], job["mean"], job["std"],
-                  **(job.get("random_init") or {}))
-    else:  # PaddleClas's own pretrained download, then the same strict loading as for --weights
-        path = download_pretrained(name)
-        model, info = load({**job, "weights": path})
-        info["pretrained_tag"] = os.path.basename(path)
-        return model, info
-    model.eval()
-    head = _head_key(model)
-    info.update(num_classes=int(model.state_dict()[head].shape[-1]), pretrained_cfg={})
-    return model, info
+        return model
 
+    def download(self, job: dict):
+        """PaddleClas's own pretrained download, then the same strict loading as for --weights."""
+        path = download_pretrained(job["model"])
+        return self.load_file(path, job["model"], job.get("num_classes")), {"pretrained_tag": os.path.basename(path)}
 
-# --- random weights -----------------------------------------------------------------------------------------
+    def finish(self, model) -> dict:
+        model.eval()
+        return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
 
-_BN_TYPES = (paddle.nn.BatchNorm, paddle.nn.layer.norm._BatchNormBase)
+    def parameters(self, model) -> list[Tensor]:
+        out = []
+        for path, layer in model.named_sublayers():
+            if isinstance(layer, _BN_TYPES):
+                out += [Tensor(f"{path}.{n}", tuple(getattr(layer, n).shape), role, module=path)
+                        for n, role in BN_ROLES.items()]
+            elif isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear)):
+                shape = tuple(layer.weight.shape)
+                # Conv2D [out, in/groups, kh, kw]: fan_in is the rest; Linear [in, out]: fan_in is dim 0
+                fan_in = shape[0] if isinstance(layer, paddle.nn.Linear) else int(np.prod(shape[1:]))
+                out.append(Tensor(f"{path}.weight", shape, "weight", fan_in))
+                if getattr(layer, "bias", None) is not None:
+                    out.append(Tensor(f"{path}.bias", tuple(layer.bias.shape), "bias"))
+        known = {t.name for t in out}
+        return out + [Tensor(n, tuple(v.shape), None) for n, v in model.state_dict().items() if n not in known]
 
+    def assign(self, model, values: dict[str, np.ndarray]) -> None:
+        state = model.state_dict()
+        for name, value in values.items():
+            state[name].set_value(value.reshape(state[name].shape))
 
-def randomize(model, seed: int, size: int, mean, std, bn_beta_mean: float = 0.0) -> None:
-    """Seeded synthetic weights for every tensor, BN running statistics included, with live activations.
+    def modules(self, model) -> dict:
+        return dict(model.named_sublayers())
 
-    As for timm: He-scaled conv/linear weights, BN statistics measured on an image-like batch (momentum 0 for
-    one training-mode forward, so the running stats become that batch's), then perturbed.
-    """
-    rng = np.random.default_rng(seed)
-    paddle.seed(seed)
+    def on_output(self, module, fn):
+        return module.register_forward_post_hook(lambda _layer, _inputs, output: fn(np.array(output.numpy(), copy=True)))
 
-    def put(param, array):
-        param.set_value(np.asarray(array, dtype=np.float32).reshape(param.shape))
+    def on_input(self, module, fn):
+        return module.register_forward_pre_hook(lambda _layer, inputs: fn(np.array(inputs[0].numpy(), copy=True)))
 
-    bns, done = [], set()
-    for _name, layer in model.named_sublayers(include_self=True):
-        if isinstance(layer, _BN_TYPES):
-            bns.append(layer)
-            put(layer.weight, rng.uniform(0.5, 1.5, layer.weight.shape))
-            put(layer.bias, rng.normal(bn_beta_mean, 0.2, layer.bias.shape))
-            done.update(id(p) for p in (layer.weight, layer.bias, layer._mean, layer._variance))
-        elif isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear)):
-            shape = list(layer.weight.shape)
-            # Conv2D [out, in/groups, kh, kw]: fan_in is the rest; Linear [in, out]: fan_in is dim 0
-            fan_in = shape[0] if isinstance(layer, paddle.nn.Linear) else int(np.prod(shape[1:]))
-            put(layer.weight, rng.normal(0.0, math.sqrt(2.0 / fan_in), shape))
-            done.add(id(layer.weight))
-            if getattr(layer, "bias", None) is not None:
-                put(layer.bias, rng.normal(0.0, 0.1, layer.bias.shape))
-                done.add(id(layer.bias))
-    for value in model.state_dict().values():  # any other tensor (a learned scale...) still gets seeded values
-        if id(value) not in done:
-            put(value, rng.normal(0.0, 0.1, value.shape))
-    momenta = [bn._momentum for bn in bns]
-    for bn in bns:
-        bn._momentum = 0.0  # running = 0 * running + 1 * batch statistics
-    model.train()
-    with paddle.no_grad():
-        model(paddle.to_tensor(make_images(seed, 4, size, mean, std)))
-    for bn, momentum in zip(bns, momenta):
-        bn._momentum = momentum
-        var = bn._variance.numpy() * rng.uniform(0.8, 1.25, bn._variance.shape)
-        put(bn._variance, var)
-        put(bn._mean, bn._mean.numpy() + rng.normal(0.0, 0.1, bn._mean.shape) * np.sqrt(var))
-    model.eval()
+    def run(self, model, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if training:
+            paddle.seed(0)  # any dropout in the pass draws the same masks every run
+        model.train() if training else model.eval()
+        try:
+            with paddle.no_grad():
+                return np.array(model(paddle.to_tensor(x)).numpy(), copy=True)
+        finally:
+            model.eval()
 
+    def tensors(self, model) -> dict[str, np.ndarray]:
+        return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
 
-# --- the worker protocol ------------------------------------------------------------------------------------
+    def save_weights(self, model, path: str) -> None:
+        if not path.endswith(".pdparams"):
+            raise PortingError(f"'{path}': PaddleClas weights are saved as .pdparams")
+        state = model.state_dict()
+        if path.endswith(PARAMATTR_SUFFIX):  # keyed by ParamAttr names, like the old PaddleClas releases
+            names = param_names(model)
+            if len(set(names.values())) != len(names):
+                raise PortingError(f"{type(model).__name__}'s parameter names are not unique; save structured keys")
+            # plain arrays: no StructuredToParameterName@@ table, as in the files of the fluid era
+            state = {names[k]: np.array(v.numpy(), copy=True) for k, v in state.items()}
+        paddle.save(state, path)
 
-def tensors(model) -> dict[str, np.ndarray]:
-    return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
-
-
-def save_weights(model, path: str) -> None:
-    if not path.endswith(".pdparams"):
-        raise PortingError(f"'{path}': PaddleClas weights are saved as .pdparams")
-    state = model.state_dict()
-    if path.endswith(PARAMATTR_SUFFIX):  # keyed by ParamAttr names, like the old PaddleClas releases
-        names = param_names(model)
-        if len(set(names.values())) != len(names):
-            raise PortingError(f"{type(model).__name__}'s parameter names are not unique; save structured keys")
-        # plain arrays: no StructuredToParameterName@@ table, as in the files of the fluid era
-        state = {names[k]: np.array(v.numpy(), copy=True) for k, v in state.items()}
-    paddle.save(state, path)
-
-
-def forward(model, x: np.ndarray, taps: list[str]):
-    """Logits plus the outputs of the named sublayers, and the order in which those sublayers ran."""
-    layers = dict(model.named_sublayers())
-    missing = [t for t in taps if t not in layers]
-    if missing:
-        raise PortingError(f"PaddleClas model has no sublayer(s) {', '.join(missing)}")
-    outputs, order, handles = {}, [], []
-
-    def hook(name):
-        def fn(_layer, _inputs, output):
-            outputs[name] = np.array(output.numpy(), copy=True)
-            order.append(name)
-        return fn
-
-    for name in taps:
-        handles.append(layers[name].register_forward_post_hook(hook(name)))
-    try:
-        with paddle.no_grad():
-            outputs["logits"] = np.array(model(paddle.to_tensor(x)).numpy(), copy=True)
-    finally:
-        for h in handles:
-            h.remove()
-    return outputs, order
-
-
-def preprocess(model, images: list[str], size: int, resize: int):
-    """PaddleClas's deploy pipeline (deploy/python/preprocess.py, as in deploy/configs/inference_cls.yaml):
-    cv2 decode -> ResizeImage(resize_short) -> CropImage -> NormalizeImage(ImageNet mean/std) -> ToCHWImage."""
-    root = _paddleclas_root()
-    _install_stubs(root)
-    for sub in ("deploy", "deploy/python"):
-        name = "paddleclas." + sub.replace("/", ".")
-        if name not in sys.modules:
-            module = types.ModuleType(name)
-            module.__path__ = [os.path.join(root, sub)]
-            sys.modules[name] = module
-    try:
-        ops = importlib.import_module("paddleclas.deploy.python.preprocess")
-    except ImportError as exc:
-        raise PortingError(f"PaddleClas's preprocessing needs {exc.name or exc} (pip install "
-                           f"opencv-python-headless six)") from None
-    pipeline = [ops.DecodeImage(to_rgb=True, channel_first=False), ops.ResizeImage(resize_short=resize),
-                ops.CropImage(size=size), ops.NormalizeImage(scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406],
-                                                             std=[0.229, 0.224, 0.225], order=""),
-                ops.ToCHWImage()]
-    arrays = []
-    for path in images:
-        with open(path, "rb") as f:
-            data = f.read()
-        for op in pipeline:
-            data = op(data)
-        arrays.append(data)
-    return np.stack(arrays).astype(np.float32), (f"PaddleClas deploy: DecodeImage -> ResizeImage(resize_short="
-                                                 f"{resize}, cv2) -> CropImage({size}) -> NormalizeImage -> ToCHWImage")
+    def preprocess(self, model, images: list[str], size: int, resize: int):
+        """PaddleClas's deploy pipeline (deploy/python/preprocess.py, as in deploy/configs/inference_cls.yaml):
+        cv2 decode -> ResizeImage(resize_short) -> CropImage -> NormalizeImage(ImageNet mean/std) -> ToCHWImage."""
+        root = _paddleclas_root()
+        _install_stubs(root)
+        for sub in ("deploy", "deploy/python"):
+            name = "paddleclas." + sub.replace("/", ".")
+            if name not in sys.modules:
+                module = types.ModuleType(name)
+                module.__path__ = [os.path.join(root, sub)]
+                sys.modules[name] = module
+        try:
+            ops = importlib.import_module("paddleclas.deploy.python.preprocess")
+        except ImportError as exc:
+            raise PortingError(f"PaddleClas's preprocessing needs {exc.name or exc} (pip install "
+                               f"opencv-python-headless six)") from None
+        pipeline = [ops.DecodeImage(to_rgb=True, channel_first=False), ops.ResizeImage(resize_short=resize),
+                    ops.CropImage(size=size), ops.NormalizeImage(scale=1.0 / 255.0, mean=[0.485, 0.456, 0.406],
+                                                                 std=[0.229, 0.224, 0.225], order=""),
+                    ops.ToCHWImage()]
+        arrays = []
+        for path in images:
+            with open(path, "rb") as f:
+                data = f.read()
+            for op in pipeline:
+                data = op(data)
+            arrays.append(data)
+        return np.stack(arrays).astype(np.float32), (f"PaddleClas deploy: DecodeImage -> ResizeImage(resize_short="
+                                                     f"{resize}, cv2) -> CropImage({size}) -> NormalizeImage -> ToCHWImage")

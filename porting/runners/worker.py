@@ -19,8 +19,9 @@ import numpy as np
 
 from porting.errors import PortingError, describe_os_error, first_line
 
-RUNNERS = {"timm": "porting.runners.timm_source", "paddleclas": "porting.runners.paddle_source",
-           "keras": "porting.runners.keras_source", "mindcv": "porting.runners.mindcv_source"}
+# source -> the module holding its SourceRunner (imported alone: one framework per process)
+RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
+           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner"}
 PR_SET_PDEATHSIG = 1
 
 
@@ -33,7 +34,8 @@ def _die_with_parent() -> None:
 
 
 def _run(job: dict) -> None:
-    runner = importlib.import_module(RUNNERS[job["source"]])
+    module, _, cls = RUNNERS[job["source"]].partition(":")
+    runner = getattr(importlib.import_module(module), cls)()
     model, info = runner.load(job)
     if job.get("save_weights"):
         try:

@@ -1,0 +1,176 @@
+"""The source-runner contract (as Polygraphy's BaseRunner): the shared flow once, each framework's hooks apart.
+
+A worker process (porting.runners.worker) holds one runner. `load(job)` is the same for every framework: the
+user's file, the library's untrained model (for names and shapes), seeded synthetic weights, or the library's
+own pretrained download. `randomize` is the one seeded randomiser, in NumPy. `forward` taps named modules. A
+framework's runner implements only the hooks: how to build, read, describe, list and assign its tensors, run
+a batch, and hook a module's input and output.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from porting.errors import PortingError
+from porting.runners.inputs import make_images
+
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A source tensor as the randomiser sees it. role: weight (conv / dense, He-scaled by fan_in), bias, gamma,
+    beta, mean, var (BN running statistics of the BN `module`), or None for a tensor the runner cannot name."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: str | None
+    fan_in: int = 0
+    module: str = ""
+
+
+class SourceRunner:
+    library = ""  # the name errors use: 'timm', 'PaddleClas'...
+    module_word = "module"  # what the library calls a layer: module, sublayer, cell, layer
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def check(self, job: dict) -> None:
+        """Anything to refuse before the framework does work (a timm tag, a Keras model name...)."""
+
+    def build(self, name: str, num_classes: int):
+        raise NotImplementedError
+
+    def load_file(self, path: str, name: str, num_classes: int | None):
+        """The model with the user's weights file, read and checked by the library's own loader."""
+        raise NotImplementedError
+
+    def download(self, job: dict):
+        """(model, info) from the library's own pretrained download."""
+        raise NotImplementedError
+
+    def finish(self, model) -> dict:
+        """Put the model in inference mode; what the parent needs to know: num_classes, pretrained_cfg..."""
+        raise NotImplementedError
+
+    def parameters(self, model) -> list[Tensor]:
+        raise NotImplementedError
+
+    def assign(self, model, values: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def modules(self, model) -> dict:
+        """Name -> module, for taps and BN statistics."""
+        raise NotImplementedError
+
+    def on_output(self, module, fn: Callable[[np.ndarray], None]):
+        """Call fn(copy of the module's output) on every call; returns a handle with .remove()."""
+        raise NotImplementedError
+
+    def on_input(self, module, fn: Callable[[np.ndarray], None]):
+        """Call fn(copy of the module's first input) on every call; returns a handle with .remove()."""
+        raise NotImplementedError
+
+    def run(self, model, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """The model on an NCHW float32 batch, without gradients; training=True for BN batch statistics."""
+        raise NotImplementedError
+
+    def tensors(self, model) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def save_weights(self, model, path: str) -> None:
+        raise NotImplementedError
+
+    def preprocess(self, model, images: list[str], size: int, resize: int):
+        raise PortingError(f"--check-preprocessing compares with timm, Keras and PaddleClas; {self.library}'s own "
+                           f"pipeline is not wired in")
+
+    # ------------------------------------------------------------------------------------------ shared
+
+    def load(self, job: dict):
+        """(model in inference mode, info) as the job asks."""
+        self.check(job)
+        name, classes, info = job["model"], job.get("num_classes"), {}
+        if job.get("weights"):
+            model = self.load_file(job["weights"], name, classes)
+        elif job.get("untrained"):  # the library's own initialisation: enough for names and shapes
+            model = self.build(name, classes or 1000)
+        elif job.get("seed") is not None:
+            model = self.build(name, classes or 1000)
+            self.randomize(model, int(job["seed"]), job["input_size"], job["mean"], job["std"],
+                           **(job.get("random_init") or {}))
+        else:
+            model, info = self.download(job)
+        return model, {**info, **self.finish(model)}
+
+    def randomize(self, model, seed: int, size: int, mean, std, bn_beta_mean: float = 0.0) -> None:
+        """Seeded synthetic weights for every tensor, BN running statistics included, with live activations.
+
+        Weights are He-scaled (normal, std sqrt(2 / fan_in)) so signals neither vanish nor explode; BN gamma
+        uniform(0.5, 1.5), beta normal(0, 0.2), biases normal(0, 0.1). BN statistics are then measured on an
+        image-like batch, each BN's batch mean and unbiased variance of its input in one training-mode pass (so
+        each BN normalises what it really sees), and perturbed, so neither mean 0 / var 1 nor the measured
+        values are what a mapping bug could hide behind. `bn_beta_mean` (a spec's random_init) shifts every BN
+        beta: deep conv-BN-ReLU stacks without residuals (Inception-v4) amplify fp32 rounding ~1.5x per block at
+        mean 0 (timm fp32 vs fp64: 8e-5 relative), a positive mean keeps them conditioned.
+        """
+        rng = np.random.default_rng(seed)
+        tensors = self.parameters(model)
+        draw = {"weight": lambda t: rng.normal(0.0, np.sqrt(2.0 / t.fan_in), t.shape),
+                "bias": lambda t: rng.normal(0.0, 0.1, t.shape),
+                "gamma": lambda t: rng.uniform(0.5, 1.5, t.shape),
+                "beta": lambda t: rng.normal(0.0, 0.2, t.shape) + bn_beta_mean}
+        unknown = [f"'{t.name}' {list(t.shape)}" for t in tensors if t.role not in (*draw, "mean", "var")]
+        if unknown:
+            raise PortingError(f"the randomiser does not know the {self.library} tensor(s) {', '.join(unknown[:5])}")
+        self.assign(model, {t.name: draw[t.role](t).astype(np.float32) for t in tensors if t.role in draw})
+        stats = {t.module: t for t in tensors if t.role == "var"}
+        means = {t.module: t for t in tensors if t.role == "mean"}
+        measured = self.batch_statistics(model, make_images(seed, 4, size, mean, std), list(stats))
+        values = {}
+        for module, (batch_mean, batch_var) in measured.items():
+            var = batch_var * rng.uniform(0.8, 1.25, batch_var.shape)
+            values[stats[module].name] = var.astype(np.float32)
+            values[means[module].name] = (batch_mean + rng.normal(0.0, 0.1, var.shape) * np.sqrt(var)).astype(np.float32)
+        self.assign(model, values)
+
+    def batch_statistics(self, model, x: np.ndarray, bns: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{BN: (per-channel mean, unbiased variance) of its input} in one training-mode pass over x (NCHW)."""
+        modules, seen = self.modules(model), {}
+        handles = [self.on_input(modules[name], functools.partial(seen.__setitem__, name)) for name in bns]
+        try:
+            self.run(model, x, training=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: channel_statistics(seen[name]) for name in bns}
+
+    def forward(self, model, x: np.ndarray, taps: list[str]):
+        """Logits plus the outputs of the named modules, and the order in which those modules ran."""
+        modules = self.modules(model)
+        missing = [t for t in taps if t not in modules]
+        if missing:
+            raise PortingError(f"{self.library} model has no {self.module_word}(s) {', '.join(missing)}")
+        outputs, order = {}, []
+
+        def record(name, array):
+            outputs[name] = array
+            order.append(name)
+
+        handles = [self.on_output(modules[name], functools.partial(record, name)) for name in taps]
+        try:
+            outputs[LOGITS] = self.run(model, x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return outputs, order
+
+
+def channel_statistics(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and unbiased variance (what a BN's running statistics estimate) of an N-D batch."""
+    x = np.asarray(x, np.float64)
+    reduce = tuple(a for a in range(x.ndim) if a != axis)
+    return x.mean(axis=reduce), x.var(axis=reduce, ddof=1)
