@@ -274,7 +274,7 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
 
     import porting
 
-    # a function named like a submodule would be shadowed by it once imported (porting.parity is one)
+    # a function named like a submodule would be shadowed by it once imported (porting.bench is one)
     assert not [name for name in porting.__all__ if importlib.util.find_spec(f"porting.{name}")]
 
     path, shape = porting.export(trained, work / "api.onnx", dynamic_size=True)
@@ -288,7 +288,10 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     assert metadata["class_names"] == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
     ported = porting.port(XCEPTION, seed=0, output=work / "api.ckpt")
     assert ported.metadata["weights"] == "random-init:0" and (work / "api.ckpt").is_file()
-    report = porting.check_parity(XCEPTION, seed=0, batch=1, size=96)
-    assert report.ok and report.rows
+    report = porting.parity(XCEPTION, seed=0, batch=1, size=96)
+    assert report.ok and report.rows and report.layers()["block5.rep.1"].target == "features.block5.rep.sep1"
+    assert XCEPTION in {s.id for s in porting.models()} | {f"timm:{a}" for s in porting.models() for a in s.aliases}
+    rows = {r["source"]: r for r in porting.weight_map(XCEPTION)["rows"]}
+    assert rows["block1.rep.0.conv1.weight"]["target"] == "features.block1.rep.sep1.depthwise.weight"
     with pytest.raises(porting.errors.PortingError, match="unknown format"):
         porting.export(trained, work / "x.tflite", "tflite")

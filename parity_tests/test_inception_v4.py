@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
-from porting.parity import parity
+from porting.proof import parity
 from porting.specs import SPECS, resolve
 
 TIMM, PADDLE = "timm:inception_v4", "paddleclas:InceptionV4"

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting
 
-from porting.parity import parity
+from porting.proof import parity
 from porting.specs import resolve
 
 

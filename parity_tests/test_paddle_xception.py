@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
-from porting.parity import parity
+from porting.proof import parity
 from porting.specs import resolve
 
 SPECS = ["paddleclas:Xception41", "paddleclas:Xception65", "paddleclas:Xception71"]

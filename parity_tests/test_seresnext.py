@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_agrees_before, assert_parity, porting, swap_targets
 
 from porting import checkpoint
-from porting.parity import parity
+from porting.proof import parity
 from porting.specs import resolve
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

@@ -5,7 +5,7 @@ import pytest
 from conftest import assert_agrees_before, assert_parity, porting, swap_targets
 
 from porting import checkpoint
-from porting.parity import parity
+from porting.proof import parity
 from porting.specs import resolve
 
 # variant -> the file format its seeded weights are saved in (both of timm's formats are exercised)

@@ -1,12 +1,12 @@
 """porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof.
 
-The Python API (porting.api) is reachable from here: porting.port, load, export, check_parity, evaluate,
-predict, quantize, benchmark, resolve, models, weight_map, random_weights, finetune. Importing porting itself
-loads no framework; each function loads what it needs. (check_parity and benchmark: `porting.parity` and `porting.bench` are the modules behind them.)
+The Python API (porting.api) is reachable from here: porting.port, load, export, parity, evaluate, predict,
+quantize, benchmark, resolve, models, weight_map, random_weights, finetune (and check_parity, parity's name in
+0.2.0). Importing porting itself loads no framework; each function loads what it needs.
 """
 
 __version__ = "0.2.0"
-__all__ = ["port", "load", "export", "check_parity", "evaluate", "predict", "quantize", "benchmark",
+__all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark",
            "resolve", "models", "weight_map", "random_weights", "finetune"]
 
 

@@ -4,7 +4,7 @@
 
     ported = porting.port("timm:xception65.tf_in1k", weights="xception65.pth", output="x65.ckpt")
     porting.export("x65.ckpt", "x65.onnx", opset=17, dynamic_size=True)
-    report = porting.check_parity("timm:xception65.tf_in1k", weights="xception65.pth", onnx=True)
+    report = porting.parity("timm:xception65.tf_in1k", weights="xception65.pth", onnx=True)
     assert report.ok, report.first_failure()
     net, metadata = porting.load("x65.ckpt")                  # a MindSpore nn.Cell, in inference mode
     result = porting.evaluate("x65.onnx", "imagenet/", resize=342, size=299)
@@ -20,7 +20,7 @@ from porting import files
 from porting.errors import PortingError
 from porting.specs import ModelSpec, resolve
 
-__all__ = ["port", "load", "export", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve",
+__all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve",
            "models", "weight_map", "random_weights", "finetune"]
 
 
@@ -118,12 +118,14 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
     return Path(output), [batch or 1, 3, size, size]
 
 
-def check_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
-                 size: int | None = None, onnx: bool = False, mindir: bool = False,
-                 images: str | Path | None = None, rtol: float = 1e-4, log=lambda msg: None):
-    """Source model vs ported model(s), layer by layer: a porting.compare.Report (`.ok`, `.first_failure()`)."""
+def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
+           size: int | None = None, onnx: bool = False, mindir: bool = False, images: str | Path | None = None,
+           rtol: float = 1e-4, log=lambda msg: None):
+    """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
+    with the source layer, the MindSpore cell and its kind). `images`: a folder whose first `batch` images are
+    the inputs instead of seeded synthetic ones."""
     from porting import msenv
-    from porting.parity import parity as run_parity
+    from porting.proof import parity as run_parity
     from porting.training.data import list_images
 
     model = _spec(spec)
@@ -133,6 +135,9 @@ def check_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, se
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, onnx=onnx, mindir=mindir, log=log, rtol=rtol,
                       images=list_images(Path(images))[:batch] if images is not None else None)
+
+
+check_parity = parity  # its name in porting 0.2.0
 
 
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,

@@ -206,9 +206,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
-    from porting import msenv
-    from porting.parity import check_preprocessing as check_pipeline
-    from porting.parity import parity
+    from porting import api, msenv
+    from porting.proof import check_preprocessing as check_pipeline
     from porting.training.data import list_images
 
     model = resolve(spec)
@@ -229,8 +228,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
             with files.atomic_output(report) as staged:
                 staged.file.write_text(json.dumps(result, indent=2))
         return
-    result = parity(model, weights=weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                    log=log, images=files_in, rtol=rtol)
+    result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
+                        images=images, rtol=rtol, log=log)
     from porting import report as rendering
 
     if full:
