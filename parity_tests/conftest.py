@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,16 @@ def weights_dir(tmp_path_factory, request) -> Path:
     path = root / "weights"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, request) -> Path:
+    """A folder for the files a test module shares, removed when the module is done: the whole run writes
+    about 14 GB of checkpoints and ONNX files, more than CI's disk holds at once (per-test folders go as
+    each test passes, see tmp_path_retention_policy in pyproject.toml)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

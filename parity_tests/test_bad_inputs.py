@@ -93,11 +93,6 @@ def assert_refused(run: Guarded, culprit: str, outputs=(), code: int = 2) -> str
 # --------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bad")
-
-
-@pytest.fixture(scope="module")
 def ported(work, source_weights) -> Path:
     """A ported 1000-class legacy Xception."""
     path = work / "x.ckpt"

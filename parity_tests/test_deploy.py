@@ -19,11 +19,6 @@ INT8_TOP1_FLOOR = 0.8  # README "int8": top-1 agreement with float32 on the held
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("deploy")
-
-
-@pytest.fixture(scope="module")
 def trained(work, tiny_data) -> Path:
     """A 3-class Xception fine-tuned on the tiny colour dataset: decisive logits for the int8 comparison."""
     ported = work / "x3.ckpt"
@@ -186,7 +181,7 @@ def ported_nets(work):
     ("timm:seresnext50_32x4d", {"float16": True, "fold_bn": True}, [224]),
     (XCEPTION, {"fold_bn": True, "opset": 21}, [299]),
 ])
-def test_onnx_export_options_match_the_checkpoint(ported_nets, work, spec, options, sizes):
+def test_onnx_export_options_match_the_checkpoint(ported_nets, tmp_path, spec, options, sizes):
     import mindspore as ms
     import onnx
     import onnxruntime as ort
@@ -199,7 +194,7 @@ def test_onnx_export_options_match_the_checkpoint(ported_nets, work, spec, optio
     msenv.setup("CPU")
     net, meta = checkpoint.load_model(ported_nets[spec])
     opts = OnnxOptions(**options)
-    path = work / f"opt-{abs(hash((spec, tuple(sorted(options.items())))))}.onnx"
+    path = tmp_path / "options.onnx"
     export_onnx(net, meta, path, sizes[0], options=opts)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)

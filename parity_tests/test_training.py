@@ -22,17 +22,17 @@ SMALL = ["--image-size", "64", "--batch-size", "4", "--lr-init", "0.001", "--lr-
 
 
 @pytest.fixture(scope="module")
-def ported(tmp_path_factory) -> Path:
+def ported(work) -> Path:
     """A ported xception with a fresh 3-class head (random-init source weights)."""
-    path = tmp_path_factory.mktemp("ported") / "x3.ckpt"
+    path = work / "x3.ckpt"
     run = porting("port-weights", "timm:xception", "--random-init", "0", "--num-classes", "3", "-o", path)
     assert run.code == 0, run.stderr
     return path
 
 
 @pytest.fixture(scope="module")
-def finetuned(tmp_path_factory, ported, tiny_data) -> Path:
-    out = tmp_path_factory.mktemp("ft")
+def finetuned(work, ported, tiny_data) -> Path:
+    out = work / "ft"
     run = porting("finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "-o", out)
     assert run.code == 0, run.stderr
     return out
