@@ -84,21 +84,26 @@ def _onnx(path: Path) -> Artifact:
     return Artifact(path, KINDS[".onnx"], metadata, lambda x: session.run(None, {name: x})[0], batch, size, props)
 
 
-def _mindir(path: Path, device: str | None) -> Artifact:
+def mindir_runner(path: Path):
+    """x (NCHW float32) -> logits through mindspore.load: the one way porting runs a MINDIR (eval, predict,
+    parity). Runs in whatever mode the caller set up."""
     import mindspore as ms
 
+    try:
+        cell = ms.nn.GraphCell(ms.load(str(path)))
+    except Exception as exc:  # noqa: BLE001 - MindSpore raises RuntimeError/ValueError for bad files
+        raise PortingError(f"cannot load '{path}' with mindspore.load: {first_line(exc)}") from None
+    return lambda x: cell(ms.Tensor(x)).asnumpy()
+
+
+def _mindir(path: Path, device: str | None) -> Artifact:
     from porting import msenv
     from porting.converters.export import read_mindir_metadata
 
     msenv.setup(device, graph=True)
     metadata = _validated(_decoded(read_mindir_metadata(path)), path)
-    try:
-        cell = ms.nn.GraphCell(ms.load(str(path)))
-    except Exception as exc:  # noqa: BLE001 - MindSpore raises RuntimeError/ValueError for bad files
-        raise PortingError(f"cannot load '{path}' with mindspore.load: {first_line(exc)}") from None
     fixed = metadata.get("export") or {}
-    return Artifact(path, KINDS[".mindir"], metadata, lambda x: cell(ms.Tensor(x)).asnumpy(),
-                    fixed.get("batch"), fixed.get("size"))
+    return Artifact(path, KINDS[".mindir"], metadata, mindir_runner(path), fixed.get("batch"), fixed.get("size"))
 
 
 def _ckpt(path: Path, device: str | None) -> Artifact:

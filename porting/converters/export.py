@@ -147,8 +147,3 @@ def read_mindir_metadata(path: str | Path) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise PortingError(f"cannot read '{path}' as a MINDIR file: {first_line(exc)}") from None
     return dict(proto.user_info)
-
-
-def run_mindir(path: str | Path, x: np.ndarray) -> np.ndarray:
-    graph = ms.load(str(path))
-    return ms.nn.GraphCell(graph)(ms.Tensor(x)).asnumpy()

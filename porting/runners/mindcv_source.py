@@ -50,9 +50,7 @@ def _read_checkpoint(path: str, model_name: str) -> dict:
 class MindcvRunner(SourceRunner):
     library = "mindcv"
     module_word = "cell"
-
-    def build(self, name: str, num_classes: int):
-        return _create(name, num_classes)
+    build = staticmethod(_create)
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         params = _read_checkpoint(path, name)

@@ -200,9 +200,7 @@ BN_ROLES = {"weight": "gamma", "bias": "beta", "_mean": "mean", "_variance": "va
 class PaddleRunner(SourceRunner):
     library = "PaddleClas"
     module_word = "sublayer"
-
-    def build(self, name: str, num_classes: int):
-        return _build(name, num_classes)
+    build = staticmethod(_build)
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         state = read_pdparams(path)

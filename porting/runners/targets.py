@@ -82,8 +82,11 @@ class MindirRunner:
         from porting.converters.export import export_ms
 
         self.path = export_ms(net, "MINDIR", path, size, batch=batch, metadata=metadata)
+        self._run = None
 
     def infer(self, x: np.ndarray, taps: list[str]) -> dict[str, np.ndarray]:
-        from porting.converters.export import run_mindir
+        from porting.runtimes import mindir_runner
 
-        return {LOGITS: run_mindir(self.path, x)}
+        if self._run is None:  # loaded once, however many batches parity sends
+            self._run = mindir_runner(Path(self.path))
+        return {LOGITS: self._run(x)}
