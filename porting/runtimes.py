@@ -84,7 +84,7 @@ def _onnx(path: Path) -> Artifact:
     return Artifact(path, KINDS[".onnx"], metadata, lambda x: session.run(None, {name: x})[0], batch, size, props)
 
 
-def mindir_runner(path: Path):
+def load_mindir(path: Path):
     """x (NCHW float32) -> logits through mindspore.load: the one way porting runs a MINDIR (eval, predict,
     parity). Runs in whatever mode the caller set up."""
     import mindspore as ms
@@ -103,7 +103,7 @@ def _mindir(path: Path, device: str | None) -> Artifact:
     msenv.setup(device, graph=True)
     metadata = _validated(_decoded(read_mindir_metadata(path)), path)
     fixed = metadata.get("export") or {}
-    return Artifact(path, KINDS[".mindir"], metadata, mindir_runner(path), fixed.get("batch"), fixed.get("size"))
+    return Artifact(path, KINDS[".mindir"], metadata, load_mindir(path), fixed.get("batch"), fixed.get("size"))
 
 
 def _ckpt(path: Path, device: str | None) -> Artifact:

@@ -80,13 +80,10 @@ class MindirRunner:
 
     def __init__(self, net, metadata: dict, size: int, batch: int, path: str | Path):
         from porting.converters.export import export_ms
+        from porting.runtimes import load_mindir
 
         self.path = export_ms(net, "MINDIR", path, size, batch=batch, metadata=metadata)
-        self._run = None
+        self._run = load_mindir(self.path)
 
     def infer(self, x: np.ndarray, taps: list[str]) -> dict[str, np.ndarray]:
-        from porting.runtimes import mindir_runner
-
-        if self._run is None:  # loaded once, however many batches parity sends
-            self._run = mindir_runner(Path(self.path))
         return {LOGITS: self._run(x)}
