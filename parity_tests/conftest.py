@@ -128,3 +128,23 @@ def tiny_data(tmp_path_factory) -> Path:
                 img[..., c] += 150
                 Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
     return root
+
+
+# The model zoo's code (seeds 000-002): a checkout named by $PORTING_MODELZOO, else the reference copy in
+# ../shared beside the repository. CI sets PORTING_REQUIRE_MODELZOO=1 (.ci/run): there, not finding it fails.
+SHARED_MODELZOO = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mindspore-models"
+
+
+@pytest.fixture(scope="session")
+def modelzoo_checkout() -> Path:
+    """The model-zoo checkout the modelzoo: tests run in, exported as PORTING_MODELZOO to every command."""
+    given = os.environ.get("PORTING_MODELZOO")
+    root = Path(given) if given else SHARED_MODELZOO
+    if not (root / "official" / "cv" / "Inception" / "xception" / "src" / "Xception.py").is_file():
+        why = (f"no MindSpore model-zoo checkout at {root}: set PORTING_MODELZOO to a clone of the MindSpore models "
+               f"repository (git clone of mindspore/models) to run the modelzoo: tests")
+        if os.environ.get("PORTING_REQUIRE_MODELZOO"):
+            pytest.fail(why)
+        pytest.skip(why)
+    os.environ["PORTING_MODELZOO"] = str(root)
+    return root

@@ -72,13 +72,24 @@ def _value(choice) -> str | None:
 
 
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
-                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv .ckpt.")
+                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv or "
+                                                      "model-zoo .ckpt.")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
 SIZE_HELP = "Input size in pixels (default: the model's)."
 DEVICE = typer.Option(None, "--device", case_sensitive=False,
                       help="CPU | GPU | Ascend (default: $PORTING_DEVICE or MindSpore's own).")
 NUM_CLASSES_HELP = "Re-initialise the head for N classes."
+MODELZOO = typer.Option(None, "--modelzoo", metavar="DIR",
+                        help="modelzoo: specs: your checkout of the MindSpore models repository (its root, or the "
+                             "model's folder); default $PORTING_MODELZOO.")
+
+
+def _model(spec: str, modelzoo: Optional[Path] = None):
+    """The spec a command runs, with the model-zoo checkout it needs (checked now, before any work)."""
+    from porting.modelzoo import located
+
+    return located(resolve(spec), modelzoo)
 
 
 def _size_option(flag: str = "--size", help: str = SIZE_HELP):
@@ -113,11 +124,12 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
 
 @app.command("map")
 def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
-            as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")) -> None:
+            as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+            modelzoo: Optional[Path] = MODELZOO) -> None:
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
     from porting import api
 
-    table_map = api.weight_map(spec)
+    table_map = api.weight_map(_model(spec, modelzoo))
     rows = table_map["rows"]
     if as_json:
         out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
@@ -144,11 +156,12 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                      help="Keep the background class (index 0) of a 1001-class TF-slim head instead of dropping it."),
                  allow_nonfinite: bool = typer.Option(
                      False, "--allow-nonfinite", help="Port source tensors holding NaN/Inf instead of refusing."),
+                 modelzoo: Optional[Path] = MODELZOO,
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
     from porting import api
 
-    model = resolve(spec)
+    model = _model(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if weights_path is None and seed is None:
         log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
@@ -204,13 +217,14 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                    help="Compare porting's image pipeline with the source library's own on --images (no network)."),
                report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
+               modelzoo: Optional[Path] = MODELZOO,
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
     from porting import api, msenv
     from porting.proof import check_preprocessing as check_pipeline
     from porting.training.data import list_images
 
-    model = resolve(spec)
+    model = _model(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
         model.check_size(size)
@@ -271,11 +285,12 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
                    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
                    output: Path = typer.Option(..., "-o", "--output", help="File in the source's own format "
                                                                            "(.pth or .safetensors for timm)."),
-                   num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2)) -> None:
+                   num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2),
+                   modelzoo: Optional[Path] = MODELZOO) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
     from porting import api
 
-    model = resolve(spec)
+    model = _model(spec, modelzoo)
     api.random_weights(model, output, seed=seed, num_classes=num_classes)
     log(f"wrote {output} ({model.id}, seed {seed})")
 

@@ -14,7 +14,7 @@ from porting.errors import PortingError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv'
+    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv' | 'modelzoo'
     name: str  # the source library's own model name
     arch: str  # MindSpore architecture id (porting.archs registry)
     arch_config: dict = field(default_factory=dict)
@@ -30,9 +30,14 @@ class ModelSpec:
     # options for seeded synthetic source weights (the runners' randomize), e.g. {"bn_beta_mean": 1.0}
     random_init: dict = field(default_factory=dict)
     source_min_size: int = 0  # the source library's own smallest input, where it has one (Keras Xception: 71)
+    source_max_size: int = 0  # ... and largest (the model zoo's Xception: its AvgPool2d(10) needs 10x10 maps)
     # timm's pretrained tag ('tf_in1k' in timm:xception65.tf_in1k): picks the download and the preprocessing
     tag: str = ""
     hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
+    resize_backend: str = ""  # how the source resizes (porting.training.data.RESIZE_BACKENDS); "": the source's
+    # where the source's code is, for a source that is a code checkout (the model zoo: porting.modelzoo); set per
+    # run (--modelzoo DIR), like `hub`
+    checkout: str = ""
     variant: str = ""  # how this variant computes, for the README table and `porting models`
     notes: str = ""  # where the source model lives and what the map does beyond renaming
 
@@ -48,7 +53,7 @@ class ModelSpec:
     def check_size(self, size: int, what: str = "--size") -> int:
         from porting.archs import check_input_size
 
-        return check_input_size(self.arch, size, self.source_min_size, what)
+        return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
 
     def build_weight_map(self):
         from porting.archs import get_arch
@@ -58,7 +63,7 @@ class ModelSpec:
     def preprocessing(self) -> dict:
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
                 "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "resize_backend": RESIZE_BACKEND[self.source]}
+                "resize_backend": self.resize_backend or RESIZE_BACKEND[self.source]}
 
 
 def all_specs() -> list[ModelSpec]:
@@ -113,10 +118,11 @@ def resolve(text: str) -> ModelSpec:
     raise PortingError(f"unknown model '{name}' for source {key_source}; supported: {names}")
 
 
-LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv"}
+LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv",
+             "modelzoo": "the MindSpore model zoo"}
 # how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize,
-# mindcv with mindspore.dataset's (OpenCV) Resize
-RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv"}
+# mindcv with mindspore.dataset's (OpenCV) Resize, the model zoo with MindSpore's Resize and CenterCrop
+RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv", "modelzoo": "mindspore"}
 
 
 def _bare(name: str) -> str:
@@ -132,7 +138,8 @@ def _preprocessing_text(spec: ModelSpec) -> str:
     else:
         norm = f"mean {list(spec.mean)}, std {list(spec.std)}"
     resize = spec.input_size / spec.crop_pct
-    crop = (f"resize {round(resize)} -> crop {spec.input_size}" if abs(resize - round(resize)) < 1e-6
+    square = f"x{round(resize)}" if spec.resize_backend == "mindspore-square" else ""
+    crop = (f"resize {round(resize)}{square} -> crop {spec.input_size}" if abs(resize - round(resize)) < 1e-6
             else f"crop {spec.crop_pct:.4g}")
     return f"{spec.input_size} ({norm}, {spec.interpolation}, {crop})"
 

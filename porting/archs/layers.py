@@ -80,6 +80,14 @@ class BatchNorm2d(Traced, nn.BatchNorm2d):
         self.eps_value = eps
 
 
+class BatchNorm1d(Traced, nn.BatchNorm1d):
+    """BN over [N, C] (the model zoo InceptionV4's `bn0` on the pooled features)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.9):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.eps_value = eps
+
+
 class ReLU(Traced, nn.ReLU):
     pass
 
@@ -174,14 +182,34 @@ class SeparableConv2d(Traced, nn.Cell):
         return self.pointwise(self.depthwise(x))
 
 
+class DenseBnLogSoftmax(Dense):
+    """Dense -> BatchNorm1d over the classes -> log-softmax: MindSpore's `nn.DenseBnAct(has_bn=True,
+    activation='logsoftmax')`, the model zoo InceptionV4's classifier. The Dense's own tensors keep their plain
+    names (`fc.weight`, `fc.bias`), the BN is `fc.bn`. Log-softmax keeps the top-k, and softmax cross entropy on
+    its output equals that on the logits (log-softmax is idempotent), so training and evaluation read it as logits."""
+
+    def __init__(self, in_channels, out_channels, bn_eps=1e-5):
+        super().__init__(in_channels, out_channels)
+        self.bn = BatchNorm1d(out_channels, bn_eps)
+        self.log_softmax = nn.LogSoftmax(axis=1)
+
+    def construct(self, x):
+        return self.log_softmax(self.bn(super().construct(x)))
+
+
 def init_head(net: nn.Cell, head: str, num_classes: int, seed: int = 0) -> None:
-    """Re-initialise a Dense head for fine-tuning (truncated-normal-ish weights, zero bias)."""
+    """Re-initialise a Dense head for fine-tuning (truncated-normal-ish weights, zero bias); a BN inside the head
+    starts as the identity (gamma 1, beta 0, mean 0, variance 1)."""
     dense = dict(net.cells_and_names())[head]
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, 0.01, size=(num_classes, dense.in_channels)).clip(-0.02, 0.02)
     dense.weight.set_data(ms.Tensor(w.astype(np.float32)))
     if dense.has_bias:
         dense.bias.set_data(ms.Tensor(np.zeros(num_classes, np.float32)))
+    for _, cell in dense.cells_and_names():
+        if isinstance(cell, nn.BatchNorm1d):
+            for name, value in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0), ("moving_variance", 1.0)):
+                getattr(cell, name).set_data(ms.Tensor(np.full(num_classes, value, np.float32)))
 
 
 class AvgPool2d(Traced, nn.Cell):

@@ -57,10 +57,10 @@ def get_arch(arch: str) -> Arch:
     return ARCHS[arch]
 
 
-def check_input_size(arch: str, size: int, extra_min: int = 0, what: str = "--size") -> int:
-    lowest = max(get_arch(arch).min_input_size, extra_min)
-    if not lowest <= size <= MAX_INPUT_SIZE:
-        raise PortingError(f"{what} {size} is out of range for {arch}: use {lowest} to {MAX_INPUT_SIZE}")
+def check_input_size(arch: str, size: int, extra_min: int = 0, what: str = "--size", extra_max: int = 0) -> int:
+    lowest, highest = max(get_arch(arch).min_input_size, extra_min), extra_max or MAX_INPUT_SIZE
+    if not lowest <= size <= highest:
+        raise PortingError(f"{what} {size} is out of range for {arch}: use {lowest} to {highest}")
     return size
 
 

@@ -74,7 +74,7 @@ def conv(cell, g, path, x):
                 strides=[s["stride"]] * 2, dilations=[s["dilation"]] * 2, group=s["groups"], **_pads(s["padding"]))
 
 
-@lowering(layers.BatchNorm2d)
+@lowering(layers.BatchNorm2d, layers.BatchNorm1d)
 def batchnorm(cell, g, path, x):
     params = [g.const(f"{path}.{p}", getattr(cell, p).asnumpy())
               for p in ("gamma", "beta", "moving_mean", "moving_variance")]
@@ -108,6 +108,12 @@ def global_avg_pool(cell, g, path, x):
 @lowering(layers.Dense)
 def dense(cell, g, path, x):
     return g.op("Gemm", [x, *_weights(g, path, cell)], transB=1)
+
+
+@lowering(layers.DenseBnLogSoftmax)
+def dense_bn_log_softmax(cell, g, path, x):
+    logits = g.op("Gemm", [x, *_weights(g, path, cell)], transB=1)
+    return g.op("LogSoftmax", [cell.bn(logits)], axis=1)  # the BN through the tracer: its output is a tap
 
 
 @lowering(layers.Sequential)

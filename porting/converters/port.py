@@ -55,9 +55,11 @@ def target_shapes(spec: ModelSpec, num_classes: int, net=None) -> dict[str, tupl
         shapes = {name: tuple(p.shape) for name, p in net.parameters_and_names()}
     else:
         shapes = dict(_arch_shapes(spec.arch, json.dumps(spec.arch_config, sort_keys=True), spec.num_classes))
-    for name in (f"{spec.head}.weight", f"{spec.head}.bias"):
-        if name in shapes:
-            shapes[name] = (num_classes, *shapes[name][1:])
+    # every tensor of the head with a row per class: the Dense's weight and bias, and a BN over the classes
+    # where the head has one (the model zoo's InceptionV4)
+    for name, shape in shapes.items():
+        if name.startswith(spec.head + ".") and shape and shape[0] == spec.num_classes:
+            shapes[name] = (num_classes, *shape[1:])
     return shapes
 
 

@@ -20,11 +20,11 @@ from mindspore import nn  # noqa: E402
 
 HEAD = "classifier"  # mindcv's classifier on every model here (default_cfgs 'classifier')
 BN_ROLES = {"gamma": "gamma", "beta": "beta", "moving_mean": "mean", "moving_variance": "var"}
-# what MindSpore's ModelCheckpoint saves beside the weights when mindcv's train.py trains: optimizer state,
-# loss scale, step counters
-TRAINING_STATE = ("moments.", "accum.", "adam_m.", "adam_v.", "beta1_power", "beta2_power", "global_step",
-                  "learning_rate", "scale_sense", "current_iterator_step", "last_overflow_iterator_step",
-                  "epoch_num", "step_num")
+# what MindSpore's ModelCheckpoint saves beside the weights when a train.py trains: optimizer state (Momentum's
+# moments, RMSProp's moment / mean_square / mean_grad, Adam's...), loss scale, step counters
+TRAINING_STATE = ("moments.", "moment.", "mean_square.", "mean_grad.", "accum.", "adam_m.", "adam_v.", "beta1_power",
+                  "beta2_power", "global_step", "learning_rate", "scale_sense", "current_iterator_step",
+                  "last_overflow_iterator_step", "epoch_num", "step_num", "momentum")
 
 
 def _create(name: str, num_classes: int, pretrained: bool = False):
@@ -35,48 +35,26 @@ def _create(name: str, num_classes: int, pretrained: bool = False):
     return create_model(name, pretrained=pretrained, num_classes=num_classes)
 
 
-def _read_checkpoint(path: str, model_name: str) -> dict:
+def read_checkpoint(path: str, what: str) -> dict:
+    """The weights in a MindSpore .ckpt, without what training keeps beside them (TRAINING_STATE)."""
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
     if not path.endswith(".ckpt"):
-        raise PortingError(f"weights file '{path}': expected a MindSpore .ckpt file for mindcv")
+        raise PortingError(f"weights file '{path}': expected a MindSpore .ckpt file for {what}")
     try:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError with multi-line text on bad bytes
-        raise PortingError(f"cannot read '{path}' as mindcv {model_name} weights: {first_line(exc)}") from None
+        raise PortingError(f"cannot read '{path}' as {what} weights: {first_line(exc)}") from None
     return {k: v for k, v in params.items() if not k.startswith(TRAINING_STATE)}
 
 
-class MindcvRunner(SourceRunner):
-    library = "mindcv"
+class MindSporeSource(SourceRunner):
+    """The hooks every MindSpore library shares as a source (mindcv, the model zoo): cells, parameters, hooks."""
+
     module_word = "cell"
-    build = staticmethod(_create)
-
-    def load_file(self, path: str, name: str, num_classes: int | None):
-        params = _read_checkpoint(path, name)
-        head = f"{HEAD}.weight"
-        num_classes = num_classes or (params[head].shape[0] if head in params else 1000)
-        model = _create(name, num_classes)
-        check_fits(path, f"mindcv {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in params.items()},
-                   _shapes(model))
-        ms.load_param_into_net(model, params, strict_load=True)
-        return model
-
-    def download(self, job: dict):
-        try:
-            return _create(job["model"], 1000, pretrained=True), {}
-        except PortingError:
-            raise
-        except Exception as exc:
-            raise PortingError(f"could not download mindcv's pretrained {job['model']} weights "
-                               f"({type(exc).__name__}); offline? pass --weights FILE with a local .ckpt") from None
-
-    def finish(self, model) -> dict:
-        model.set_train(False)
-        return {"num_classes": int(_shapes(model)[f"{HEAD}.weight"][0])}
 
     def parameters(self, model) -> list[Tensor]:
-        bns = {name for name, cell in model.cells_and_names() if isinstance(cell, nn.BatchNorm2d)}
+        bns = {name for name, cell in model.cells_and_names() if isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d))}
         out = []
         for param in model.get_parameters():
             shape, (cell, _, leaf) = tuple(param.shape), param.name.rpartition(".")
@@ -112,9 +90,39 @@ class MindcvRunner(SourceRunner):
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {p.name: p.asnumpy() for p in model.get_parameters()}
 
+
+class MindcvRunner(MindSporeSource):
+    library = "mindcv"
+    build = staticmethod(_create)
+
+    def load_file(self, path: str, name: str, num_classes: int | None):
+        params = read_checkpoint(path, f"mindcv {name}")
+        head = f"{HEAD}.weight"
+        num_classes = num_classes or (params[head].shape[0] if head in params else 1000)
+        model = _create(name, num_classes)
+        check_fits(path, f"mindcv {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in params.items()},
+                   shapes(model))
+        ms.load_param_into_net(model, params, strict_load=True)
+        return model
+
+    def download(self, job: dict):
+        try:
+            return _create(job["model"], 1000, pretrained=True), {}
+        except PortingError:
+            raise
+        except Exception as exc:
+            raise PortingError(f"could not download mindcv's pretrained {job['model']} weights "
+                               f"({type(exc).__name__}); offline? pass --weights FILE with a local .ckpt") from None
+
+    def finish(self, model) -> dict:
+        model.set_train(False)
+        return {"num_classes": int(shapes(model)[f"{HEAD}.weight"][0])}
+
     def save_weights(self, model, path: str) -> None:
         ms.save_checkpoint(model, path)
 
 
-def _shapes(model: nn.Cell) -> dict[str, tuple[int, ...]]:
+def shapes(model: nn.Cell) -> dict[str, tuple[int, ...]]:
     return {p.name: tuple(p.shape) for p in model.get_parameters()}
+
+

@@ -83,6 +83,11 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     preprocess: (image paths, crop size, resize): the library's own preprocessing of those images (timm and Keras
     choose their own resize), in result().preprocessed.
     """
+    code = None
+    if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
+        from porting import modelzoo  # (port-weights) needs none
+
+        code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:
         job = {
             "source": spec.source, "model": spec.source_name, "hub": spec.hub, "weights": weights, "seed": seed,
@@ -91,7 +96,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             "tensors_out": str(tmp / "tensors.npz") if want_tensors else None,
             "inputs": None, "taps": taps or [], "outputs_out": None,
             "save_weights": save_weights, "save_weights_as": save_weights_as,
-            "result_out": str(tmp / "result.json"),
+            "result_out": str(tmp / "result.json"), "checkout": code,
         }
         if inputs is not None:
             np.save(tmp / "inputs.npy", inputs)

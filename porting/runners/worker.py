@@ -21,7 +21,8 @@ from porting.errors import PortingError, describe_os_error, first_line
 
 # source -> the module holding its SourceRunner (imported alone: one framework per process)
 RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
-           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner"}
+           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner",
+           "modelzoo": "porting.runners.modelzoo_source:ModelzooRunner"}
 PR_SET_PDEATHSIG = 1
 
 

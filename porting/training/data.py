@@ -239,7 +239,9 @@ def _inter(name: str | None):
     return {"bicubic": Inter.BICUBIC, "bilinear": Inter.BILINEAR, "nearest": Inter.NEAREST}[name or "bilinear"]
 
 
-RESIZE_BACKENDS = ("pil", "opencv")
+# 'mindspore': the model zoo's own eval pipeline, MindSpore's Resize(short side) and CenterCrop on the decoded
+# array; 'mindspore-square': its SE_ResNeXt50's Resize((R, R)), both sides to R (the aspect ratio is not kept)
+RESIZE_BACKENDS = ("pil", "opencv", "mindspore", "mindspore-square")
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,8 @@ class Preprocessing:
 
     backend: how the source library resizes, which the pipeline copies: 'pil' (timm's torchvision transforms and
     Keras work on PIL images: PIL's resampling filters, antialiased when shrinking; MindSpore's vision ops do
-    the same on PIL images, bit for bit) or 'opencv' (PaddleClas's cv2.resize; MindSpore's ops on arrays)."""
+    the same on PIL images, bit for bit), 'opencv' (PaddleClas's cv2.resize arithmetic; MindSpore's ops on
+    arrays), 'mindspore' / 'mindspore-square' (the model zoo's own MindSpore ops, RESIZE_BACKENDS)."""
 
     size: int
     resize: int
@@ -258,7 +261,8 @@ class Preprocessing:
     backend: str = "opencv"
 
     def describe(self) -> str:
-        return (f"resize {self.resize} ({self.interpolation}, {self.backend}) -> center crop {self.size}, mean "
+        resize = f"{self.resize}x{self.resize}" if self.backend == "mindspore-square" else str(self.resize)
+        return (f"resize {resize} ({self.interpolation}, {self.backend}) -> center crop {self.size}, mean "
                 f"{[round(m, 4) for m in self.mean]}, std {[round(s, 4) for s in self.std]}")
 
 
@@ -315,6 +319,10 @@ def eval_transforms(pre: Preprocessing):
         return [vision.Decode(to_pil=True), vision.Resize(pre.resize, _inter(pre.interpolation)),
                 vision.CenterCrop(pre.size), vision.ToTensor(),
                 vision.Normalize(list(pre.mean), list(pre.std), is_hwc=False)]
+    if pre.backend in ("mindspore", "mindspore-square"):  # the model zoo's src/dataset.py, op for op
+        resize = (pre.resize, pre.resize) if pre.backend == "mindspore-square" else pre.resize
+        return [vision.Decode(), vision.Resize(resize, _inter(pre.interpolation)), vision.CenterCrop(pre.size),
+                *_normalise(pre.mean, pre.std)]
     return [vision.Decode(), ResizeShortCrop(pre.resize, pre.size, pre.interpolation), *_normalise(pre.mean, pre.std)]
 
 

@@ -55,9 +55,16 @@ def scale(factor: float) -> Transform:
 
 @dataclass(frozen=True)
 class Row:
-    source: str
+    source: str  # the source tensor; for a row with `parts`, the name shown for them
     target: str
     transform: Transform = COPY
+    # source tensors concatenated along axis 0 into `target` (a grouped conv stored as one conv per group, as
+    # the model zoo's SE-ResNeXt GroupConv does); empty: the row is the one tensor `source`
+    parts: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.parts or (self.source,)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,10 @@ class WeightMap:
 
     def add(self, source: str, target: str, transform: Transform = COPY) -> None:
         self.rows.append(Row(source, target, transform))
+
+    def concat(self, parts: list[str], target: str, label: str) -> None:
+        """`target` is the source tensors `parts` stacked along axis 0 (one grouped conv from a conv per group)."""
+        self.rows.append(Row(label, target, Transform(f"concat({len(parts)}, axis 0)", _stack), tuple(parts)))
 
     def layer(self, source: str, target: str, kind: str) -> None:
         self.layers.append(Layer(source, target, kind))
@@ -135,27 +146,39 @@ class WeightMap:
         out: dict[str, np.ndarray] = {}
         used: set[str] = set()
         for row in self.rows:
-            if row.source not in source:
-                problems.append(f"source tensor '{row.source}' missing")
+            absent = [name for name in row.sources if name not in source]
+            if absent:
+                problems += [f"source tensor '{name}' missing" for name in absent]
                 continue
-            if row.source in used:
-                problems.append(f"source tensor '{row.source}' used twice")
-            used.add(row.source)
+            for name in row.sources:
+                if name in used:
+                    problems.append(f"source tensor '{name}' used twice")
+                used.add(name)
             if row.target not in target_shapes:
                 problems.append(f"target parameter '{row.target}' does not exist (from '{row.source}')")
                 continue
             if row.target in out:
                 problems.append(f"target parameter '{row.target}' filled twice")
                 continue
-            value = row.transform(np.asarray(source[row.source]))
+            arrays = [np.asarray(source[name]) for name in row.sources]
+            try:
+                value = row.transform(arrays if row.parts else arrays[0])
+            except ValueError:  # parts whose shapes cannot be stacked
+                value = None
             want = tuple(target_shapes[row.target])
-            if tuple(value.shape) != want:
+            if value is None or tuple(value.shape) != want:
                 problems.append(
-                    f"'{row.source}' {list(np.shape(source[row.source]))} --{row.transform.name}--> "
-                    f"{list(value.shape)} does not fit '{row.target}' {list(want)}"
+                    f"'{row.source}' {' + '.join(str(list(a.shape)) for a in arrays)} --{row.transform.name}--> "
+                    f"{'?' if value is None else list(value.shape)} does not fit '{row.target}' {list(want)}"
                 )
                 continue
             out[row.target] = value.astype(np.float32, copy=False)
+        if source and not used:  # nothing the table names is there: say what the file is instead of every tensor
+            example = next(iter(source))
+            raise PortingError(f"weight map {self.name} failed{' for ' + context if context else ''}: none of the "
+                               f"{len(self.rows)} tensors it maps is in the file, which holds {len(source)} others "
+                               f"(e.g. '{example}' {list(np.shape(source[example]))}): weights of another model or "
+                               f"library?")
         for name in source:
             if name not in used and not self.is_ignored(name):
                 problems.append(f"source tensor '{name}' {list(np.shape(source[name]))} is not mapped")
@@ -172,9 +195,11 @@ class WeightMap:
         """The expanded table, one dict per row (ignored source tensors last)."""
         rows = []
         for row in self.rows:
+            shapes = [source_shapes[n] for n in row.sources if n in source_shapes] if source_shapes else []
             rows.append({
                 "source": row.source,
-                "source_shape": list(source_shapes[row.source]) if source_shapes and row.source in source_shapes else None,
+                "source_shape": (list(shapes[0]) if not row.parts else f"{len(shapes)} x {list(shapes[0])}")
+                if shapes and len(shapes) == len(row.sources) else None,
                 "target": row.target,
                 "target_shape": list(target_shapes[row.target]) if target_shapes and row.target in target_shapes else None,
                 "transform": row.transform.name,
@@ -186,18 +211,22 @@ class WeightMap:
         return rows
 
 
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts, axis=0)
+
+
 MINDSPORE_BN = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None],
-                   rename_tap: Callable[[str], str | None] | None = None) -> WeightMap:
-    """`wm` for a MindSpore re-implementation of its source model (mindcv re-implements timm's): every source
-    module path passed through `rename`, BN tensors under MindSpore's names (the target's own), the rest as is.
-    Layers go through `rename_tap` (default `rename`); one without a cell of its own there (None) is not
-    compared."""
+                   rename_tap: Callable[[str], str | None] | None = None, convention=None) -> WeightMap:
+    """`wm` for a MindSpore re-implementation of its source model (mindcv re-implements timm's, the model zoo's
+    networks are mindcv's ancestors): every source module path passed through `rename`, BN tensors under
+    MindSpore's names (the target's own), the rest as is. Layers go through `rename_tap` (default `rename`); one
+    without a cell of its own there (None) is not compared. `convention`: the MindSpore library's (mindcv's)."""
     from porting.weight_maps.conventions import MINDCV
 
-    out = MINDCV.map(name)
+    out = (convention or MINDCV).map(name)
     for row in wm.rows:
         module, leaf = row.source.rsplit(".", 1)
         target_leaf = row.target.rsplit(".", 1)[1]

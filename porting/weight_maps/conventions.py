@@ -6,7 +6,7 @@ transformers keeps its TransposeType and name converters in one place).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from porting.weight_maps import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
 
@@ -44,3 +44,5 @@ KERAS = Convention("keras", {name: name for name in ("gamma", "beta", "moving_me
                    conv_layout=HWIO_TO_OIHW, depthwise_layout=DEPTHWISE_HWC1_TO_C1HW, dense_layout=IN_OUT_TO_OUT_IN)
 # mindcv: MindSpore itself, so MindSpore's names and layouts.
 MINDCV = Convention("mindcv", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")})
+# the MindSpore model zoo: MindSpore too
+MODELZOO = replace(MINDCV, source="modelzoo")

@@ -1,4 +1,5 @@
-"""Inception-v4 (Szegedy et al. 2016): timm `inception_v4`, PaddleClas `InceptionV4`, mindcv `inception_v4`.
+"""Inception-v4 (Szegedy et al. 2016): timm `inception_v4`, PaddleClas `InceptionV4`, mindcv `inception_v4`, the
+MindSpore model zoo's InceptionV4.
 
 The variants (PORTING_NOTES.md section 4, rows 1, 6, 11):
 
@@ -27,6 +28,9 @@ class InceptionV4Config:
     bn_eps: float = 1e-3
     pool_branch_first: bool = False  # Paddle: the pool branch comes first in every block's concat
     swap_factorized: bool = False  # Paddle: the stem / B / C factorized stacks start with the other shape
+    # the model zoo's head: BatchNorm1d `bn0` (eps 1e-3) on the pooled features, then nn.DenseBnAct: the
+    # classifier, a BatchNorm1d over the classes (eps 1e-5) and log-softmax
+    head_bn: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,4 +62,14 @@ register_specs(
               random_init=CONDITIONED, variant="as `timm:inception_v4`",
               notes="mindcv/models/inceptionv4.py; the stem is one cell there, so its three mixed blocks are "
                     "compared through their convs and pools only"),
+    # the model zoo's src/inceptionv4.py (seed 001): mindcv's graph at MindSpore's BN eps 1e-5 (its convs are
+    # nn.Conv2dBnAct), with its own head: bn0 (BatchNorm1d, eps 1e-3) on the pooled features, then nn.DenseBnAct
+    # (the classifier, a BatchNorm1d over the classes, log-softmax). Eval as its src/dataset.py: Resize(299) (short
+    # side, bilinear) -> CenterCrop(299), ImageNet mean/std.
+    ModelSpec("modelzoo", "inceptionv4", "inception_v4", {**TIMM_GRAPH, "bn_eps": 1e-5, "head_bn": True},
+              weight_map="from_modelzoo", aliases=("inception_v4",), mean=(0.485, 0.456, 0.406),
+              std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=1.0, random_init=CONDITIONED,
+              variant="a configuration (BN eps 1e-5) plus one addition for it, `head_bn`: bn0 -> Dense -> BN -> log-softmax",
+              notes="the model zoo's official/cv/Inception/inceptionv4 (seed 001), run from your checkout "
+                    "(--modelzoo); its stem is one cell, compared through its convs and pools"),
 )

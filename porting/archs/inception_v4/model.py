@@ -10,7 +10,8 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.inception_v4 import InceptionV4Config
-from porting.archs.layers import AvgPool2d, Concat, ConvBnAct, Dense, GlobalAvgPool, MaxPool2d, Sequential, Traced
+from porting.archs.layers import (AvgPool2d, BatchNorm1d, Concat, ConvBnAct, Dense, DenseBnLogSoftmax, GlobalAvgPool,
+                                  MaxPool2d, Sequential, Traced)
 
 
 def _factor(n: int, vertical: bool):
@@ -168,8 +169,16 @@ class InceptionV4(Traced, nn.Cell):
         ]
         self.features = Sequential(OrderedDict((str(i), c) for i, c in enumerate(stages)))
         self.global_pool = GlobalAvgPool()
-        self.fc = Dense(1536, num_classes)
+        self.head_bn = cfg.head_bn
+        if cfg.head_bn:
+            self.bn0 = BatchNorm1d(1536, 1e-3)  # nn.BatchNorm1d(1536, eps=0.001) in the model zoo
+            self.fc = DenseBnLogSoftmax(1536, num_classes, 1e-5)  # nn.DenseBnAct's BN: MindSpore's default eps
+        else:
+            self.fc = Dense(1536, num_classes)
         self.num_classes = num_classes
 
     def construct(self, x):
-        return self.fc(self.global_pool(self.features(x)))
+        x = self.global_pool(self.features(x))
+        if self.head_bn:
+            x = self.bn0(x)
+        return self.fc(x)

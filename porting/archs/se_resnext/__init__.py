@@ -1,7 +1,8 @@
 """SE-ResNeXt (Hu et al. 2018 on Xie et al. 2017), one configurable implementation.
 
 It covers timm `seresnext50_32x4d` (resnet.py), timm `legacy_seresnext50_32x4d` (senet.py, the Cadene port),
-PaddleClas `SE_ResNeXt50_32x4d` and `SE_ResNeXt50_vd_32x4d`, and mindcv `seresnext50_32x4d`. They share the bottleneck
+PaddleClas `SE_ResNeXt50_32x4d` and `SE_ResNeXt50_vd_32x4d`, mindcv `seresnext50_32x4d`, and the MindSpore model
+zoo's SE_ResNeXt50. They share the bottleneck
 (1x1 -> grouped 3x3 carrying the stride -> 1x1, BN eps 1e-5, SE on the bn3 output before the residual add,
 ReLU after the add) and differ in (PORTING_NOTES.md section 4, row 12):
 
@@ -91,6 +92,16 @@ register_specs(
     ModelSpec("mindcv", "seresnext50_32x4d", "se_resnext", _config(stem_pool_padding="same", se_dense=True),
               weight_map="from_mindcv", **IMAGENET_224, interpolation="bilinear", crop_pct=0.875,
               variant="stem pool 'same', SE with Dense layers", notes="mindcv/models/senet.py"),
+    # the model zoo's src/backbone/resnet.py (seed 002): mindcv's graph (stem pool 'same', SE Dense layers, BN eps
+    # 1e-5) with each grouped 3x3 as 32 convs on split channels (GroupConv), stacked by the weight map; its
+    # classifier's float16 flag is not a weight (the worker runs it at float32). Eval as its src/dataset.py:
+    # Resize((256, 256)) (both sides: the aspect ratio is not kept) -> CenterCrop(224), ImageNet mean/std.
+    ModelSpec("modelzoo", "se_resnext50", "se_resnext", _config(stem_pool_padding="same", se_dense=True),
+              weight_map="from_modelzoo", aliases=("seresnext50_32x4d",), **IMAGENET_224, interpolation="bilinear",
+              crop_pct=224 / 256, resize_backend="mindspore-square",
+              variant="a configuration, `mindcv:seresnext50_32x4d`'s",
+              notes="the model zoo's research/cv/SE_ResNeXt50 (seed 002), run from your checkout (--modelzoo); "
+                    "its GroupConv's 32 kernels stacked into one grouped conv"),
 )
 
 

@@ -1,8 +1,9 @@
-"""The original Xception (Chollet 2017): timm `legacy_xception`, `keras.applications.Xception`, mindcv `xception`.
+"""The original Xception (Chollet 2017): timm `legacy_xception`, `keras.applications.Xception`, mindcv `xception`,
+the MindSpore model zoo's Xception.
 
 They share one topology and differ in BN eps and in padding: timm pads convs and max pools symmetrically by 1,
 Keras uses TensorFlow SAME, which pads the max pools (0, 1) on even inputs (PORTING_NOTES.md section 4, rows
-1-2); mindcv pads its convs as timm and its max pools 'same' as Keras.
+1-2); mindcv and the model zoo pad their convs as timm and their max pools 'same' as Keras.
 """
 from __future__ import annotations
 
@@ -56,4 +57,13 @@ register_specs(
               variant="BN eps 1e-5, symmetric conv padding, max pools 'same' as mindcv's",
               notes="mindcv/models/xception.py; a MindSpore `.ckpt` (see \"Checkpoints you already have in "
                     "MindSpore\")"),
+    # the model zoo's src/Xception.py (seed 000): mindcv's graph (mindcv's xception came from it), with the global
+    # mean written as AvgPool2d(10), which is the global mean only where the last maps are 10x10: inputs of 295 to
+    # 326 px. Eval as its src/dataset.py: Resize(320) (short side, bilinear) -> CenterCrop(299), mean = std 127.5.
+    ModelSpec("modelzoo", "xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": "same"},
+              weight_map="from_modelzoo", interpolation="bilinear", crop_pct=299 / 320, source_min_size=295,
+              source_max_size=326,
+              variant="a configuration, `mindcv:xception`'s; its AvgPool2d(10) head is the global mean at 295-326 px (299)",
+              notes="the model zoo's official/cv/Inception/xception (seed 000), run from your checkout (--modelzoo); "
+                    "a `.ckpt` its train.py saved"),
 )
