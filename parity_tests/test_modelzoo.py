@@ -174,3 +174,28 @@ def test_the_xception_head_fixes_the_parity_size(zoo_weights, tmp_path):
     out = tmp_path / "r.json"
     _refused(porting("parity", "modelzoo:xception", "--weights", zoo_weights("modelzoo:xception"), "--size", "256",
                      "--report", out), out, "--size 256", "295 to 326")
+
+
+def test_a_model_zoo_inceptionv4_fine_tunes_with_its_own_head(zoo_weights, tiny_data, tmp_path):
+    """The model zoo's head (Dense -> BN over the classes -> log-softmax) trains as any head: a new 3-class one
+    starts with its BN as the identity, takes training steps with the architecture's recipe (RMSProp) and
+    evaluates."""
+    import json
+
+    from porting import checkpoint
+
+    ported = tmp_path / "i.ckpt"
+    assert porting("port-weights", "modelzoo:InceptionV4", "--weights", zoo_weights("modelzoo:inceptionv4"),
+                   "-o", ported).code == 0
+    run = porting("finetune", ported, "--data", tiny_data, "--image-size", "96", "--batch-size", "4", "--epochs", "1",
+                  "--max-steps", "2", "--workers", "2", "--log-every", "1", "-o", tmp_path / "ft")
+    assert run.code == 0, run.stderr
+    assert "rmsprop" in run.stderr and "new head 'fc' for 3 classes" in run.stderr
+    tuned = tmp_path / "ft" / "inception_v4-1_2.ckpt"
+    params, meta = checkpoint.load(tuned)
+    assert meta["num_classes"] == 3 and params["fc.bn.gamma"].shape == (3,)
+    assert not np.allclose(params["fc.bn.moving_mean"], 0.0), "the head's BN statistics moved in training"
+    run = porting("eval", tuned, "--data", tiny_data, "--json")
+    assert run.code == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert np.isfinite(result["Loss"]) and 0.0 <= result["Top_1_Acc"] <= 1.0

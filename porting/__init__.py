@@ -1,13 +1,13 @@
 """porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof.
 
 The Python API (porting.api) is reachable from here: porting.port, load, export, parity, evaluate, predict,
-quantize, benchmark, resolve, models, weight_map, random_weights, finetune (and check_parity, parity's name in
-0.2.0). Importing porting itself loads no framework; each function loads what it needs.
+quantize, benchmark, resolve, models, weight_map, random_weights, finetune, finetune_recipe (and check_parity,
+parity's name in 0.2.0). Importing porting itself loads no framework; each function loads what it needs.
 """
 
 __version__ = "0.2.0"
 __all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark",
-           "resolve", "models", "weight_map", "random_weights", "finetune"]
+           "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
 
 
 def __getattr__(name: str):

@@ -21,7 +21,7 @@ from porting.errors import PortingError
 from porting.specs import ModelSpec, resolve
 
 __all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve",
-           "models", "weight_map", "random_weights", "finetune"]
+           "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
 
 
 def _spec(spec: str | ModelSpec) -> ModelSpec:
@@ -185,23 +185,38 @@ def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int 
     return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device)
 
 
+def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str | Path | None = None,
+                    device: str | None = None, log=lambda msg: None, **recipe_values):
+    """(recipe, settings, device): what `finetune` would train `ckpt` with on `device` (default: the config's
+    device_target, else $PORTING_DEVICE, else MindSpore's own): the model-zoo recipe of its architecture (or
+    `recipe`) for that device, `config` (a YAML) and `recipe_values` overriding it, in that order."""
+    from porting import checkpoint, msenv
+    from porting.training import recipes
+
+    _, meta = checkpoint.load(ckpt)
+    config = Path(config) if config else None
+    device = msenv.canonical_device(device) if device else (
+        (recipes.config_device(config) if config else None) or msenv.default_device())
+    chosen, settings = recipes.load(recipe, meta["arch"], config, recipe_values, log=log, device=device)
+    return chosen, settings, device
+
+
 def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_out", *, recipe: str | None = None,
              config: str | Path | None = None, num_classes: int | None = None, image_size: int | None = None,
              device: str | None = None, distributed: bool = False, resume: bool = False, workers: int | None = None,
              log_every: int = 0, max_steps: int = 0, shard: tuple[int, int] | None = None, seed: int = 0,
              save_rank_weights: bool = False, pynative: bool = False, dataset_sink: bool | None = None,
              log=lambda msg: None, progress=None, **recipe_values) -> Path:
-    """Fine-tune a .ckpt with the model-zoo recipe of its architecture (or `recipe`), `config` (a YAML) and
-    `recipe_values` (epochs=, batch_size=, lr_max=...) overriding it, in that order; returns the output folder."""
-    from porting import checkpoint
-    from porting.training import recipes
+    """Fine-tune a .ckpt with the model-zoo recipe of its architecture for the device it runs on (or `recipe`),
+    `config` (a YAML) and `recipe_values` (epochs=, batch_size=, lr_max=...) overriding it, in that order; returns
+    the output folder."""
     from porting.training.finetune import Options
     from porting.training.finetune import finetune as run_finetune
 
-    _, meta = checkpoint.load(ckpt)
-    chosen, settings = recipes.load(recipe, meta["arch"], Path(config) if config else None, recipe_values, log=log)
+    chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=device, log=log,
+                                               **recipe_values)
     opts = Options(ckpt=Path(ckpt), data=Path(data), output=Path(output), recipe=chosen, num_classes=num_classes,
-                   image_size=image_size, device=device or settings.get("device"), distributed=distributed,
+                   image_size=image_size, device=device, distributed=distributed,
                    resume=resume, workers=workers, log_every=log_every, seed=seed, shard=shard, max_steps=max_steps,
                    save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]), pynative=pynative,
                    dataset_sink=dataset_sink)

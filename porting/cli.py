@@ -334,7 +334,8 @@ def _nonneg(flag: str, help: str | None = None):
 @app.command("finetune")
 def finetune_cmd(
         ckpt: Path = typer.Argument(..., help="A ported (or fine-tuned) .ckpt"),
-        data: Path = typer.Option(..., "--data", help="ImageFolder root with train/ (and optionally val/)"),
+        data: Optional[Path] = typer.Option(None, "--data", help="ImageFolder root with train/ (and optionally "
+                                                                 "val/); required unless --print-recipe"),
         output: Path = typer.Option(Path("finetune_out"), "-o", "--output-dir", help="Checkpoints and train.log"),
         recipe: Optional[RecipeName] = typer.Option(None, "--recipe", case_sensitive=False,
                                                     help="Model-zoo recipe (default: the architecture's)"),
@@ -370,6 +371,8 @@ def finetune_cmd(
                                       help="Run cell by cell instead of compiling the training step (debugging)"),
         dataset_sink: Optional[bool] = typer.Option(None, "--dataset-sink/--no-dataset-sink",
                                                     help="Sink the data to the device (default: on Ascend/GPU)"),
+        print_recipe: bool = typer.Option(False, "--print-recipe",
+                                          help="Print the recipe this would train with (JSON) and exit"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
     from porting import api
@@ -388,6 +391,15 @@ def finetune_cmd(
         except ValueError:
             raise PortingError(f"--shard must look like K/N with 0 <= K < N, not '{shard}'") from None
         shard_pair = (k, n)
+    if print_recipe:
+        from porting.training.recipes import as_dict
+
+        chosen, _, on = api.finetune_recipe(ckpt, recipe=_value(recipe), config=config, device=_value(device),
+                                            log=log, **recipe_values)
+        print(json.dumps({"device": on, "recipe": as_dict(chosen)}, indent=2))
+        return
+    if data is None:
+        raise PortingError("finetune needs --data DIR (an ImageFolder root with train/)")
     with _progress() as progress:
         api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, num_classes=num_classes,
                      image_size=image_size, device=_value(device), distributed=distributed, resume=resume,

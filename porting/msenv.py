@@ -33,6 +33,11 @@ def canonical_device(name: str) -> str:
     raise PortingError(f"unknown device '{name}': use {', '.join(DEVICES)}")
 
 
+def default_device() -> str:
+    """The device a command runs on when none is named: $PORTING_DEVICE, else this MindSpore build's own."""
+    return canonical_device(os.environ.get("PORTING_DEVICE") or ms.get_context("device_target"))
+
+
 def setup(device: str | None = None, graph: bool = False) -> str:
     """Pick the device once per process (the given one, $PORTING_DEVICE, or the build's own default) and the
     execution mode: GRAPH compiles whole networks (eval, predict, finetune: ~2x faster on CPU); PYNATIVE runs

@@ -41,20 +41,43 @@ class Recipe:
     reference_batch: int = 1024  # the global batch the learning rates above were tuned for
 
 
+# The model zoo's recipes as its own configs and train.py scripts set them (../shared/reference/mindspore-models,
+# checked key by key against those files by parity_tests/test_recipes.py; the README lists where each value comes
+# from). These are the Ascend recipes (default_config.yaml); DEVICE_CHANGES holds what the GPU configs change.
 RECIPES = {
-    # seed 000, Xception: Momentum, lr 4e-5 -> 0.4 (1 warmup epoch) -> 4e-5 linear, smoothing 0.1, wd 1e-4;
-    # batch 128 on 8 devices
-    "xception": Recipe(),
-    # seed 001, InceptionV4: RMSProp(decay 0.9, eps 1.0); values from the model zoo's default_config.yaml;
-    # batch 128 on 8 devices
+    # official/cv/Inception/xception/default_config.yaml, config_ascend: Momentum 0.9, lr 4e-5 -> 0.4 (1 warmup
+    # epoch) -> 4e-5 'liner', smoothing 0.1, wd 1e-4, loss scale 1024, batch 128, 250 epochs, a checkpoint every
+    # epoch, 5 kept; train.py on Ascend: amp_level 'O3' (keep_batchnorm_fp32)
+    "xception": Recipe(amp_level="O3"),
+    # official/cv/Inception/inceptionv4/default_config.yaml: RMSProp(decay 0.9, momentum 0.9, epsilon 1.0), lr 4e-5
+    # -> 0.4 (1 warmup epoch) -> 4e-6, cosine (train.py generate_cosine_lr), wd 4e-5, smoothing 0.1, loss scale
+    # 1024, batch 128, 250 epochs, amp O3, a checkpoint every 10 epochs, 10 kept
     "inceptionv4": Recipe(optimizer="rmsprop", lr_init=0.00004, lr_max=0.4, lr_end=0.000004,
-                          lr_decay_mode="cosine", weight_decay=0.00004, keep_checkpoint_max=10,
-                          save_checkpoint_epochs=5),
-    # seed 002, SE-ResNeXt50: Momentum, lr 0.05, cosine annealing to 0 over 150 epochs, no smoothing;
-    # per_batch_size 128 on 8 devices
-    "se_resnext50": Recipe(lr_init=0.0, lr_max=0.05, lr_end=0.0, lr_decay_mode="cosine",
-                           label_smooth_factor=0.0, epochs=150),
+                          lr_decay_mode="cosine", weight_decay=0.00004, amp_level="O3", keep_checkpoint_max=10,
+                          save_checkpoint_epochs=10),
+    # research/cv/SE_ResNeXt50/default_config.yaml: Momentum 0.9, lr 0.4 with 1 warmup epoch from 0, cosine
+    # annealing to eta_min 0 over max_epoch 150, wd 1e-4, label_smooth on with factor 0.1, loss scale 1024,
+    # per_batch_size 128, a checkpoint every ckpt_interval 5 epochs, ckpt_save_max 5; train.py: amp_level 'O3'
+    "se_resnext50": Recipe(lr_init=0.0, lr_max=0.4, lr_end=0.0, lr_decay_mode="cosine", epochs=150, amp_level="O3",
+                           save_checkpoint_epochs=5),
 }
+# What the GPU recipe changes (xception default_config.yaml config_gpu and train.py: amp O2 unless --is_fp32;
+# inceptionv4 default_config_gpu.yaml). CPU: the GPU recipe in float32 (MindSpore's CPU backend trains in float32
+# only; inceptionv4's default_config_cpu.yaml says amp_level O0).
+DEVICE_CHANGES = {
+    "xception": {"GPU": {"batch_size": 64, "amp_level": "O2"}},
+    "inceptionv4": {"GPU": {"amp_level": "O0"}},
+    "se_resnext50": {},
+}
+DEVICES = ("Ascend", "GPU", "CPU")
+
+
+def for_device(name: str, device: str) -> Recipe:
+    """The model zoo's recipe `name` as its configs set it for `device` (Ascend, GPU or CPU)."""
+    changes = DEVICE_CHANGES[name].get("GPU" if device == "CPU" else device, {})
+    recipe = replace(RECIPES[name], **changes)
+    return replace(recipe, amp_level="O0") if device == "CPU" else recipe
+
 
 LR_KEYS = ("lr_init", "lr_max", "lr_end")
 
@@ -71,11 +94,12 @@ _RANGES = {
 _CHOICES = {"optimizer": ("momentum", "rmsprop"), "lr_decay_mode": ("linear", "cosine"),
             "amp_level": ("O0", "O1", "O2", "O3")}
 
-# the model zoo's names (seeds 000-002 default_config.yaml / config.py) -> ours
+# the model zoo's names (default_config*.yaml) -> ours. SE_ResNeXt50's ckpt_interval counts epochs (its train.py
+# saves every ckpt_interval x steps_per_epoch steps).
 ALIASES = {"epoch_size": "epochs", "max_epoch": "epochs", "per_batch_size": "batch_size", "lr": "lr_max",
            "eta_min": "lr_end", "smooth_factor": "label_smooth_factor", "decay": "rmsprop_decay",
            "epsilon": "rmsprop_epsilon", "ckpt_save_max": "keep_checkpoint_max",
-           "ckpt_interval": "save_checkpoint_steps", "lr_scheduler": "lr_decay_mode"}
+           "ckpt_interval": "save_checkpoint_epochs", "lr_scheduler": "lr_decay_mode"}
 _VALUE_ALIASES = {"lr_decay_mode": {"liner": "linear", "cosine_annealing": "cosine"}}  # 'liner': seed 000's
 # model-zoo keys with no meaning here (paths, ModelArts, launch settings: porting takes those as flags)
 IGNORED = {"save_checkpoint", "save_checkpoint_path", "finish_epoch", "start_epoch", "is_save_on_master",
@@ -83,9 +107,15 @@ IGNORED = {"save_checkpoint", "save_checkpoint_path", "finish_epoch", "start_epo
            "checkpoint_url", "data_path", "dataset_path", "output_path", "load_path", "device_id", "device_num",
            "run_distribute", "distribute", "is_distributed", "need_modelarts_dataset_unzip",
            "modelarts_dataset_unzip_name", "num_classes", "work_nums", "image_size", "is_dynamic_loss_scale",
-           "T_max", "lr_epochs", "lr_gamma", "checkpoint_path", "checkpoint_file_path", "ckpt_file", "ckpt_path",
+           "lr_epochs", "lr_gamma", "checkpoint_path", "checkpoint_file_path", "ckpt_file", "ckpt_path",
            "file_name", "file_format", "width", "height", "config_path", "pretrained", "enable_profiling",
-           "train_image_size", "eval_image_size", "ds_type", "is_cast_fp16", "dataset_sink_mode", "ds_sink_mode"}
+           "train_image_size", "eval_image_size", "ds_type", "is_cast_fp16", "dataset_sink_mode", "ds_sink_mode",
+           "folder_name_under_zip_file", "train_data_dir", "test_data_dir", "resume", "class_num", "platform",
+           "ckpt_save_dir", "result_path", "label_file", "label_path", "network", "num_parallel_workers",
+           "group_size"}
+# Xception's default_config.yaml keeps its recipes in per-device sections; its top-level keys are then the scripts'
+# path, launch and export settings (batch_size 1 is export.py's), device_target aside
+DEVICE_SECTIONS = {"Ascend": "config_ascend", "GPU": "config_gpu", "CPU": "config_gpu"}
 SMOOTH_SWITCHES = ("use_label_smooth", "label_smooth")  # false/0 means no label smoothing
 
 
@@ -109,30 +139,70 @@ def _check(key: str, value, origin: str):
     return int(value) if kind == "int" else float(value)
 
 
-def _read_config(config: Path, log) -> tuple[dict, dict]:
-    """(recipe values, other settings) from a YAML file of our keys or the model zoo's."""
+def _read_yaml(config: Path) -> dict:
+    """The file's first YAML document (the model zoo's configs carry their help texts and choices as more)."""
     import yaml
 
     if not config.is_file():
         raise PortingError(f"config file '{config}' does not exist")
     try:
-        values = yaml.safe_load(config.read_text()) or {}
+        documents = list(yaml.safe_load_all(config.read_text()))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PortingError(f"config file '{config}' is not valid YAML: {' '.join(str(exc).split())}") from None
+    values = (documents[0] if documents else None) or {}
     if not isinstance(values, dict):
         raise PortingError(f"config file '{config}' must hold a mapping of recipe keys")
+    return values
+
+
+def config_device(config: Path) -> str | None:
+    """The device a config file names (the model zoo's device_target), if any."""
+    from porting.msenv import canonical_device
+
+    target = _read_yaml(config).get("device_target")
+    return canonical_device(str(target)) if target is not None else None
+
+
+def _read_config(config: Path, device: str | None, log) -> tuple[dict, dict]:
+    """(recipe values, other settings) from a YAML file of our keys or the model zoo's; `device` picks the section
+    of a file with per-device sections (DEVICE_SECTIONS)."""
+    from porting.msenv import canonical_device
+
+    values = _read_yaml(config)
     known = {f.name for f in fields(Recipe)}
     recipe, settings, ignored, smooth = {}, {}, [], True
+    if "device_target" in values:
+        settings["device"] = canonical_device(str(values["device_target"]))
+    if any(section in values for section in DEVICE_SECTIONS.values()):
+        section = DEVICE_SECTIONS[device or settings.get("device") or "Ascend"]
+        if not isinstance(values.get(section), dict):
+            raise PortingError(f"config file '{config}' has no '{section}' section for {device}")
+        outer = values
+        values = dict(values[section])
+        if outer.get("is_fp32"):  # Xception's train.py: --is_fp32 trains without mixed precision
+            recipe["amp_level"] = "O0"
+        ignored += [f"{k} (outside {section})" for k in outer if k not in ("device_target", "is_fp32", section)
+                    and k not in DEVICE_SECTIONS.values()]
+    if "per_batch_size" in values and "batch_size" in values:  # SE_ResNeXt50: batch_size is export.py's
+        values = {k: v for k, v in values.items() if k != "batch_size"}
+        ignored.append("batch_size (per_batch_size is the training batch)")
     for raw_key, value in values.items():
         key = ALIASES.get(str(raw_key), str(raw_key))
         if key in known:
             recipe[key] = value
         elif key == "device_target":
-            from porting.msenv import canonical_device
-
-            settings["device"] = canonical_device(str(value))
+            continue
         elif key in SMOOTH_SWITCHES:
             smooth = bool(value)
+        elif key == "is_dynamic_loss_scale":
+            if value:
+                raise PortingError(f"config file '{config}': is_dynamic_loss_scale {value}: porting trains with the "
+                                   f"fixed loss scale (loss_scale); set it to 0")
+        elif key == "is_fp32":  # Xception's train.py: --is_fp32 trains without mixed precision
+            if value:
+                recipe["amp_level"] = "O0"
+        elif key == "T_max":  # the cosine's period: porting's cosine spans the whole training
+            settings["T_max"] = value
         elif key in IGNORED:
             ignored.append(str(raw_key))
         else:
@@ -146,19 +216,25 @@ def _read_config(config: Path, log) -> tuple[dict, dict]:
 
 
 def load(name: str | None, arch: str, config: Path | None = None, overrides: dict | None = None,
-         log=lambda msg: None) -> tuple[Recipe, dict]:
-    """(recipe, settings): settings has 'device' (from device_target) and 'lr_given' (learning rates set)."""
+         log=lambda msg: None, device: str | None = None) -> tuple[Recipe, dict]:
+    """(recipe, settings) for training on `device` (else the config's device_target, else Ascend, the model zoo's
+    own): settings has 'device' (from device_target) and 'lr_given' (learning rates set)."""
     from porting.archs import get_arch
 
     name = name or get_arch(arch).recipe  # the architecture's own (its package registers it)
     if name not in RECIPES:
         raise PortingError(f"unknown recipe '{name}'; known: {', '.join(RECIPES)}")
-    values, settings = _read_config(config, log) if config is not None else ({}, {})
+    values, settings = _read_config(config, device, log) if config is not None else ({}, {})
     origin = f"config file '{config}'"
     checked = {k: _check(k, v, origin) for k, v in values.items()}
     checked.update({k: _check(k, v, "") for k, v in (overrides or {}).items() if v is not None})
     settings["lr_given"] = sorted(k for k in LR_KEYS if k in checked)
-    return replace(RECIPES[name], **checked), settings
+    recipe = replace(for_device(name, device or settings.get("device") or "Ascend"), **checked)
+    t_max = settings.pop("T_max", None)
+    if t_max is not None and recipe.lr_decay_mode == "cosine" and t_max != recipe.epochs:
+        raise PortingError(f"{origin}: T_max {t_max} differs from the {recipe.epochs} epochs: porting's cosine "
+                           f"decays over the whole training (set T_max to the epochs)")
+    return recipe, settings
 
 
 def scaled(recipe: Recipe, global_batch: int, given=()) -> tuple[Recipe, float]:
