@@ -105,9 +105,9 @@ def _refused(run, out: Path, *words: str) -> None:
 
 
 def test_no_checkout_named_says_both_ways(zoo_weights, tmp_path, monkeypatch):
+    weights, out = zoo_weights("modelzoo:xception"), tmp_path / "r.json"
     monkeypatch.delenv("PORTING_MODELZOO")
-    out = tmp_path / "r.json"
-    run = porting("parity", "modelzoo:xception", "--weights", zoo_weights("modelzoo:xception"), "--report", out)
+    run = porting("parity", "modelzoo:xception", "--weights", weights, "--report", out)
     _refused(run, out, "--modelzoo", "PORTING_MODELZOO")
 
 

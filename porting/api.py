@@ -24,8 +24,11 @@ __all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "pred
            "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
 
 
-def _spec(spec: str | ModelSpec) -> ModelSpec:
-    return spec if isinstance(spec, ModelSpec) else resolve(spec)
+def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
+    """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
+    from porting.modelzoo import located
+
+    return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
 
 def models() -> list[ModelSpec]:
@@ -35,7 +38,7 @@ def models() -> list[ModelSpec]:
     return all_specs()
 
 
-def weight_map(spec: str | ModelSpec) -> dict:
+def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> dict:
     """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
     {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}]}."""
     import numpy as np
@@ -44,7 +47,7 @@ def weight_map(spec: str | ModelSpec) -> dict:
     from porting.converters.port import target_shapes
     from porting.runners.source import run_source
 
-    model = _spec(spec)
+    model = run_spec(spec, modelzoo)
     wm = model.build_weight_map()
     sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
     msenv.setup()
@@ -54,11 +57,11 @@ def weight_map(spec: str | ModelSpec) -> dict:
 
 
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
-                   num_classes: int | None = None) -> Path:
+                   num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
     """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
     from porting.runners.source import run_source
 
-    model = _spec(spec)
+    model = run_spec(spec, modelzoo)
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
                    save_weights_as=str(output))
@@ -67,7 +70,7 @@ def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
 
 def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
          output: str | Path | None = None, num_classes: int | None = None, keep_background: bool = False,
-         allow_nonfinite: bool = False, log=lambda msg: None):
+         allow_nonfinite: bool = False, modelzoo: str | Path | None = None, log=lambda msg: None):
     """Source weights (a file, `seed` for seeded synthetic ones, neither: the library's download) to porting's
     parameters and metadata (a `Ported`); with `output`, the .ckpt is written too."""
     from porting.converters.port import port as port_params
@@ -75,9 +78,8 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
 
     kwargs = dict(weights=str(weights) if weights is not None else None, seed=seed, num_classes=num_classes,
                   keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
-    if output is None:
-        return port_params(_spec(spec), **kwargs)
-    return port_to_file(_spec(spec), str(output), **kwargs)
+    model = run_spec(spec, modelzoo)
+    return port_params(model, **kwargs) if output is None else port_to_file(model, str(output), **kwargs)
 
 
 def load(path: str | Path, device: str | None = None):
@@ -120,7 +122,7 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
 
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, onnx: bool = False, mindir: bool = False, images: str | Path | None = None,
-           rtol: float = 1e-4, log=lambda msg: None):
+           rtol: float = 1e-4, modelzoo: str | Path | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `images`: a folder whose first `batch` images are
     the inputs instead of seeded synthetic ones."""
@@ -128,7 +130,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     from porting.proof import parity as run_parity
     from porting.training.data import list_images
 
-    model = _spec(spec)
+    model = run_spec(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()

@@ -85,13 +85,6 @@ MODELZOO = typer.Option(None, "--modelzoo", metavar="DIR",
                              "model's folder); default $PORTING_MODELZOO.")
 
 
-def _model(spec: str, modelzoo: Optional[Path] = None):
-    """The spec a command runs, with the model-zoo checkout it needs (checked now, before any work)."""
-    from porting.modelzoo import located
-
-    return located(resolve(spec), modelzoo)
-
-
 def _size_option(flag: str = "--size", help: str = SIZE_HELP):
     from porting.archs import MAX_INPUT_SIZE, MIN_SIZE_FLOOR
 
@@ -129,7 +122,7 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
     from porting import api
 
-    table_map = api.weight_map(_model(spec, modelzoo))
+    table_map = api.weight_map(spec, modelzoo=modelzoo)
     rows = table_map["rows"]
     if as_json:
         out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
@@ -161,7 +154,7 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
     from porting import api
 
-    model = _model(spec, modelzoo)
+    model = api.run_spec(spec, modelzoo)  # the checkout checked now, before any work
     weights_path, seed = _weights_args(weights, random_init)
     if weights_path is None and seed is None:
         log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
@@ -224,7 +217,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     from porting.proof import check_preprocessing as check_pipeline
     from porting.training.data import list_images
 
-    model = _model(spec, modelzoo)
+    model = api.run_spec(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
         model.check_size(size)
@@ -290,7 +283,7 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
     """Write seeded synthetic source weights in the source library's own file format."""
     from porting import api
 
-    model = _model(spec, modelzoo)
+    model = api.run_spec(spec, modelzoo)
     api.random_weights(model, output, seed=seed, num_classes=num_classes)
     log(f"wrote {output} ({model.id}, seed {seed})")
 

@@ -159,6 +159,9 @@ def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None
         cfg = source.info.get("pretrained_cfg") or {}
         log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info['pretrained_tag']} "
             f"(crop {cfg.get('crop_pct')}); for another tag's weights name it: timm:{spec.name}.TAG")
+    if source.info.get("float32_cells"):  # the model zoo's SE_ResNeXt50 classifier
+        log(f"note: the source network flags {', '.join(source.info['float32_cells'])} to run in float16; its worker "
+            f"ran {'it' if len(source.info['float32_cells']) == 1 else 'them'} in float32, as the port computes")
     bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
     params = map_source(spec, source, origin, weight_map=weight_map, net=net)
     if bad:

@@ -124,5 +124,3 @@ class MindcvRunner(MindSporeSource):
 
 def shapes(model: nn.Cell) -> dict[str, tuple[int, ...]]:
     return {p.name: tuple(p.shape) for p in model.get_parameters()}
-
-

@@ -58,10 +58,11 @@ def _pynative_se_block() -> None:
 
 def _float32(net: nn.Cell) -> list[str]:
     """Cells the network runs at float16 (a mixed-precision flag, not weights) run at float32, as the port does."""
-    lowered = [name for name, cell in net.cells_and_names() if cell.get_flags().get("fp16")]
+    lowered = []
     for name, cell in net.cells_and_names():
-        if name in lowered:
-            cell.to_float(ms.float32)
+        if cell.get_flags().get("fp16"):
+            cell.to_float(ms.float32)  # the cell and everything in it
+            lowered.append(name)
     return lowered
 
 
@@ -75,7 +76,7 @@ class ModelzooRunner(MindSporeSource):
         self.lowered: list[str] = []  # cells run at float32 instead of the network's float16
 
     def check(self, job: dict) -> None:
-        self.folder = job.get("checkout")
+        self.name, self.folder = job["model"], job.get("checkout")
         if job["model"] not in NETWORKS:
             raise PortingError(f"the model zoo has no network '{job['model']}' here; known: {', '.join(NETWORKS)}")
 
@@ -134,10 +135,6 @@ class ModelzooRunner(MindSporeSource):
             info["float32_cells"] = self.lowered
         return info
 
-    def load(self, job: dict):
-        self.name = job["model"]
-        return super().load(job)
-
     def tensors(self, model) -> dict[str, np.ndarray]:
         return dict(model.params) if isinstance(model, Weights) else super().tensors(model)
 
@@ -154,7 +151,7 @@ def _training_network(name: str, net: nn.Cell) -> nn.Cell:
     from porting.training.recipes import RECIPES
 
     recipe = RECIPES[get_arch(resolve(f"modelzoo:{name}").arch).recipe]
-    lr = ms.Tensor(np.full(4, recipe.lr_max, np.float32))
+    lr = ms.Tensor(np.full(4, recipe.lr_max, np.float32))  # a per-step schedule, as train.py passes it
     params = net.trainable_params()
     if recipe.optimizer == "rmsprop":
         opt = nn.RMSProp(params, lr, decay=recipe.rmsprop_decay, momentum=recipe.momentum,
