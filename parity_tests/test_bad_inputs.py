@@ -472,6 +472,20 @@ def test_a_flipped_tensor_byte_fails_every_command(ported3, data, tmp_path, comm
     assert "tensor '" in line
 
 
+def test_corrupt_metadata_characters_are_named_as_such(ported, tmp_path):
+    """MindSpore keeps a checkpoint's strings as UCS-4: one flipped byte of the metadata can make a lone surrogate
+    (U+DD6F), which no text holds; the command names the file and its metadata, not a UnicodeEncodeError."""
+    data = bytearray(ported.read_bytes())
+    at = data.find('"tool_version"'.encode("utf-32-le"))
+    assert at > 0
+    data[at + 4 * 3 + 1] = 0xDD  # the 4th character, 'o' (U+006F), becomes U+DD6F
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "x.onnx"
+    line = assert_refused(cli(tmp_path, "export", bad, "--format", "onnx", "-o", out), "bad.ckpt", [out])
+    assert "is corrupt: its metadata" in line and "U+DD6F" in line, line
+
+
 @pytest.mark.parametrize("where", [0.25, 0.75, 0.999])
 def test_flipped_bytes_anywhere_in_a_checkpoint_are_caught(ported, tmp_path, where):
     bad = _flipped(ported, tmp_path / "bad.ckpt", where)

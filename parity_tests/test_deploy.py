@@ -158,6 +158,21 @@ def test_quantize_gives_an_int8_onnx_that_agrees(trained, tiny_data, work):
     assert run.code == 0, run.stderr
 
 
+def test_quantize_uses_a_small_folder_whole_unless_a_count_is_asked(trained, tiny_data, work, tmp_path):
+    """The default of 1000 calibration images is a wish: a folder of 24 is used whole, and said so; only an
+    explicit --images above what the folder holds is an error."""
+    onnx_file, int8 = work / "q.onnx", tmp_path / "q.int8.onnx"
+    if not onnx_file.exists():
+        assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+    run = porting("quantize", onnx_file, "--calib", tiny_data / "train", "--holdout", "0", "-o", int8, "--json")
+    assert run.code == 0, run.stderr
+    assert "holds 24 images, fewer than the default 1000" in run.stderr
+    assert json.loads(run.stdout)["calibration_images"] == 24
+    int8.unlink()
+    line = error_line(porting("quantize", onnx_file, "--calib", tiny_data / "train", "--images", "1000", "-o", int8))
+    assert "--images 1000" in line and "holds 24 images" in line and not int8.exists()
+
+
 # --------------------------------------------------------------------------------------------- export options
 
 @pytest.fixture(scope="module")

@@ -69,3 +69,40 @@ def _imports(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
     return names
+
+
+MODELS_IN_80_COLUMNS = """
+import sys
+from porting import cli
+sys.argv = ["porting", "models"]
+try:
+    cli.app()
+except SystemExit as done:
+    code = done.code
+print("frameworks loaded:", sorted(m for m in ("mindspore", "torch", "tensorflow", "paddle") if m in sys.modules),
+      file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_models_lists_the_registry_without_building_networks_and_fits_the_terminal():
+    """`porting models` reads the registry alone (no framework, no network built; `--params` counts them) and
+    fits an 80-column terminal."""
+    import os
+
+    run = subprocess.run([sys.executable, "-c", MODELS_IN_80_COLUMNS], capture_output=True, text=True,
+                         env=dict(os.environ, COLUMNS="80"))
+    assert run.returncode == 0, run.stderr
+    assert "frameworks loaded: []" in run.stderr
+    lines = run.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    for spec in all_specs():
+        assert spec.id in run.stdout, spec.id
+
+
+def test_the_license_is_an_spdx_string():
+    """pip warns that `project.license` as a TOML table is deprecated: the SPDX expression form."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"

@@ -167,9 +167,10 @@ def predict(model: str | Path, images: list[str | Path], *, topk: int | None = N
                        device=device, overrides=preprocessing)
 
 
-def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int = 1000, holdout: int = 200,
-             method: str = "minmax", label_file: str | Path | None = None) -> dict:
-    """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report."""
+def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
+             holdout: int = 200, method: str = "minmax", label_file: str | Path | None = None) -> dict:
+    """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report; `images` calibration images (default
+    1000, or all that `calib` holds if fewer)."""
     from porting.converters.quantize import METHODS
     from porting.converters.quantize import quantize as run_quantize
 

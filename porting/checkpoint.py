@@ -71,6 +71,13 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         raise PortingError(f"'{path}' has no integrity digests (written by porting 0.1): port the source "
                            f"weights again with `porting port-weights`")
     meta_json, table_json, digest = (v if isinstance(v, str) else str(v) for v in (meta_json, table_json, digest))
+    # MindSpore stores these strings as UCS-4: a flipped byte can make a character no text has (a lone surrogate)
+    for key, text in ((META_KEY, meta_json), (TABLE_KEY, table_json), (DIGEST_KEY, digest)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PortingError(f"'{path}' is corrupt: its metadata ({key}) holds a character no text can hold "
+                               f"(U+{ord(text[exc.start]):04X} at {exc.start})") from None
     if _digest(meta_json, table_json) != digest:
         raise PortingError(f"'{path}' is corrupt: its metadata does not match the digest stored with it")
     try:

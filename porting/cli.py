@@ -25,8 +25,9 @@ from porting.specs import all_specs, resolve
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="Port timm / Keras / PaddleClas image classifiers to MindSpore, with proof.")
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# a terminal's own width (or $COLUMNS); 200 columns into a pipe or a file
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 200)
 
 SEED_MAX = 2**32 - 1
 
@@ -93,25 +94,33 @@ def _size_option(flag: str = "--size", help: str = SIZE_HELP):
 
 @app.command("models")
 def models_cmd(markdown: bool = typer.Option(False, "--markdown",
-                                            help="Print the README's table of supported models instead.")) -> None:
-    """List every supported SOURCE:MODEL with its MindSpore architecture, size and preprocessing."""
-    from porting.specs import readme_table
+                                            help="Print the README's table of supported models instead."),
+               params: bool = typer.Option(False, "--params",
+                                           help="Also count each model's parameters (builds every network).")) -> None:
+    """List every supported SOURCE:MODEL with its MindSpore architecture, variant, input and preprocessing."""
+    from porting.specs import preprocessing_text, readme_table
 
     if markdown:  # the registry alone: no framework is imported
         print(readme_table())
         return
-    from porting import archs, msenv
+    counts = {}
+    if params:
+        from porting import archs, msenv
 
-    msenv.setup()
-    table = Table(title="supported models")
-    for col in ("spec", "aliases", "architecture", "variant", "params", "input", "mean / std", "interp / crop"):
-        table.add_column(col)
+        msenv.setup()
+        for s in all_specs():
+            net = archs.build(s.arch, s.arch_config, s.num_classes)
+            counts[s.id] = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
+    table = Table(title="supported models", expand=False)
+    table.add_column("spec", no_wrap=True)
+    table.add_column("architecture (variant)", ratio=3)
+    table.add_column("input and preprocessing", ratio=2)
+    if params:
+        table.add_column("params", justify="right", no_wrap=True)
     for s in all_specs():
-        variant = ", ".join(f"{k}={v}" for k, v in s.arch_config.items())
-        net = archs.build(s.arch, s.arch_config, s.num_classes)
-        count = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
-        table.add_row(s.id, ", ".join(s.aliases), s.arch, variant, f"{count / 1e6:.2f}M", str(s.input_size),
-                      f"{list(s.mean)} / {list(s.std)}", f"{s.interpolation} / {s.crop_pct}")
+        spec = s.id + "".join(f"\n = {s.source}:{a}" for a in s.aliases)
+        row = [spec, f"{s.arch}: {s.variant}", preprocessing_text(s)]
+        table.add_row(*(escape(v) for v in row), *([f"{counts[s.id] / 1e6:.2f}M"] if params else []))
     out.print(table)
 
 
@@ -412,8 +421,9 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
                  calib: Path = typer.Option(..., "--calib", help="Calibration images: ImageFolder, or a flat folder "
                                                                  "(with a 'FILENAME LABEL' file, or unlabelled)"),
                  output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx"),
-                 images: int = typer.Option(1000, "--images", min=1, help="Calibration images, drawn to cover "
-                                                                          "every class"),
+                 images: Optional[int] = typer.Option(None, "--images", min=1,
+                                                      help="Calibration images, drawn to cover every class "
+                                                           "(default 1000, or all the folder has if fewer)"),
                  holdout: int = typer.Option(200, "--holdout", min=0, help="Images kept out of calibration to "
                                                                            "compare float32 and int8"),
                  method: QuantMethod = typer.Option(QuantMethod.minmax, "--method", case_sensitive=False,

@@ -130,7 +130,7 @@ def _bare(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def _preprocessing_text(spec: ModelSpec) -> str:
+def preprocessing_text(spec: ModelSpec) -> str:
     if spec.mean == spec.std == (0.5, 0.5, 0.5):
         norm = "mean = std 0.5"
     elif (spec.mean, spec.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)):
@@ -150,5 +150,5 @@ def readme_table() -> str:
     for spec in all_specs():
         aliases = ", ".join(f"`{spec.source}:{a}`" for a in spec.aliases)
         lines.append(f"| `{spec.id}`{f' (alias {aliases})' if aliases else ''} | `{spec.arch}` ({spec.variant}) | "
-                     f"{_preprocessing_text(spec)} | {spec.notes} |")
+                     f"{preprocessing_text(spec)} | {spec.notes} |")
     return "\n".join(lines)

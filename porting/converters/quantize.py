@@ -59,8 +59,12 @@ class _Reader:
         return None
 
 
-def quantize(model: Path, calib: Path, out: Path, images: int = 1000, holdout: int = 200, method: str = "minmax",
-             label_file: Path | None = None, log=lambda msg: None, progress=None) -> dict:
+DEFAULT_IMAGES = 1000  # the deployment guide's: one ImageNet image per class
+
+
+def quantize(model: Path, calib: Path, out: Path, images: int | None = None, holdout: int = 200,
+             method: str = "minmax", label_file: Path | None = None, log=lambda msg: None, progress=None) -> dict:
+    """`images`: how many calibration images; None: DEFAULT_IMAGES, or all the folder holds if it holds fewer."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -76,7 +80,12 @@ def quantize(model: Path, calib: Path, out: Path, images: int = 1000, holdout: i
         raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
     samples = data_mod.labelled_images(calib, meta, label_file, log, unlabelled_ok=True)
     classes = len(set(samples.labels.tolist()) - {-1})
-    if images > len(samples.paths):
+    if images is None:  # the default is a wish, not a demand: a smaller folder is used whole, and said so
+        images = min(DEFAULT_IMAGES, len(samples.paths))
+        if images < DEFAULT_IMAGES:
+            log(f"'{samples.root}' holds {images} images, fewer than the default {DEFAULT_IMAGES}: calibrating on "
+                f"those (--images N picks another count)")
+    elif images > len(samples.paths):
         raise PortingError(f"--images {images}: '{samples.root}' holds {len(samples.paths)} images")
     if not classes:
         log(f"warning: the images in '{samples.root}' have no labels: calibration images are drawn at random, "
