@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
+from porting.modelzoo import NETWORKS
 from porting.proof import parity
 from porting.specs import resolve
 
-SPECS = ["modelzoo:xception", "modelzoo:inceptionv4", "modelzoo:se_resnext50"]
-FOLDERS = {"modelzoo:xception": "official/cv/Inception/xception",
-           "modelzoo:inceptionv4": "official/cv/Inception/inceptionv4",
-           "modelzoo:se_resnext50": "research/cv/SE_ResNeXt50"}
+SPECS = [f"modelzoo:{name}" for name in NETWORKS]
+FOLDERS = {f"modelzoo:{name}": net.folder for name, net in NETWORKS.items()}  # in the models repository
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
 from mindspore import nn  # noqa: E402
 
-PORTING_METADATA = "porting_metadata"  # porting.checkpoint.META_KEY: a .ckpt porting wrote
+from porting.checkpoint import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
 
 
 class Weights:
@@ -104,7 +104,7 @@ class ModelzooRunner(MindSporeSource):
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         params = read_checkpoint(path, f"model-zoo {name}")
-        if PORTING_METADATA in params:
+        if META_KEY in params:
             raise PortingError(f"'{path}' is a checkpoint porting wrote, not the model zoo's: it needs no porting "
                                f"(`porting export` and `porting eval` read it as it is)")
         head = NETWORKS[name].head
