@@ -254,7 +254,7 @@ def test_nonfinite_weights_port_only_when_allowed(bad_weights, tmp_path):
     run = cli(tmp_path, "port-weights", XCEPTION, "--weights", bad_weights["nan.pth"][1], "--allow-nonfinite", "-o", out)
     assert run.code == 0, run.stderr
     params, meta = checkpoint.load(out)
-    assert meta["nonfinite_values"] == {"block4.rep.1.conv1.weight": 3}
+    assert meta.nonfinite_values == {"block4.rep.1.conv1.weight": 3}
     assert int(np.isnan(params["features.block4.rep.sep1.depthwise.weight"]).sum()) == 3
     assert_nothing_left(run)
 

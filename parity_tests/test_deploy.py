@@ -65,19 +65,19 @@ def test_a_tag_picks_the_recorded_preprocessing(source_weights, tmp_path):
     run = porting("port-weights", "timm:xception65.tf_in1k", "--weights", weights, "-o", tmp_path / "tf.ckpt")
     assert run.code == 0, run.stderr
     _, meta = checkpoint.load(tmp_path / "tf.ckpt")
-    assert meta["crop_pct"] == 0.903 and meta["pretrained_tag"] == "tf_in1k"
-    assert meta["source"] == "timm:xception65.tf_in1k" and meta["resize_backend"] == "pil"
+    assert meta.crop_pct == 0.903 and meta.pretrained_tag == "tf_in1k"
+    assert meta.source == "timm:xception65.tf_in1k" and meta.resize_backend == "pil"
     run = porting("port-weights", "timm:xception65", "--weights", weights, "-o", tmp_path / "default.ckpt")
     assert run.code == 0 and "default tag xception65.ra3_in1k" in run.stderr
-    assert checkpoint.load(tmp_path / "default.ckpt")[1]["crop_pct"] == 0.94
+    assert checkpoint.load(tmp_path / "default.ckpt")[1].crop_pct == 0.94
     line = error_line(porting("port-weights", "timm:xception65.bogus", "--weights", weights, "-o", tmp_path / "b.ckpt"))
     assert "bogus" in line and "xception65.tf_in1k" in line
     # racm_in1k is evaluated at 288 with crop 0.95, trained at 224: both are recorded, eval uses the test size
     run = porting("port-weights", "timm:seresnext50_32x4d.racm_in1k", "--random-init", "0", "-o", tmp_path / "r.ckpt")
     assert run.code == 0, run.stderr
     meta = checkpoint.load(tmp_path / "r.ckpt")[1]
-    assert (meta["input_size"], meta["test_input_size"], meta["test_crop_pct"]) == (224, 288, 0.95)
-    from porting.training.data import preprocessing
+    assert (meta.input_size, meta.test_input_size, meta.test_crop_pct) == (224, 288, 0.95)
+    from porting.images.preprocessing import preprocessing
 
     assert (preprocessing(meta).size, preprocessing(meta).resize) == (288, 303)
     assert (preprocessing(meta, size=224).size, preprocessing(meta, size=224).resize) == (224, 256)
@@ -220,7 +220,7 @@ def test_onnx_export_options_match_the_checkpoint(ported_nets, tmp_path, spec, o
     assert dims == [opts.batch or "batch", 3, *(["height", "width"] if opts.dynamic_size else [sizes[0]] * 2)]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for size in sizes:
-        x = make_images(3, opts.batch or 2, size, meta["mean"], meta["std"])
+        x = make_images(3, opts.batch or 2, size, meta.mean, meta.std)
         ref = net(ms.Tensor(x)).asnumpy()
         got = session.run(None, {"input": x})[0]
         assert got.dtype == np.float32
@@ -293,11 +293,11 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     assert result["samples"] == 12 and result == porting.evaluate(trained, tiny_data, size=64) | {
         "Loss": result["Loss"]}  # same accuracies from the checkpoint
     top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0]["top"]
-    assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
+    assert len(top) == 2 and top[0]["probability"] >= top[1].probability
     net, metadata = porting.load(trained)
-    assert metadata["class_names"] == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
+    assert metadata.class_names == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
     ported = porting.port(XCEPTION, seed=0, output=work / "api.ckpt")
-    assert ported.metadata["weights"] == "random-init:0" and (work / "api.ckpt").is_file()
+    assert ported.metadata.weights == "random-init:0" and (work / "api.ckpt").is_file()
     report = porting.parity(XCEPTION, seed=0, batch=1, size=96)
     assert report.ok and report.rows and report.layers()["block5.rep.1"].target == "features.block5.rep.sep1"
     assert XCEPTION in {s.id for s in porting.models()} | {f"timm:{a}" for s in porting.models() for a in s.aliases}

@@ -81,15 +81,15 @@ def test_1001_class_head_drops_background_unless_kept(tmp_path):
     params, meta = checkpoint.load(tmp_path / "drop.ckpt")
     np.testing.assert_array_equal(params["fc.weight"], w[1:])
     np.testing.assert_array_equal(params["fc.bias"], b[1:])
-    assert meta["num_classes"] == 1000 and meta["source_num_classes"] == 1001
-    assert meta["background_class"] == {"index": 0, "kept": False} and not meta["head_reinitialized"]
+    assert meta.num_classes == 1000 and meta.source_num_classes == 1001
+    assert meta.background_class == {"index": 0, "kept": False} and not meta.head_reinitialized
 
     run = porting("port-weights", TIMM, "--weights", src, "--keep-background", "-o", tmp_path / "keep.ckpt")
     assert run.code == 0, run.stderr
     assert "kept" in run.stderr
     params, meta = checkpoint.load(tmp_path / "keep.ckpt")
     np.testing.assert_array_equal(params["fc.weight"], w)
-    assert meta["num_classes"] == 1001 and meta["background_class"] == {"index": 0, "kept": True}
+    assert meta.num_classes == 1001 and meta.background_class == {"index": 0, "kept": True}
 
 
 @pytest.mark.parametrize("name", ["inception_v4", "InceptionV4", "seresnext50_32x4d"])

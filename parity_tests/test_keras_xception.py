@@ -83,7 +83,7 @@ SHIFTED_NAMES = textwrap.dedent("""
 def test_every_keras_format_ports_to_the_same_checkpoint(source_weights, tmp_path):
     """.weights.h5 (model.save_weights), legacy .h5 (Keras's HDF5 writer, the layout keras.applications
     downloads) and a whole .keras model whose residual/add layers carry other automatic names."""
-    from porting.converters.port import port
+    from porting.api import port
 
     spec = resolve(SPEC)
     ref_file, legacy = source_weights(SPEC, ".weights.h5"), source_weights(SPEC, ".h5")
@@ -100,14 +100,14 @@ def test_every_keras_format_ports_to_the_same_checkpoint(source_weights, tmp_pat
         for name in ref:
             np.testing.assert_array_equal(params[name], ref[name], err_msg=f"{path.name}: {name}")
     # the checkpoint records its variant and preprocessing, so export needs no flags
-    assert meta["source"] == SPEC and meta["arch"] == "xception" and meta["weights"] == f"file:{ref_file.name}"
-    assert meta["arch_config"] == {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"}
-    assert meta["num_classes"] == 1000 and meta["input_size"] == 299
-    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3 and meta["interpolation"] == "bilinear"
+    assert meta.source == SPEC and meta.arch == "xception" and meta.weights == f"file:{ref_file.name}"
+    assert meta.arch_config == {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"}
+    assert meta.num_classes == 1000 and meta.input_size == 299
+    assert meta.mean == [0.5] * 3 and meta.std == [0.5] * 3 and meta.interpolation == "bilinear"
     # the class count comes from the file
     ten = port(spec, weights=str(tmp_path / "x_ten.weights.h5"))
-    assert ten.params["fc.weight"].shape == (10, 2048) and ten.metadata["num_classes"] == 10
-    assert not ten.metadata["head_reinitialized"]
+    assert ten.params["fc.weight"].shape == (10, 2048) and ten.metadata.num_classes == 10
+    assert not ten.metadata.head_reinitialized
 
 
 def test_bad_files_fail_in_one_line_and_write_nothing(tmp_path):

@@ -6,7 +6,6 @@ counters), from seeded weights. Sizes: Xception at 299 (its AvgPool2d(10) head n
 299 has an even 74x74 map, where 'same' max pools pad (0, 1)), InceptionV4 at its 299, SE_ResNeXt50 at its 224;
 the mapping-mistake runs use smaller sizes where the network allows.
 """
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,8 +90,8 @@ def test_port_weights_without_a_checkout_reads_the_same_tensors(zoo_weights, tmp
     assert porting("port-weights", "modelzoo:SE_ResNeXt50", "--weights", weights, "-o", tmp_path / "b.ckpt").code == 0
     (a, meta), (b, _) = checkpoint.load(tmp_path / "a.ckpt"), checkpoint.load(tmp_path / "b.ckpt")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    assert meta["source"] == "modelzoo:se_resnext50" and meta["resize_backend"] == "mindspore-square"
-    assert (meta["input_size"], round(meta["input_size"] / meta["crop_pct"])) == (224, 256)
+    assert meta.source == "modelzoo:se_resnext50" and meta.resize_backend == "mindspore-square"
+    assert (meta.input_size, round(meta.input_size / meta.crop_pct)) == (224, 256)
 
 
 # ------------------------------------------------------------------------------------------ refusals
@@ -192,7 +191,7 @@ def test_a_model_zoo_inceptionv4_fine_tunes_with_its_own_head(zoo_weights, tiny_
     assert "rmsprop" in run.stderr and "new head 'fc' for 3 classes" in run.stderr
     tuned = tmp_path / "ft" / "inception_v4-1_2.ckpt"
     params, meta = checkpoint.load(tuned)
-    assert meta["num_classes"] == 3 and params["fc.bn.gamma"].shape == (3,)
+    assert meta.num_classes == 3 and params["fc.bn.gamma"].shape == (3,)
     assert not np.allclose(params["fc.bn.moving_mean"], 0.0), "the head's BN statistics moved in training"
     run = porting("eval", tuned, "--data", tiny_data, "--json")
     assert run.code == 0, run.stderr

@@ -109,4 +109,4 @@ def test_class_count_comes_from_the_file(tmp_path):
     run = porting("port-weights", "paddleclas:Xception41", "--weights", w, "-o", tmp_path / "x10.ckpt")
     assert run.code == 0, run.stderr
     params, meta = checkpoint.load(tmp_path / "x10.ckpt")
-    assert params["fc.weight"].shape == (10, 2048) and meta["num_classes"] == 10
+    assert params["fc.weight"].shape == (10, 2048) and meta.num_classes == 10

@@ -59,6 +59,6 @@ def test_structured_and_paramattr_pdparams_port_alike(source_weights, tmp_path):
     assert pa.keys() == pb.keys()
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k])
-    assert meta["arch"] == "xception_aligned"
-    assert meta["arch_config"] == {"layout": "41", "preact": False, "bn_eps": 1e-3, "exit_dilation": 2}
-    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["input_size"] == 299
+    assert meta.arch == "xception_aligned"
+    assert meta.arch_config == {"layout": "41", "preact": False, "bn_eps": 1e-3, "exit_dilation": 2}
+    assert meta.mean == [0.485, 0.456, 0.406] and meta.input_size == 299

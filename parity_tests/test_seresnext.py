@@ -153,16 +153,16 @@ def test_gluon_alias_ports_and_exports_with_its_own_metadata(source_weights, tmp
     assert run.code == 0, run.stderr
     params, meta = checkpoint.load(tmp_path / "g.ckpt")
     assert len(params) == 331 and params["layer1.0.se.fc1.weight"].shape == (16, 256, 1, 1)
-    assert meta["source"] == "timm:seresnext50_32x4d.gluon_in1k" and meta["arch"] == "se_resnext"
-    assert meta["arch_config"] == resolve("timm:seresnext50_32x4d").arch_config
-    assert meta["arch_config"]["stem_pool_padding"] == 1 and not meta["arch_config"]["se_dense"]
-    assert (meta["mean"], meta["std"]) == IMAGENET and meta["input_size"] == 224
-    assert meta["interpolation"] == "bicubic" and meta["crop_pct"] == 0.875
+    assert meta.source == "timm:seresnext50_32x4d.gluon_in1k" and meta.arch == "se_resnext"
+    assert meta.arch_config == resolve("timm:seresnext50_32x4d").arch_config
+    assert meta.arch_config["stem_pool_padding"] == 1 and not meta.arch_config["se_dense"]
+    assert (meta.mean, meta.std) == IMAGENET and meta.input_size == 224
+    assert meta.interpolation == "bicubic" and meta.crop_pct == 0.875
     run = porting("export", tmp_path / "g.ckpt", "--format", "onnx", "-o", tmp_path / "g.onnx")
     assert run.code == 0, run.stderr
     model = onnx.load(str(tmp_path / "g.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(props["arch_config"]) == meta["arch_config"]
+    assert json.loads(props["arch_config"]) == meta.arch_config
     session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
     for batch in (1, 3):  # dynamic batch
         assert session.run(None, {"input": np.zeros((batch, 3, 224, 224), np.float32)})[0].shape == (batch, 1000)

@@ -101,12 +101,12 @@ def test_metadata_round_trip_through_ckpt_and_onnx(source_weights, tmp_path):
     pth = source_weights(SPEC, ".pth")
     assert porting("port-weights", "timm:Xception", "--weights", pth, "-o", tmp_path / "x.ckpt").code == 0
     _, meta = checkpoint.load(tmp_path / "x.ckpt")
-    assert meta["source"] == "timm:legacy_xception" and meta["arch"] == "xception"
-    assert meta["arch_config"] == {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1}
-    assert meta["num_classes"] == 1000 and meta["input_size"] == 299
-    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.5] * 3
-    assert meta["interpolation"] == "bicubic" and meta["crop_pct"] == 0.8975
-    assert meta["source_sha256"] == sha256(str(pth)) and meta["tool_version"]
+    assert meta.source == "timm:legacy_xception" and meta.arch == "xception"
+    assert meta.arch_config == {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1}
+    assert meta.num_classes == 1000 and meta.input_size == 299
+    assert meta.mean == [0.5] * 3 and meta.std == [0.5] * 3
+    assert meta.interpolation == "bicubic" and meta.crop_pct == 0.8975
+    assert meta.source_sha256 == sha256(str(pth)) and meta.tool_version
     # export needs no flag beyond the checkpoint
     run = porting("export", tmp_path / "x.ckpt", "--format", "onnx", "-o", tmp_path / "x.onnx")
     assert run.code == 0, run.stderr
@@ -114,7 +114,7 @@ def test_metadata_round_trip_through_ckpt_and_onnx(source_weights, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version >= 17
     props = {p.key: p.value for p in model.metadata_props}
-    assert props["source"] == "timm:legacy_xception" and json.loads(props["arch_config"]) == meta["arch_config"]
+    assert props["source"] == "timm:legacy_xception" and json.loads(props["arch_config"]) == meta.arch_config
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
     # nodes and initializers carry the MindSpore cell path they come from (what Netron / Polygraphy show)
     nodes = {n.name: n.op_type for n in model.graph.node}
@@ -148,7 +148,7 @@ def test_num_classes_reinitialises_the_head(tmp_path):
     assert run.code == 0, run.stderr
     assert "re-initialised head 'fc' for 7 classes" in run.stderr
     params, meta = checkpoint.load(tmp_path / "h.ckpt")
-    assert params["fc.weight"].shape == (7, 2048) and meta["num_classes"] == 7 and meta["head_reinitialized"]
+    assert params["fc.weight"].shape == (7, 2048) and meta.num_classes == 7 and meta.head_reinitialized
 
 
 def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path):

@@ -60,9 +60,9 @@ def test_port_and_export_need_no_variant_flags(source_weights, tmp_path):
     run = porting("port-weights", "timm:xception65p", "--weights", pth, "-o", tmp_path / "x.ckpt")
     assert run.code == 0, run.stderr
     params, meta = checkpoint.load(tmp_path / "x.ckpt")
-    assert meta["arch"] == "xception_aligned"
-    assert meta["arch_config"] == {"layout": "65", "preact": True, "bn_eps": 1e-3}
-    assert meta["crop_pct"] == 0.94 and meta["mean"] == [0.5] * 3 and meta["num_classes"] == 1000
+    assert meta.arch == "xception_aligned"
+    assert meta.arch_config == {"layout": "65", "preact": True, "bn_eps": 1e-3}
+    assert meta.crop_pct == 0.94 and meta.mean == [0.5] * 3 and meta.num_classes == 1000
     assert params["fc.weight"].shape == (1000, 2048)
     run = porting("export", tmp_path / "x.ckpt", "--format", "onnx", "-o", tmp_path / "x.onnx")
     assert run.code == 0, run.stderr
@@ -76,5 +76,5 @@ def test_head_reinit_uses_fc(tmp_path):
                   "-o", tmp_path / "h.ckpt")
     assert run.code == 0, run.stderr
     params, meta = checkpoint.load(tmp_path / "h.ckpt")
-    assert params["fc.weight"].shape == (5, 2048) and meta["head_reinitialized"]
+    assert params["fc.weight"].shape == (5, 2048) and meta.head_reinitialized
     assert np.all(params["fc.bias"] == 0)

@@ -5,7 +5,7 @@ quantize, benchmark, resolve, models, weight_map, random_weights, finetune, fine
 parity's name in 0.2.0). Importing porting itself loads no framework; each function loads what it needs.
 """
 
-__version__ = "0.2.0"
+from porting.version import __version__  # noqa: F401 - porting.__version__
 __all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark",
            "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
 

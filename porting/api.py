@@ -6,7 +6,7 @@
     porting.export("x65.ckpt", "x65.onnx", opset=17, dynamic_size=True)
     report = porting.parity("timm:xception65.tf_in1k", weights="xception65.pth", onnx=True)
     assert report.ok, report.first_failure()
-    net, metadata = porting.load("x65.ckpt")                  # a MindSpore nn.Cell, in inference mode
+    net, card = porting.load("x65.ckpt")                      # a MindSpore nn.Cell, in inference mode
     result = porting.evaluate("x65.onnx", "imagenet/", resize=342, size=299)
     porting.quantize("x65.onnx", "calib/", "x65.int8.onnx", images=1000)
 
@@ -64,26 +64,54 @@ def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
     model = run_spec(spec, modelzoo)
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output))
+                   save_weights_as=str(output), training=_training(model) if model.source == "modelzoo" else None)
     return Path(output)
+
+
+def _training(spec: ModelSpec):
+    """The recipe the model zoo's train.py wraps its network in: its checkpoints carry that optimizer's state."""
+    from porting.archs import get_arch
+    from porting.job import Training
+    from porting.training.recipes import RECIPES
+
+    recipe = RECIPES[get_arch(spec.arch).recipe]
+    return Training(recipe.optimizer, recipe.lr_max, recipe.momentum, recipe.weight_decay, recipe.loss_scale,
+                    recipe.rmsprop_decay, recipe.rmsprop_epsilon)
 
 
 def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
          output: str | Path | None = None, num_classes: int | None = None, keep_background: bool = False,
          allow_nonfinite: bool = False, modelzoo: str | Path | None = None, log=lambda msg: None):
     """Source weights (a file, `seed` for seeded synthetic ones, neither: the library's download) to porting's
-    parameters and metadata (a `Ported`); with `output`, the .ckpt is written too."""
-    from porting.converters.port import port as port_params
-    from porting.converters.port import port_to_file
+    parameters and model card (a `Ported`); with `output`, the .ckpt is written too."""
+    from porting.converters.port import port as port_tensors
+    from porting.converters.port import target_shapes
+    from porting.runners.source import source_job
 
-    kwargs = dict(weights=str(weights) if weights is not None else None, seed=seed, num_classes=num_classes,
-                  keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
     model = run_spec(spec, modelzoo)
-    return port_params(model, **kwargs) if output is None else port_to_file(model, str(output), **kwargs)
+    weights = str(weights) if weights is not None else None
+    if weights is not None and seed is not None:
+        raise PortingError("give either --weights or --random-init, not both")
+    if output is not None:
+        files.check_output(output, (weights,), what="checkpoint")  # before minutes of work, not after
+    log(f"building {model.id} in a {model.source} worker process")
+    with source_job(model, weights=weights, seed=seed) as source_result:
+        from porting import msenv
+
+        msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
+        target_shapes(model, model.num_classes)
+        source = source_result()
+    ported = port_tensors(model, source, num_classes=num_classes, keep_background=keep_background,
+                          allow_nonfinite=allow_nonfinite, log=log)
+    if output is not None:
+        from porting import checkpoint
+
+        checkpoint.save(ported.params, output, ported.card, inputs=(weights,))
+    return ported
 
 
 def load(path: str | Path, device: str | None = None):
-    """(MindSpore network in inference mode, metadata) from a porting .ckpt, digests verified."""
+    """(MindSpore network in inference mode, porting.card.ModelCard) from a porting .ckpt, digests verified."""
     from porting import checkpoint, msenv
 
     msenv.setup(device)
@@ -109,14 +137,14 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
     if fmt == "air" and msenv.device() != "Ascend":
         raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
                            f"use --format mindir or --format onnx instead")
-    net, metadata = checkpoint.load_model(ckpt)
-    size = archs.check_input_size(metadata["arch"], size or int(metadata["input_size"]))
+    net, card = checkpoint.load_model(ckpt)
+    size = archs.check_input_size(card.arch, size or card.input_size)
     if fmt == "onnx":
         options = exporter.OnnxOptions(opset=opset, batch=batch, dynamic_size=dynamic_size, float16=fp16,
                                        fold_bn=fold_bn)
-        exporter.export_onnx(net, metadata, output, size, inputs=(ckpt,), options=options)
+        exporter.export_onnx(net, card, output, size, inputs=(ckpt,), options=options)
         return Path(output), options.input_shape(size)
-    exporter.export_ms(net, fmt, output, size, batch=batch or 1, inputs=(ckpt,), metadata=metadata)
+    exporter.export_ms(net, fmt, output, size, batch=batch or 1, inputs=(ckpt,), card=card)
     return Path(output), [batch or 1, 3, size, size]
 
 
@@ -128,7 +156,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     the inputs instead of seeded synthetic ones."""
     from porting import msenv
     from porting.proof import parity as run_parity
-    from porting.training.data import list_images
+    from porting.images.folders import list_images
 
     model = run_spec(spec, modelzoo)
     if size is not None:
@@ -148,7 +176,7 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
              device: str | None = None) -> dict:
     """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples'} of a .ckpt, .onnx or .mindir on DATA (class folders, or a
     flat folder with val_label.txt)."""
-    from porting.training.evaluate import evaluate as run_eval
+    from porting.deploy.evaluate import evaluate as run_eval
 
     result, _, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device,
                                  label_file=Path(label_file) if label_file else None,
@@ -161,7 +189,7 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
             labels: str | Path | None = None, device: str | None = None, **preprocessing) -> list[dict]:
     """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]."""
-    from porting.training.evaluate import predict as run_predict
+    from porting.deploy.evaluate import predict as run_predict
 
     return run_predict(Path(model), [Path(p) for p in images], topk=topk, labels_file=Path(labels) if labels else None,
                        device=device, overrides=preprocessing)
@@ -171,8 +199,8 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
              holdout: int = 200, method: str = "minmax", label_file: str | Path | None = None) -> dict:
     """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report; `images` calibration images (default
     1000, or all that `calib` holds if fewer)."""
-    from porting.converters.quantize import METHODS
-    from porting.converters.quantize import quantize as run_quantize
+    from porting.deploy.quantize import METHODS
+    from porting.deploy.quantize import quantize as run_quantize
 
     if method not in METHODS:
         raise PortingError(f"unknown calibration method '{method}': use {', '.join(METHODS)}")
@@ -183,7 +211,7 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
 def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int | None = None,
               reps: int = 10, device: str | None = None) -> list[dict]:
     """img/s of a ported model in MindSpore (GRAPH) and ONNX Runtime on this machine."""
-    from porting.bench import bench as run_bench
+    from porting.deploy.bench import bench as run_bench
 
     return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device)
 
@@ -196,11 +224,11 @@ def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str 
     from porting import checkpoint, msenv
     from porting.training import recipes
 
-    _, meta = checkpoint.load(ckpt)
+    _, card = checkpoint.load(ckpt)
     config = Path(config) if config else None
     device = msenv.canonical_device(device) if device else (
         (recipes.config_device(config) if config else None) or msenv.default_device())
-    chosen, settings = recipes.load(recipe, meta["arch"], config, recipe_values, log=log, device=device)
+    chosen, settings = recipes.load(recipe, card.arch, config, recipe_values, log=log, device=device)
     return chosen, settings, device
 
 

@@ -2,7 +2,8 @@
 
 Besides the tensors, a porting checkpoint holds three strings (MindSpore's `append_dict`):
 
-- `porting_metadata`: JSON of what the model is (architecture, variant, classes, preprocessing, source...);
+- `porting_metadata`: the model card as JSON (porting.card: architecture, variant, classes, preprocessing,
+  source...);
 - `porting_tensor_sha256`: JSON {tensor name: sha256 over its name, dtype, shape and bytes};
 - `porting_digest`: sha256 over the two JSON strings.
 
@@ -19,10 +20,9 @@ import mindspore as ms
 import numpy as np
 
 from porting import files
+from porting.card import ModelCard
 from porting.errors import PortingError, first_line
-from porting.training.data import INTERPOLATIONS, RESIZE_BACKENDS
 
-FORMAT = "porting-ckpt/2"
 META_KEY, TABLE_KEY, DIGEST_KEY = "porting_metadata", "porting_tensor_sha256", "porting_digest"
 
 
@@ -37,10 +37,10 @@ def _digest(meta_json: str, table_json: str) -> str:
     return hashlib.sha256(f"{meta_json}\0{table_json}".encode()).hexdigest()
 
 
-def save(params: dict[str, np.ndarray], path: str | Path, metadata: dict, inputs: tuple = ()) -> None:
-    """Write params + metadata + digests; `inputs` are files the output must not overwrite."""
+def save(params: dict[str, np.ndarray], path: str | Path, card: ModelCard, inputs: tuple = ()) -> None:
+    """Write params + card + digests; `inputs` are files the output must not overwrite."""
     params = {k: np.ascontiguousarray(v) for k, v in params.items()}
-    meta_json = json.dumps(dict(metadata, format=FORMAT), sort_keys=True)
+    meta_json = card.to_json()
     table_json = json.dumps({k: tensor_digest(k, v) for k, v in params.items()}, sort_keys=True)
     with files.atomic_output(path, inputs, what="checkpoint") as staged:
         staged.file = staged.dir / "model.ckpt"  # save_checkpoint appends '.ckpt' to names that lack it
@@ -49,8 +49,8 @@ def save(params: dict[str, np.ndarray], path: str | Path, metadata: dict, inputs
             META_KEY: meta_json, TABLE_KEY: table_json, DIGEST_KEY: _digest(meta_json, table_json)})
 
 
-def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    """(tensors, metadata), both verified against the digests stored in the file."""
+def load(path: str | Path) -> tuple[dict[str, np.ndarray], ModelCard]:
+    """(tensors, card), both verified against the digests stored in the file."""
     path = Path(path)
     if path.is_dir():
         raise PortingError(f"checkpoint '{path}' is a folder, not a .ckpt file")
@@ -80,10 +80,11 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
                                f"(U+{ord(text[exc.start]):04X} at {exc.start})") from None
     if _digest(meta_json, table_json) != digest:
         raise PortingError(f"'{path}' is corrupt: its metadata does not match the digest stored with it")
+    card = ModelCard.from_json(meta_json, path)
     try:
-        metadata, table = json.loads(meta_json), json.loads(table_json)
+        table = json.loads(table_json)
     except ValueError as exc:
-        raise PortingError(f"'{path}': its metadata is not valid JSON ({exc})") from None
+        raise PortingError(f"'{path}': its digest table is not valid JSON ({exc})") from None
     if not isinstance(table, dict):
         raise PortingError(f"'{path}': its digest table is not a JSON object")
     tensors = {}
@@ -99,73 +100,27 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     if missing:
         raise PortingError(f"'{path}' is corrupt: tensor '{missing[0]}' is missing"
                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    validate_metadata(metadata, path)
-    return tensors, metadata
-
-
-def validate_metadata(meta, path) -> None:
-    """What every command relies on, checked once: a one-line error instead of a KeyError later."""
-    from porting import archs
-
-    def bad(key, why):
-        raise PortingError(f"'{path}': metadata '{key}' {why}")
-
-    if not isinstance(meta, dict):
-        raise PortingError(f"'{path}': metadata is not a JSON object")
-    if meta.get("format") != FORMAT:
-        bad("format", f"is {meta.get('format')!r}, this porting reads {FORMAT!r}")
-    for key in ("arch", "arch_config", "num_classes", "input_size", "mean", "std"):
-        if key not in meta:
-            bad(key, "is missing")
-    archs.config_for(meta["arch"], meta["arch_config"])
-    for key in ("num_classes", "input_size"):
-        if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
-            bad(key, f"must be a positive whole number, not {meta[key]!r}")
-    for key in ("mean", "std"):
-        v = meta[key]
-        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
-            bad(key, f"must be 3 numbers, not {v!r}")
-    if not all(s > 0 for s in meta["std"]):
-        bad("std", f"must be positive, not {meta['std']!r}")
-    crop = meta.get("crop_pct", 0.875)
-    if not isinstance(crop, (int, float)) or not 0 < crop <= 1:
-        bad("crop_pct", f"must be in (0, 1], not {crop!r}")
-    for key in ("test_input_size",):
-        if key in meta and (not isinstance(meta[key], int) or meta[key] < 1):
-            bad(key, f"must be a positive whole number, not {meta[key]!r}")
-    if "test_crop_pct" in meta and not (isinstance(meta["test_crop_pct"], (int, float)) and 0 < meta["test_crop_pct"] <= 1):
-        bad("test_crop_pct", f"must be in (0, 1], not {meta['test_crop_pct']!r}")
-    if meta.get("interpolation", "bilinear") not in INTERPOLATIONS:
-        bad("interpolation", f"must be one of {', '.join(INTERPOLATIONS)}, not {meta.get('interpolation')!r}")
-    if meta.get("resize_backend", "opencv") not in RESIZE_BACKENDS:
-        bad("resize_backend", f"must be one of {', '.join(RESIZE_BACKENDS)}, not {meta.get('resize_backend')!r}")
-    names = meta.get("class_names")
-    if names is not None and not (isinstance(names, list) and len(names) == meta["num_classes"]
-                                  and all(isinstance(n, str) for n in names)):
-        bad("class_names", f"must list {meta['num_classes']} names")
-    if not isinstance(meta.get("head", "fc"), str):
-        bad("head", "must be a cell name")
+    return tensors, card
 
 
 def load_model(path: str | Path, into=None):
-    """(net in inference mode, metadata) rebuilt from a checkpoint alone. `into`: a network archs.build already
-    made; used instead of building another when the checkpoint's metadata names that same architecture,
-    variant and class count (parity builds one while the source model runs)."""
+    """(net in inference mode, card) rebuilt from a checkpoint alone. `into`: a network archs.build already
+    made; used instead of building another when the checkpoint's card names that same architecture, variant
+    and class count (parity builds one while the source model runs)."""
     from porting import archs
 
-    params, metadata = load(path)
-    wanted = (metadata["arch"], archs.config_for(metadata["arch"], metadata["arch_config"]),
-              int(metadata["num_classes"]))
+    params, card = load(path)
+    wanted = (card.arch, archs.config_for(card.arch, card.arch_config), card.num_classes)
     if into is not None and getattr(into, "built_as", None) == wanted:
-        load_params(into, params, str(path), train_state_ok="train_state" in metadata)
-        return into, metadata
+        load_params(into, params, str(path), train_state_ok=card.train_state is not None)
+        return into, card
     try:
-        net = archs.build(metadata["arch"], metadata["arch_config"], int(metadata["num_classes"]))
+        net = archs.build(card.arch, card.arch_config, card.num_classes)
     except (TypeError, ValueError) as exc:
-        raise PortingError(f"'{path}': cannot build {metadata['arch']} from its arch_config "
-                           f"{metadata['arch_config']}: {first_line(exc)}") from None
-    load_params(net, params, str(path), train_state_ok="train_state" in metadata)
-    return net, metadata
+        raise PortingError(f"'{path}': cannot build {card.arch} from its arch_config "
+                           f"{card.arch_config}: {first_line(exc)}") from None
+    load_params(net, params, str(path), train_state_ok=card.train_state is not None)
+    return net, card
 
 
 def load_params(net, params: dict[str, np.ndarray], origin: str, train_state_ok: bool = False) -> None:

@@ -18,9 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from porting import __version__, boundary, files
+from porting import boundary, files
 from porting.errors import PortingError
-from porting.specs import all_specs, resolve
+from porting.specs import all_specs
+from porting.training.recipes import RECIPES
+from porting.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -57,12 +59,7 @@ class Format(StrEnum):
     air = "air"
 
 
-class RecipeName(StrEnum):
-    xception = "xception"
-    inceptionv4 = "inceptionv4"
-    se_resnext50 = "se_resnext50"
-
-
+RecipeName = StrEnum("RecipeName", {name: name for name in RECIPES})  # the registry's recipes, not a copy
 Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
 Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
 Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
@@ -171,9 +168,9 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     t0 = time.perf_counter()
     ported = api.port(model, weights_path, seed=seed, output=output, num_classes=num_classes,
                       keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
-    m = ported.metadata
-    log(f"wrote {output} ({len(ported.params)} parameters, {m['num_classes']} classes, "
-        f"input {m['input_size']}) in {time.perf_counter() - t0:.1f}s")
+    card = ported.card
+    log(f"wrote {output} ({len(ported.params)} parameters, {card.num_classes} classes, "
+        f"input {card.input_size}) in {time.perf_counter() - t0:.1f}s")
 
 
 @app.command("export")
@@ -224,7 +221,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
     from porting import api, msenv
     from porting.proof import check_preprocessing as check_pipeline
-    from porting.training.data import list_images
+    from porting.images.folders import list_images
 
     model = api.run_spec(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
@@ -305,7 +302,7 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
               device: Optional[Device] = DEVICE,
               as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
     """Images per second of a ported model in MindSpore (GRAPH mode) and ONNX Runtime on this machine."""
-    from porting.bench import bench
+    from porting.deploy.bench import bench
 
     with _progress() as progress:
         results = bench(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress)
@@ -431,7 +428,7 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
                  label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat folder"),
                  as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
     """int8 ONNX by ONNX Runtime's static QDQ quantization (per-channel), compared with the float32 model."""
-    from porting.converters.quantize import quantize
+    from porting.deploy.quantize import quantize
 
     with _progress() as progress:
         report = quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
@@ -493,7 +490,7 @@ def eval_cmd(model: Path = MODEL_FILE,
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
     import numpy as np
 
-    from porting.training.evaluate import evaluate
+    from porting.deploy.evaluate import evaluate
 
     if dump_logits is not None:
         files.check_output(dump_logits, (model,))
@@ -523,7 +520,7 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 device: Optional[Device] = DEVICE,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
-    from porting.training.evaluate import predict
+    from porting.deploy.evaluate import predict
 
     results = predict(model, images, topk=topk, labels_file=labels, device=_value(device),
                       overrides=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))

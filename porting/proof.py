@@ -1,9 +1,10 @@
 """parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-One `port()` (the very path port-weights takes, drop_background included) runs the source in its worker on the
-inputs and builds the MindSpore network once; the parameters round-trip through a real .ckpt into that network;
-then each target runner (MindSpore, ONNX Runtime, MINDIR) infers and the framework-agnostic comparator compares
-its outputs, renamed to the source's layer names, with the source's.
+The source runs in its worker on the inputs (a runtime: runners.source) while the MindSpore network is built
+once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
+round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, MINDIR) infers
+and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
+source's.
 """
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
 from porting.runners.inputs import make_images
-from porting.runners.source import run_source
-from porting.specs import ModelSpec
+from porting.runners.runtime import LOGITS
+from porting.runners.source import SourceRuntime, run_source, source_job
+from porting.specs import ModelSpec, spec_card
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
-    """The user's image files through the port's own evaluation preprocessing (porting.training.data)."""
-    from porting.training import data as data_mod
+    """The user's image files through the port's own evaluation preprocessing (porting.images)."""
+    from porting.images.pipelines import load_image
+    from porting.images.preprocessing import preprocessing
 
-    pre = data_mod.preprocessing(spec.preprocessing(), size=size)
-    return np.stack([data_mod.load_image(Path(p), pre) for p in images])
+    pre = preprocessing(spec_card(spec), size=size)
+    return np.stack([load_image(Path(p), pre) for p in images])
 
 
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
@@ -33,8 +36,10 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
            log=lambda msg: None, weight_map=None, images: list[Path] | None = None, rtol: float = RTOL) -> Report:
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
     scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
-    from porting import checkpoint
-    from porting.runners.targets import MindirRunner, MindSporeRunner, OnnxRunner
+    from porting import archs, checkpoint, msenv
+    from porting.converters.export import export_ms, trace_onnx, without_extra_outputs, write_onnx
+    from porting.runners.mindspore_runtime import MindirRuntime, MindSporeRuntime
+    from porting.runners.onnx_runtime import OnnxRuntime
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
@@ -45,29 +50,42 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
         "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({batch}x3x{size}x{size}) in its own process")
-    ported = port(spec, weights=weights, seed=seed, inputs=x, taps=[layer.source for layer in wm.layers],
-                  weight_map=wm, keep_net=True, log=log)
-    reference = dict(ported.source.outputs)
-    if ported.metadata.get("background_class") == {"index": 0, "kept": False}:
-        reference["logits"] = reference["logits"][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
+    with source_job(spec, weights=weights, seed=seed, inputs=x, taps=[layer.source for layer in wm.layers]) as done:
+        msenv.setup()  # MindSpore loads, and the target network is built, while the worker runs the source
+        net = archs.build(spec.arch, spec.arch_config, spec.num_classes)
+        source = SourceRuntime(spec, done(), x)
+    # the very path port-weights takes (drop_background included), checked against the network parity runs
+    ported = port(spec, source.source, weight_map=wm, net=net, log=log)
     by_source = {layer.source: layer for layer in wm.layers}
-    layers = [by_source[name] for name in ported.source.order if name in by_source]  # in the source's order
+    layers = [by_source[name] for name in source.order if name in by_source]  # in the source's order
+    reference = source.infer(x, [layer.source for layer in layers])
+    if ported.card.background_dropped:
+        reference[LOGITS] = reference[LOGITS][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
     cells = [layer.target for layer in layers]
     to_source = {layer.target: layer.source for layer in layers}
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
-        checkpoint.save(ported.params, Path(tmp) / "model.ckpt", ported.metadata)
-        net, metadata = checkpoint.load_model(Path(tmp) / "model.ckpt", into=ported.net)
-        runners = [lambda: MindSporeRunner(net)]
+        checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
+        net, card = checkpoint.load_model(tmp / "model.ckpt", into=net)
+
+        def onnx_runtime() -> OnnxRuntime:
+            # traced once with the tapped cells as extra outputs; the file written (and checked by onnx.checker)
+            # is that same graph with the logits as its only output, so the file's nodes are the ones compared
+            model, taps = trace_onnx(net, card, size, cells)
+            write_onnx(without_extra_outputs(model), tmp / "model.onnx")
+            return OnnxRuntime(model, taps, what=str(tmp / "model.onnx"))
+
+        runtimes = [lambda: MindSporeRuntime(net)]
         if onnx:
-            runners.append(lambda: OnnxRunner(net, metadata, size, Path(tmp) / "model.onnx"))
+            runtimes.append(onnx_runtime)
         if mindir:
-            runners.append(lambda: MindirRunner(net, metadata, size, batch, Path(tmp) / "model.mindir"))
-        for make in runners:
-            runner = make()
-            log(f"running {runner.description}")
-            outputs = runner.infer(x, cells)
-            compare(report, runner.name, reference, {to_source.get(k, k): v for k, v in outputs.items()}, layers)
+            runtimes.append(lambda: MindirRuntime(export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=batch,
+                                                            card=card)))
+        for make in runtimes:
+            runtime = make()
+            log(f"running {runtime.description}")
+            outputs = runtime.infer(x, cells)
+            compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()}, layers)
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
@@ -75,10 +93,10 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
 def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:
     """The port's image pipeline against the source library's own (timm.data.create_transform, Keras's
     load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units."""
-    from porting.training import data as data_mod
+    from porting.images.preprocessing import preprocessing
 
     size = size or spec.input_size
-    pre = data_mod.preprocessing(spec.preprocessing(), size=size)
+    pre = preprocessing(spec_card(spec), size=size)
     ours = user_images(images, spec, size)
     log(f"running {spec.source}'s own preprocessing of {len(images)} image(s) in its worker")
     theirs = run_source(spec, untrained=True, want_tensors=False,
@@ -92,6 +110,6 @@ def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = 
         diff = np.abs(a.astype(np.float64) - b)
         rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
     same_shape = [r for r in rows if r["mean_abs"] is not None]
-    return {"spec": spec.id, "ours": pre.describe(), "theirs": theirs.info.get("pipeline", ""), "images": rows,
+    return {"spec": spec.id, "ours": pre.describe(), "theirs": theirs.info.pipeline, "images": rows,
             "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
             "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}

@@ -6,64 +6,17 @@ their architecture's package (porting/archs/<arch>/__init__.py); `all_specs()` l
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from porting.archs.registry import LIBRARIES, RESIZE_BACKEND, ModelSpec  # noqa: F401 - ModelSpec: the API's name
+from porting.card import ModelCard
 from porting.errors import PortingError
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv' | 'modelzoo'
-    name: str  # the source library's own model name
-    arch: str  # MindSpore architecture id (porting.archs registry)
-    arch_config: dict = field(default_factory=dict)
-    weight_map: str = ""  # module in the architecture's package with build(spec) -> WeightMap ('from_timm')
-    aliases: tuple[str, ...] = ()
-    head: str = "fc"  # the MindSpore Dense cell that --num-classes re-initialises
-    num_classes: int = 1000
-    input_size: int = 299
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-    # options for seeded synthetic source weights (the runners' randomize), e.g. {"bn_beta_mean": 1.0}
-    random_init: dict = field(default_factory=dict)
-    source_min_size: int = 0  # the source library's own smallest input, where it has one (Keras Xception: 71)
-    source_max_size: int = 0  # ... and largest (the model zoo's Xception: its AvgPool2d(10) needs 10x10 maps)
-    # timm's pretrained tag ('tf_in1k' in timm:xception65.tf_in1k): picks the download and the preprocessing
-    tag: str = ""
-    hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
-    resize_backend: str = ""  # how the source resizes (porting.training.data.RESIZE_BACKENDS); "": the source's
-    # where the source's code is, for a source that is a code checkout (the model zoo: porting.modelzoo); set per
-    # run (--modelzoo DIR), like `hub`
-    checkout: str = ""
-    variant: str = ""  # how this variant computes, for the README table and `porting models`
-    notes: str = ""  # where the source model lives and what the map does beyond renaming
-
-    @property
-    def id(self) -> str:
-        return f"{self.source}:{self.source_name}"
-
-    @property
-    def source_name(self) -> str:
-        """The name the source library is asked for: timm's 'model.tag' when a tag is named."""
-        return f"{self.name}.{self.tag}" if self.tag else self.name
-
-    def check_size(self, size: int, what: str = "--size") -> int:
-        from porting.archs import check_input_size
-
-        return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
-
-    def build_weight_map(self):
-        from porting.archs import get_arch
-
-        return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}").build(self)
-
-    def preprocessing(self) -> dict:
-        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "resize_backend": self.resize_backend or RESIZE_BACKEND[self.source]}
+def spec_card(spec: ModelSpec) -> ModelCard:
+    """The card a port of `spec` starts from: its architecture and the source's own preprocessing."""
+    return ModelCard(arch=spec.arch, arch_config=spec.arch_config, num_classes=spec.num_classes, head=spec.head,
+                     source=spec.id, **spec.preprocessing())
 
 
 def all_specs() -> list[ModelSpec]:
@@ -116,13 +69,6 @@ def resolve(text: str) -> ModelSpec:
         raise PortingError(f"{LIBRARIES.get(key_source, key_source)} ships no {name.strip()} model; "
                            f"{key_source} offers: {names}; {name.strip()} is available as {', '.join(elsewhere)}")
     raise PortingError(f"unknown model '{name}' for source {key_source}; supported: {names}")
-
-
-LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv",
-             "modelzoo": "the MindSpore model zoo"}
-# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize,
-# mindcv with mindspore.dataset's (OpenCV) Resize, the model zoo with MindSpore's Resize and CenterCrop
-RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv", "modelzoo": "mindspore"}
 
 
 def _bare(name: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from porting.errors import PortingError
 
@@ -28,8 +28,66 @@ class Arch:
         return self.config.__module__
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv' | 'modelzoo'
+    name: str  # the source library's own model name
+    arch: str  # MindSpore architecture id (porting.archs registry)
+    arch_config: dict = field(default_factory=dict)
+    weight_map: str = ""  # module in the architecture's package with build(spec) -> WeightMap ('from_timm')
+    aliases: tuple[str, ...] = ()
+    head: str = "fc"  # the MindSpore Dense cell that --num-classes re-initialises
+    num_classes: int = 1000
+    input_size: int = 299
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    # options for seeded synthetic source weights (the runners' randomize), e.g. {"bn_beta_mean": 1.0}
+    random_init: dict = field(default_factory=dict)
+    source_min_size: int = 0  # the source library's own smallest input, where it has one (Keras Xception: 71)
+    source_max_size: int = 0  # ... and largest (the model zoo's Xception: its AvgPool2d(10) needs 10x10 maps)
+    # timm's pretrained tag ('tf_in1k' in timm:xception65.tf_in1k): picks the download and the preprocessing
+    tag: str = ""
+    hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
+    resize_backend: str = ""  # how the source resizes (porting.images.preprocessing.RESIZE_BACKENDS); "": the source's
+    # where the source's code is, for a source that is a code checkout (the model zoo: porting.modelzoo); set per
+    # run (--modelzoo DIR), like `hub`
+    checkout: str = ""
+    variant: str = ""  # how this variant computes, for the README table and `porting models`
+    notes: str = ""  # where the source model lives and what the map does beyond renaming
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}:{self.source_name}"
+
+    @property
+    def source_name(self) -> str:
+        """The name the source library is asked for: timm's 'model.tag' when a tag is named."""
+        return f"{self.name}.{self.tag}" if self.tag else self.name
+
+    def check_size(self, size: int, what: str = "--size") -> int:
+        return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
+
+    def build_weight_map(self):
+        return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}").build(self)
+
+    def preprocessing(self) -> dict:
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+                "resize_backend": self.resize_backend or RESIZE_BACKEND[self.source]}
+
+
+LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv",
+             "modelzoo": "the MindSpore model zoo"}
+# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize,
+# mindcv with mindspore.dataset's (OpenCV) Resize, the model zoo with MindSpore's Resize and CenterCrop
+RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv", "modelzoo": "mindspore"}
+
+
+
 ARCHS: dict[str, Arch] = {}
-SPECS: list = []  # porting.specs.ModelSpec, in registration order (the order `porting models` lists)
+SPECS: list[ModelSpec] = []  # in registration order (the order `porting models` lists)
 
 
 def register_arch(name: str, *, model: str, recipe: str, min_input_size: int = MIN_SIZE_FLOOR):

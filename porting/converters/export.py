@@ -1,7 +1,6 @@
 """Export a ported checkpoint: ONNX (our own writer, checked), MINDIR, AIR (Ascend only)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import mindspore as ms
 import numpy as np
 
 from porting import files
+from porting.card import ModelCard
 from porting.converters.onnx_graph import OPSET
 from porting.errors import PortingError, first_line
 
@@ -31,26 +31,27 @@ class OnnxOptions:
         return [batch, 3, "height", "width"] if self.dynamic_size else [batch, 3, size, size]
 
 
-def model_metadata(metadata: dict, options: OnnxOptions | None = None) -> dict[str, str]:
-    """The checkpoint's metadata as string properties, plus what a deployment needs: class names (ImageNet's
-    for a 1000-class model that has none of its own) and how the file was exported."""
-    meta = dict(metadata)
-    if not meta.get("class_names") and int(meta["num_classes"]) == 1000:
-        from porting.training.data import imagenet_classes
+def exported_card(card: ModelCard, export: dict | None = None) -> ModelCard:
+    """The checkpoint's card plus what a deployment needs: class names (ImageNet's for a 1000-class model that
+    has none of its own) and how the file was exported."""
+    if not card.class_names and card.num_classes == 1000:
+        from porting.images.labels import imagenet_classes
 
-        meta["class_names"] = imagenet_classes()
-    if options is not None:
-        meta["export"] = {"opset": options.opset, "batch": options.batch, "dynamic_size": options.dynamic_size,
-                          "precision": "float16" if options.float16 else "float32", "fold_bn": options.fold_bn}
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        card = card.replace(class_names=imagenet_classes())
+    return card.replace(export=export) if export is not None else card
 
 
-def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, options: OnnxOptions = OnnxOptions()):
+def onnx_export_options(options: OnnxOptions) -> dict:
+    return {"opset": options.opset, "batch": options.batch, "dynamic_size": options.dynamic_size,
+            "precision": "float16" if options.float16 else "float32", "fold_bn": options.fold_bn}
+
+
+def trace_onnx(net, card: ModelCard, size: int, taps: list[str] | None = None, options: OnnxOptions = OnnxOptions()):
     """The ONNX ModelProto of `net`; with `taps`, those cells' outputs become extra graph outputs.
 
     Returns (model, {cell name: ONNX output name}).
     """
-    from porting import __version__
+    from porting.version import __version__
     from porting.converters.onnx_ops import trace
 
     graph, logits = trace(net, INPUT)
@@ -65,20 +66,20 @@ def trace_onnx(net, metadata: dict, size: int, taps: list[str] | None = None, op
     if options.fold_bn:
         graph.fold_batchnorm(keep={*extra, logits.name})
     model = graph.to_model({INPUT: options.input_shape(size)},
-                           {OUTPUT: (logits, [options.batch or "batch", int(metadata["num_classes"])])}, extra,
-                           model_metadata(metadata, options), graph_name=str(metadata.get("arch", "porting")),
+                           {OUTPUT: (logits, [options.batch or "batch", card.num_classes])}, extra,
+                           exported_card(card, onnx_export_options(options)).to_props(), graph_name=card.arch,
                            opset=options.opset, float16=options.float16, producer_version=__version__)
     return model, tap_names
 
 
-def export_onnx(net, metadata: dict, out: str | Path, size: int | None = None, inputs: tuple = (),
+def export_onnx(net, card: ModelCard, out: str | Path, size: int | None = None, inputs: tuple = (),
                 options: OnnxOptions = OnnxOptions()) -> Path:
     """The checked ONNX file of `net`; `inputs` are files the output must not overwrite."""
     files.check_output(out, inputs, what="ONNX output")
     if options.opset not in OPSETS:
         raise PortingError(f"--opset {options.opset}: porting writes ONNX opsets {OPSETS[0]} to {OPSETS[-1]}")
-    size = size or int(metadata["input_size"])
-    model, _ = trace_onnx(net, metadata, size, options=options)
+    size = size or card.input_size
+    model, _ = trace_onnx(net, card, size, options=options)
     return write_onnx(model, out, inputs)
 
 
@@ -103,22 +104,21 @@ def without_extra_outputs(model):
 
 
 def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs: tuple = (),
-              metadata: dict | None = None) -> Path:
+              card: ModelCard | None = None) -> Path:
     """MINDIR or AIR through ms.export, written in a private folder and moved into place whole; a MINDIR
-    carries the checkpoint's metadata in its user_info (read_mindir_metadata).
+    carries the checkpoint's card in its user_info (read_mindir_metadata).
 
     The batch is fixed: MindSpore 2.10 exports these graphs with a dynamic batch, but `mindspore.load` of
     the result then fails inside shape inference ("primitive name: raise"), so we never write such a file.
     """
-    from porting import __version__
+    from porting.version import __version__
 
     fmt = fmt.upper()
     suffix = ".mindir" if fmt == "MINDIR" else ".air"
     sample = ms.Tensor(np.zeros([batch, 3, size, size], np.float32))
     extra = {}
-    if fmt == "MINDIR" and metadata is not None:
-        info = dict(model_metadata(dict(metadata, export={"batch": batch, "size": size})),
-                    porting_version=__version__)
+    if fmt == "MINDIR" and card is not None:
+        info = exported_card(card, {"batch": batch, "size": size}).to_props()
 
         def with_metadata(proto):
             proto.producer_name, proto.producer_version = "porting", __version__
@@ -146,4 +146,6 @@ def read_mindir_metadata(path: str | Path) -> dict[str, str]:
         proto.ParseFromString(Path(path).read_bytes())
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise PortingError(f"cannot read '{path}' as a MINDIR file: {first_line(exc)}") from None
-    return dict(proto.user_info)
+    info = dict(proto.user_info)
+    info.pop("porting_version", None)  # porting 0.2.0 wrote its version here too (now: producer_version)
+    return info

@@ -1,4 +1,5 @@
-"""port-weights: source weights -> weight map -> MindSpore parameters (+ metadata) -> .ckpt."""
+"""port-weights: the source's tensors -> weight map -> MindSpore parameters (+ model card); the caller writes
+the .ckpt (porting.checkpoint) and runs the source worker (porting.runners.source)."""
 from __future__ import annotations
 
 import functools
@@ -10,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from porting import __version__, files
+from porting.card import ModelCard
 from porting.errors import PortingError
-from porting.runners.source import SourceResult, source_job
+from porting.job import SourceInfo, SourceResult
 from porting.specs import ModelSpec
+from porting.version import __version__
 
 
 @dataclass
 class Ported:
     params: dict[str, np.ndarray]
-    metadata: dict
-    source: SourceResult | None = None  # with port(inputs=...): the source model's outputs on them
-    net: object = None  # with port(keep_net=True): the MindSpore network the shapes were checked against
+    card: ModelCard
 
 
 def sha256(path: str) -> str:
@@ -32,12 +32,12 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def describe_weights(weights: str | None, seed: int | None, info: dict) -> str:
+def describe_weights(weights: str | None, seed: int | None, info: SourceInfo) -> str:
     if weights:
         return f"file:{Path(weights).name}"
     if seed is not None:
         return f"random-init:{seed}"
-    return f"pretrained:{info.get('pretrained_tag', '')}"
+    return f"pretrained:{info.pretrained_tag}"
 
 
 @functools.lru_cache(maxsize=8)
@@ -84,13 +84,13 @@ def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = Fals
 def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None, net=None) -> dict[str, np.ndarray]:
     """Apply the spec's weight map (or `weight_map`) to the source tensors, checked against the real model."""
     wm = weight_map or spec.build_weight_map()
-    return wm.apply(source.tensors, target_shapes(spec, int(source.info["num_classes"]), net), context=origin)
+    return wm.apply(source.tensors, target_shapes(spec, int(source.info.num_classes), net), context=origin)
 
 
-def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: int | None,
-                 num_classes: int, head_reinitialized: bool) -> dict:
+def card_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: int | None,
+             num_classes: int, head_reinitialized: bool) -> ModelCard:
     pre = spec.preprocessing()
-    cfg = source.info.get("pretrained_cfg") or {}
+    cfg = source.info.pretrained_cfg
     # the source library's own config wins over our defaults where it states a value
     for key in ("mean", "std", "interpolation", "crop_pct"):
         if cfg.get(key) not in (None, [], ""):
@@ -101,16 +101,14 @@ def metadata_for(spec: ModelSpec, source: SourceResult, weights: str | None, see
     if cfg.get("test_input_size"):
         pre["test_input_size"] = int(cfg["test_input_size"][-1])
         pre["test_crop_pct"] = cfg.get("test_crop_pct") or pre["crop_pct"]
-    if source.info.get("pretrained_tag"):
-        pre["pretrained_tag"] = source.info["pretrained_tag"]
-    return {
-        "tool_version": __version__, "source": spec.id, "arch": spec.arch,
-        "arch_config": spec.arch_config, "head": spec.head, "num_classes": num_classes,
-        "source_num_classes": int(source.info["num_classes"]), "head_reinitialized": head_reinitialized,
-        "weights": describe_weights(weights, seed, source.info),
-        "source_sha256": sha256(weights) if weights else None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **pre,
-    }
+    if source.info.pretrained_tag:
+        pre["pretrained_tag"] = source.info.pretrained_tag
+    return ModelCard(
+        tool_version=__version__, source=spec.id, arch=spec.arch, arch_config=spec.arch_config, head=spec.head,
+        num_classes=num_classes, source_num_classes=int(source.info.num_classes),
+        head_reinitialized=head_reinitialized, weights=describe_weights(weights, seed, source.info),
+        source_sha256=sha256(weights) if weights else None,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **pre)
 
 
 def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes: int, keep: bool,
@@ -135,63 +133,40 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
     return 1000, {"index": 0, "kept": False}
 
 
-def port(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
-         num_classes: int | None = None, keep_background: bool = False, allow_nonfinite: bool = False,
-         inputs: np.ndarray | None = None, taps: list[str] | None = None, weight_map=None, keep_net: bool = False,
-         log=lambda msg: None) -> Ported:
-    """Source weights -> MindSpore parameters and metadata. parity asks for more of the same run: the source's
-    outputs on `inputs` (with the `taps` modules', in Ported.source), the network the shapes were checked against
-    (`keep_net`, in Ported.net), and a `weight_map` of its own (the mapping-bug tests inject broken ones)."""
-    if weights is not None and seed is not None:
-        raise PortingError("give either --weights or --random-init, not both")
-    log(f"building {spec.id} in a {spec.source} worker process")
-    with source_job(spec, weights=weights, seed=seed, inputs=inputs, taps=taps) as source_result:
-        from porting import archs, msenv
-
-        msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
-        net = archs.build(spec.arch, spec.arch_config, spec.num_classes) if keep_net else None
-        if net is None:
-            target_shapes(spec, spec.num_classes)
-        source = source_result()
-    origin = weights or f"{spec.id} ({describe_weights(weights, seed, source.info)})"
+def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = None, keep_background: bool = False,
+         allow_nonfinite: bool = False, weight_map=None, net=None, log=lambda msg: None) -> Ported:
+    """The source model's tensors (from its worker: runners.source) -> MindSpore parameters and metadata,
+    through the spec's weight map (or `weight_map`), checked against `net` when given (else against a network
+    built once per variant)."""
+    origin = source.weights or f"{spec.id} ({describe_weights(None, source.seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
-    if spec.source == "timm" and weights and not spec.tag and source.info.get("pretrained_tag"):
-        cfg = source.info.get("pretrained_cfg") or {}
-        log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info['pretrained_tag']} "
+    if spec.source == "timm" and source.weights and not spec.tag and source.info.pretrained_tag:
+        cfg = source.info.pretrained_cfg
+        log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info.pretrained_tag} "
             f"(crop {cfg.get('crop_pct')}); for another tag's weights name it: timm:{spec.name}.TAG")
-    if source.info.get("float32_cells"):  # the model zoo's SE_ResNeXt50 classifier
-        log(f"note: the source network flags {', '.join(source.info['float32_cells'])} to run in float16; its worker "
-            f"ran {'it' if len(source.info['float32_cells']) == 1 else 'them'} in float32, as the port computes")
+    if source.info.float32_cells:  # the model zoo's SE_ResNeXt50 classifier
+        log(f"note: the source network flags {', '.join(source.info.float32_cells)} to run in float16; its worker "
+            f"ran {'it' if len(source.info.float32_cells) == 1 else 'them'} in float32, as the port computes")
     bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
     params = map_source(spec, source, origin, weight_map=weight_map, net=net)
     if bad:
         log(f"warning: porting {sum(bad.values())} NaN/Inf value(s) in {len(bad)} tensor(s) (--allow-nonfinite)")
-    src_classes, background = drop_background(spec, params, int(source.info["num_classes"]), keep_background,
+    src_classes, background = drop_background(spec, params, int(source.info.num_classes), keep_background,
                                               num_classes, log)
     head_reinit = num_classes is not None and num_classes != src_classes
     if head_reinit:
+        from porting import archs
         from porting.archs.layers import init_head
 
-        net = archs.build(spec.arch, spec.arch_config, num_classes)
-        init_head(net, spec.head, num_classes, seed=seed or 0)
-        for name, p in net.parameters_and_names():
+        head_net = archs.build(spec.arch, spec.arch_config, num_classes)
+        init_head(head_net, spec.head, num_classes, seed=source.seed or 0)
+        for name, p in head_net.parameters_and_names():
             if name.startswith(spec.head + "."):
                 params[name] = p.asnumpy()
         log(f"re-initialised head '{spec.head}' for {num_classes} classes (source has {src_classes}): "
             f"fine-tune before use")
     final_classes = num_classes if head_reinit else src_classes
-    metadata = metadata_for(spec, source, weights, seed, final_classes, head_reinit)
-    metadata["background_class"] = background  # {"index": 0, "kept": bool} for a 1001-class source head
-    if bad:
-        metadata["nonfinite_values"] = bad  # only with allow_nonfinite: the checkpoint says what it carries
-    return Ported(params, metadata, source if inputs is not None else None, net)
-
-
-def port_to_file(spec: ModelSpec, out: str, **kwargs) -> Ported:
-    inputs = (kwargs.get("weights"),)
-    files.check_output(out, inputs, what="checkpoint")  # before minutes of work, not after
-    ported = port(spec, **kwargs)  # imports MindSpore only once the source worker is running
-    from porting import checkpoint
-
-    checkpoint.save(ported.params, out, ported.metadata, inputs=inputs)
-    return ported
+    card = card_for(spec, source, source.weights, source.seed, final_classes, head_reinit).replace(
+        background_class=background,  # {"index": 0, "kept": bool} for a 1001-class source head
+        nonfinite_values=bad or None)  # only with allow_nonfinite: the checkpoint says what it carries
+    return Ported(params, card)

@@ -16,6 +16,7 @@ import numpy as np
 
 from porting.errors import PortingError
 from porting.runners.inputs import make_images
+from porting.job import SourceJob
 
 LOGITS = "logits"
 
@@ -38,7 +39,7 @@ class SourceRunner:
 
     # ------------------------------------------------------------------------------------------ hooks
 
-    def check(self, job: dict) -> None:
+    def check(self, job: SourceJob) -> None:
         """Anything to refuse before the framework does work (a timm tag, a Keras model name...)."""
 
     def build(self, name: str, num_classes: int):
@@ -48,7 +49,7 @@ class SourceRunner:
         """The model with the user's weights file, read and checked by the library's own loader."""
         raise NotImplementedError
 
-    def download(self, job: dict):
+    def download(self, job: SourceJob):
         """(model, info) from the library's own pretrained download."""
         raise NotImplementedError
 
@@ -90,18 +91,18 @@ class SourceRunner:
 
     # ------------------------------------------------------------------------------------------ shared
 
-    def load(self, job: dict):
+    def load(self, job: SourceJob):
         """(model in inference mode, info) as the job asks."""
         self.check(job)
-        name, classes, info = job["model"], job.get("num_classes"), {}
-        if job.get("weights"):
-            model = self.load_file(job["weights"], name, classes)
-        elif job.get("untrained"):  # the library's own initialisation: enough for names and shapes
+        name, classes, info = job.model, job.num_classes, {}
+        if job.weights:
+            model = self.load_file(job.weights, name, classes)
+        elif job.untrained:  # the library's own initialisation: enough for names and shapes
             model = self.build(name, classes or 1000)
-        elif job.get("seed") is not None:
+        elif job.seed is not None:
             model = self.build(name, classes or 1000)
-            self.randomize(model, int(job["seed"]), job["input_size"], job["mean"], job["std"],
-                           **(job.get("random_init") or {}))
+            self.randomize(model, int(job.seed), job.input_size, job.mean, job.std,
+                           **(job.random_init))
         else:
             model, info = self.download(job)
         return model, {**info, **self.finish(model)}

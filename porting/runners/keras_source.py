@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
 from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics  # noqa: E402
+from porting.job import SourceJob
 
 warnings.filterwarnings("ignore")
 
@@ -148,13 +149,13 @@ class KerasRunner(SourceRunner):
     library = "keras"
     module_word = "layer"
 
-    def check(self, job: dict) -> None:
-        if job["model"] not in ADAPTERS:
+    def check(self, job: SourceJob) -> None:
+        if job.model not in ADAPTERS:
             raise PortingError(f"the keras runner builds {', '.join(f'keras.applications.{a.constructor}' for a in ADAPTERS.values())}, "
-                               f"not '{job['model']}'")
-        self.model = ADAPTERS[job["model"]]
-        if job.get("save_weights"):  # checked before TensorFlow is imported
-            _check_suffix(job["save_weights"])
+                               f"not '{job.model}'")
+        self.model = ADAPTERS[job.model]
+        if job.save_weights:  # checked before TensorFlow is imported
+            _check_suffix(job.save_weights)
 
     def build(self, name: str, num_classes: int):
         return self.model.build(_keras(), num_classes)
@@ -203,9 +204,9 @@ class KerasRunner(SourceRunner):
         model.set_weights(have)
         return model
 
-    def download(self, job: dict):
+    def download(self, job: SourceJob):
         keras, m = _keras(), self.model
-        if job.get("num_classes") not in (None, 1000):
+        if job.num_classes not in (None, 1000):
             raise PortingError(f"keras's ImageNet {m.constructor} weights have 1000 classes; use --num-classes on the "
                                f"MindSpore side to re-initialise the head")
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from porting import msenv
 from porting.errors import PortingError, check_fits, first_line
 from porting.runners.base import SourceRunner, Tensor
+from porting.job import SourceJob
 
 msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
@@ -105,13 +106,13 @@ class MindcvRunner(MindSporeSource):
         ms.load_param_into_net(model, params, strict_load=True)
         return model
 
-    def download(self, job: dict):
+    def download(self, job: SourceJob):
         try:
-            return _create(job["model"], 1000, pretrained=True), {}
+            return _create(job.model, 1000, pretrained=True), {}
         except PortingError:
             raise
         except Exception as exc:
-            raise PortingError(f"could not download mindcv's pretrained {job['model']} weights "
+            raise PortingError(f"could not download mindcv's pretrained {job.model} weights "
                                f"({type(exc).__name__}); offline? pass --weights FILE with a local .ckpt") from None
 
     def finish(self, model) -> dict:

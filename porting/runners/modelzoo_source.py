@@ -28,6 +28,7 @@ import mindspore as ms  # noqa: E402 - after the context is set
 from mindspore import nn  # noqa: E402
 
 from porting.checkpoint import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
+from porting.job import SourceJob, Training
 
 
 class Weights:
@@ -74,11 +75,12 @@ class ModelzooRunner(MindSporeSource):
         self.folder: str | None = None  # the model's folder in the checkout; None: read checkpoints only
         self.factory = None
         self.lowered: list[str] = []  # cells run at float32 instead of the network's float16
+        self.training: Training | None = None  # the recipe's optimizer, for save_weights
 
-    def check(self, job: dict) -> None:
-        self.name, self.folder = job["model"], job.get("checkout")
-        if job["model"] not in NETWORKS:
-            raise PortingError(f"the model zoo has no network '{job['model']}' here; known: {', '.join(NETWORKS)}")
+    def check(self, job: SourceJob) -> None:
+        self.name, self.folder, self.training = job.model, job.checkout, job.training
+        if job.model not in NETWORKS:
+            raise PortingError(f"the model zoo has no network '{job.model}' here; known: {', '.join(NETWORKS)}")
 
     def _factory(self, name: str):
         if self.factory is None:
@@ -121,9 +123,9 @@ class ModelzooRunner(MindSporeSource):
         ms.load_param_into_net(model, params, strict_load=True)
         return model
 
-    def download(self, job: dict):
+    def download(self, job: SourceJob):
         raise PortingError(f"the model zoo publishes no download porting can fetch: pass --weights FILE with the "
-                           f"{job['model']} .ckpt its train.py saved")
+                           f"{job.model} .ckpt its train.py saved")
 
     def finish(self, model) -> dict:
         head = NETWORKS[self.name].head
@@ -141,17 +143,15 @@ class ModelzooRunner(MindSporeSource):
     def save_weights(self, model, path: str) -> None:
         """The checkpoint the model zoo's train.py saves: its ModelCheckpoint writes the training network, so the
         optimizer's state (the recipe's Momentum or RMSProp) and the step counters come with the weights."""
-        ms.save_checkpoint(_training_network(self.name, model), path, append_dict={"epoch_num": 1, "step_num": 1})
+        if self.training is None:
+            raise PortingError(f"the model zoo's {self.name} writes its checkpoints with the optimizer's state: the "
+                               f"job names no training recipe")
+        ms.save_checkpoint(_training_network(self.training, model), path, append_dict={"epoch_num": 1, "step_num": 1})
 
 
-def _training_network(name: str, net: nn.Cell) -> nn.Cell:
+def _training_network(recipe: Training, net: nn.Cell) -> nn.Cell:
     """net wrapped as train.py wraps it: loss, the recipe's optimizer with its loss scale, one training cell."""
-    from porting.archs import get_arch
-    from porting.specs import resolve
-    from porting.training.recipes import RECIPES
-
-    recipe = RECIPES[get_arch(resolve(f"modelzoo:{name}").arch).recipe]
-    lr = ms.Tensor(np.full(4, recipe.lr_max, np.float32))  # a per-step schedule, as train.py passes it
+    lr = ms.Tensor(np.full(4, recipe.lr, np.float32))  # a per-step schedule, as train.py passes it
     params = net.trainable_params()
     if recipe.optimizer == "rmsprop":
         opt = nn.RMSProp(params, lr, decay=recipe.rmsprop_decay, momentum=recipe.momentum,

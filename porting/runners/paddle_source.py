@@ -27,6 +27,7 @@ import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
 from porting.runners.base import SourceRunner, Tensor
+from porting.job import SourceJob
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -218,10 +219,10 @@ class PaddleRunner(SourceRunner):
                                f"{len(unexpected)} unexpected tensors for PaddleClas {name}")
         return model
 
-    def download(self, job: dict):
+    def download(self, job: SourceJob):
         """PaddleClas's own pretrained download, then the same strict loading as for --weights."""
-        path = download_pretrained(job["model"])
-        return self.load_file(path, job["model"], job.get("num_classes")), {"pretrained_tag": os.path.basename(path)}
+        path = download_pretrained(job.model)
+        return self.load_file(path, job.model, job.num_classes), {"pretrained_tag": os.path.basename(path)}
 
     def finish(self, model) -> dict:
         model.eval()

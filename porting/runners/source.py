@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,16 +13,9 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError
+from porting.job import Preprocess, SourceInfo, SourceJob, SourceResult, Training
+from porting.runners.runtime import LOGITS, Runtime
 from porting.specs import ModelSpec
-
-
-@dataclass
-class SourceResult:
-    info: dict  # num_classes, pretrained_cfg, ...
-    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the source model's named tensors
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # tapped layer outputs + 'logits'
-    order: list[str] = field(default_factory=list)  # taps in the order the source computed them
-    preprocessed: np.ndarray | None = None  # images through the library's own pipeline (NCHW float32)
 
 
 def _verbose() -> bool:
@@ -71,7 +62,8 @@ def _wait(spec: ModelSpec, proc: subprocess.Popen) -> None:
 def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None,
                num_classes: int | None = None, want_tensors: bool = True, inputs: np.ndarray | None = None,
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
-               untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None
+               untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None,
+               training: Training | None = None
                ) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
@@ -81,7 +73,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     and shapes). save_weights: where the worker writes the weights in the source's own format (the caller
     makes it atomic); save_weights_as: the name its errors give that file (the user's output path).
     preprocess: (image paths, crop size, resize): the library's own preprocessing of those images (timm and Keras
-    choose their own resize), in result().preprocessed.
+    choose their own resize), in result().preprocessed. training: the optimizer a source's own checkpoints carry
+    the state of (the model zoo's), for save_weights.
     """
     code = None
     if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
@@ -89,37 +82,34 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
 
         code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:
-        job = {
-            "source": spec.source, "model": spec.source_name, "hub": spec.hub, "weights": weights, "seed": seed,
-            "num_classes": num_classes, "untrained": untrained, "input_size": spec.input_size,
-            "mean": spec.mean, "std": spec.std, "random_init": dict(spec.random_init),
-            "tensors_out": str(tmp / "tensors.npz") if want_tensors else None,
-            "inputs": None, "taps": taps or [], "outputs_out": None,
-            "save_weights": save_weights, "save_weights_as": save_weights_as,
-            "result_out": str(tmp / "result.json"), "checkout": code,
-        }
+        job = SourceJob(
+            source=spec.source, model=spec.source_name, hub=spec.hub, weights=weights, seed=seed,
+            num_classes=num_classes, untrained=untrained, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+            random_init=dict(spec.random_init), checkout=code, result_out=str(tmp / "result.json"),
+            tensors_out=str(tmp / "tensors.npz") if want_tensors else None, taps=list(taps or []),
+            save_weights=save_weights, save_weights_as=save_weights_as,
+            training=training,
+            inputs=str(tmp / "inputs.npy") if inputs is not None else None,
+            outputs_out=str(tmp / "outputs.npz") if inputs is not None else None,
+            preprocess=Preprocess(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
+            if preprocess is not None else None)
         if inputs is not None:
-            np.save(tmp / "inputs.npy", inputs)
-            job["inputs"], job["outputs_out"] = str(tmp / "inputs.npy"), str(tmp / "outputs.npz")
-        if preprocess is not None:
-            job["preprocess"] = {"images": preprocess[0], "size": preprocess[1], "resize": preprocess[2],
-                                 "out": str(tmp / "preprocessed.npy")}
-        (tmp / "job.json").write_text(json.dumps(job))
+            np.save(job.inputs, inputs)
+        job.write(tmp / "job.json")
         env = _worker_env(tmp)
 
         with files.guarded_process(lambda: _start_worker(tmp / "job.json", env)) as proc:
             def result() -> SourceResult:
                 _wait(spec, proc)
-                done = SourceResult(info=json.loads((tmp / "result.json").read_text()))
+                done = SourceResult(SourceInfo.read(job.result_out), weights=weights, seed=seed)
                 if want_tensors:
-                    with np.load(tmp / "tensors.npz") as npz:
+                    with np.load(job.tensors_out) as npz:
                         done.tensors = {k: npz[k] for k in npz.files}
                 if inputs is not None:
-                    with np.load(tmp / "outputs.npz") as npz:
+                    with np.load(job.outputs_out) as npz:
                         done.outputs = {k: npz[k] for k in npz.files}
-                    done.order = done.info.pop("order", [])
                 if preprocess is not None:
-                    done.preprocessed = np.load(tmp / "preprocessed.npy")
+                    done.preprocessed = np.load(job.preprocess.out)
                 return done
 
             yield result
@@ -129,3 +119,23 @@ def run_source(spec: ModelSpec, **kwargs) -> SourceResult:
     """Build `spec`'s source model in its own process and return what was asked for (see source_job)."""
     with source_job(spec, **kwargs) as result:
         return result()
+
+
+class SourceRuntime(Runtime):
+    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
+    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
+
+    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
+        self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
+        self.source, self.inputs = source, inputs
+
+    @property
+    def order(self) -> list[str]:
+        """The taps in the order the source computed them."""
+        return self.source.info.order
+
+    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
+        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
+            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
+        outputs = self.source.outputs
+        return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}

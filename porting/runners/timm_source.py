@@ -9,6 +9,7 @@ from torch import nn
 
 from porting.errors import PortingError, check_fits, first_line
 from porting.runners.base import SourceRunner, Tensor
+from porting.job import SourceJob
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 BN_ROLES = {"weight": "gamma", "bias": "beta", "running_mean": "mean", "running_var": "var"}
@@ -57,8 +58,8 @@ def _check_tag(timm, name: str) -> None:
 class TimmRunner(SourceRunner):
     library = "timm"
 
-    def check(self, job: dict) -> None:
-        _check_tag(_timm(), job["model"])  # 'xception65' or, with timm's pretrained tag, 'xception65.tf_in1k'
+    def check(self, job: SourceJob) -> None:
+        _check_tag(_timm(), job.model)  # 'xception65' or, with timm's pretrained tag, 'xception65.tf_in1k'
 
     def build(self, name: str, num_classes: int):
         return _timm().create_model(name, pretrained=False, num_classes=num_classes)
@@ -75,8 +76,8 @@ class TimmRunner(SourceRunner):
         model.load_state_dict(state, strict=True)
         return model
 
-    def download(self, job: dict):
-        where = f"hf-hub:{job['hub']}" if job.get("hub") else job["model"]
+    def download(self, job: SourceJob):
+        where = f"hf-hub:{job.hub}" if job.hub else job.model
         try:
             return _timm().create_model(where, pretrained=True), {}
         except Exception as exc:

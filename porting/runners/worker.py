@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ import traceback
 import numpy as np
 
 from porting.errors import PortingError, describe_os_error, first_line
+from porting.job import SourceInfo, SourceJob
 
 # source -> the module holding its SourceRunner (imported alone: one framework per process)
 RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
@@ -34,39 +34,38 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run(job: dict) -> None:
-    module, _, cls = RUNNERS[job["source"]].partition(":")
+def _run(job: SourceJob) -> None:
+    module, _, cls = RUNNERS[job.source].partition(":")
     runner = getattr(importlib.import_module(module), cls)()
-    model, info = runner.load(job)
-    if job.get("save_weights"):
+    model, found = runner.load(job)
+    info = SourceInfo(**found)
+    if job.save_weights:
         try:
-            runner.save_weights(model, job["save_weights"])
+            runner.save_weights(model, job.save_weights)
         except PortingError:
             raise
         except Exception as exc:  # noqa: BLE001 - torch/Keras/Paddle writers raise RuntimeError etc. on a full disk
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
-            if shutil.disk_usage(os.path.dirname(os.path.abspath(job["save_weights"]))).free < 16 << 20:
+            if shutil.disk_usage(os.path.dirname(os.path.abspath(job.save_weights))).free < 16 << 20:
                 reason = "No space left on device"  # torch.save says 'unexpected pos 1573952 vs 1573904'
-            raise PortingError(f"cannot write '{job.get('save_weights_as') or job['save_weights']}': {reason}") from None
-    if job.get("tensors_out"):
-        np.savez(job["tensors_out"], **runner.tensors(model))
-    if job.get("inputs"):
-        outputs, order = runner.forward(model, np.load(job["inputs"]), job.get("taps") or [])
-        np.savez(job["outputs_out"], **outputs)
-        info["order"] = order
-    if job.get("preprocess"):  # the library's own image pipeline, for parity --check-preprocessing
-        todo = job["preprocess"]
-        arrays, info["pipeline"] = runner.preprocess(model, todo["images"], todo["size"], todo["resize"])
-        np.save(job["preprocess"]["out"], arrays)
-    with open(job["result_out"], "w") as f:
-        json.dump(info, f)
+            raise PortingError(f"cannot write '{job.save_weights_as or job.save_weights}': {reason}") from None
+    if job.tensors_out:
+        np.savez(job.tensors_out, **runner.tensors(model))
+    if job.inputs:
+        outputs, order = runner.forward(model, np.load(job.inputs), job.taps)
+        np.savez(job.outputs_out, **outputs)
+        info.order = order
+    if job.preprocess:  # the library's own image pipeline, for parity --check-preprocessing
+        todo = job.preprocess
+        arrays, info.pipeline = runner.preprocess(model, todo.images, todo.size, todo.resize)
+        np.save(todo.out, arrays)
+    info.write(job.result_out)
 
 
 def main(job_path: str) -> int:
     _die_with_parent()
-    with open(job_path) as f:
-        job = json.load(f)
-    who = f"{job['source']} worker for {job['source']}:{job['model']}"
+    job = SourceJob.read(job_path)
+    who = f"{job.source} worker for {job.source}:{job.model}"
     try:
         _run(job)
     except PortingError as exc:

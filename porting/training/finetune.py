@@ -20,10 +20,15 @@ import numpy as np
 from mindspore import nn, ops
 
 from porting import archs, checkpoint, files
+from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.archs.layers import init_head
-from porting.training import data as data_mod
-from porting.training.evaluate import run_dataset, scores
+from porting.images.folders import check_images, class_names
+from porting.images.labels import label_mapping
+from porting.images.pipelines import folder_dataset, pipeline_cwd, train_folder
+from porting.images.preprocessing import preprocessing
+from porting.deploy.evaluate import run_dataset, scores
+from porting.runners.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 
 DIVERGED = 3.0  # stop when the recent mean loss is this many times its start (or chance level)
@@ -128,16 +133,16 @@ def _param_groups(net, weight_decay: float):
             {"order_params": net.trainable_params()}]
 
 
-def _train_labels(train_root: Path, meta: dict, num_classes: int) -> tuple[dict[str, int], bool]:
+def _train_labels(train_root: Path, card: ModelCard, num_classes: int) -> tuple[dict[str, int], bool]:
     """(class folder -> index, new head?): the checkpoint's own head is kept only if its classes are the folders'."""
-    if num_classes == int(meta["num_classes"]):
+    if num_classes == card.num_classes:
         try:
-            labels = data_mod.label_mapping(train_root, meta)
+            labels = label_mapping(train_root, card)
             if sorted(labels.values()) == list(range(num_classes)):
                 return labels, False
         except PortingError:
             pass
-    return {name: i for i, name in enumerate(data_mod.class_names(train_root))}, True
+    return {name: i for i, name in enumerate(class_names(train_root))}, True
 
 
 def _divergence(recent: deque, start: float, global_step: int, lr_max: float) -> PortingError | None:
@@ -212,7 +217,7 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
     rank, world = _parallel_setup(opts.distributed)
     ms.set_seed(opts.seed)  # every rank draws the same new head and the same shuffles
     trainer = Trainer(opts, ckpt, data, output, device, rank, world, log, progress)
-    with data_mod.pipeline_cwd():
+    with pipeline_cwd():
         trainer.train(sink)
     if opts.save_rank_weights:
         # Data parallel keeps trainable weights identical on every rank; BN moving statistics are each rank's own
@@ -235,29 +240,29 @@ class Trainer:
         self.is_main = rank == 0
         self.log = log if self.is_main else (lambda msg: None)
         self.progress = progress if self.is_main else None
-        params, meta = checkpoint.load(ckpt)
+        params, card = checkpoint.load(ckpt)
         train_root, val_root = data / "train", data / "val"
         if not train_root.is_dir():
             raise PortingError(f"'{opts.data}' has no train/ folder (expected {opts.data}/train/<class>/<image>)")
-        classes = data_mod.class_names(train_root)
+        classes = class_names(train_root)
         num_classes = opts.num_classes or len(classes)
         if num_classes != len(classes):
             raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
-        size = archs.check_input_size(meta["arch"], opts.image_size or int(meta["input_size"]), what="--image-size")
-        labels, new_head = _train_labels(train_root, meta, num_classes)
+        size = archs.check_input_size(card.arch, opts.image_size or card.input_size, what="--image-size")
+        labels, new_head = _train_labels(train_root, card, num_classes)
         class_order = sorted(labels, key=labels.get)
-        val_labels = data_mod.label_mapping(val_root, dict(meta, num_classes=num_classes, class_names=class_order)) \
+        val_labels = label_mapping(val_root, card.replace(num_classes=num_classes, class_names=class_order)) \
             if val_root.is_dir() else None
         for root in (train_root, val_root) if val_labels else (train_root,):
-            data_mod.check_images(root, self.log, self.progress)
+            check_images(root, self.log, self.progress)
 
-        self.net = net = archs.build(meta["arch"], meta["arch_config"], num_classes)
-        head = meta.get("head", "fc")
+        self.net = net = archs.build(card.arch, card.arch_config, num_classes)
+        head = card.head
         if new_head:
             params = {k: v for k, v in params.items() if not k.startswith(head + ".")}
             init_head(net, head, num_classes, seed=opts.seed)
             self.log(f"new head '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
-                     f"{'...' if num_classes > 5 else ''}); the checkpoint had {meta['num_classes']}")
+                     f"{'...' if num_classes > 5 else ''}); the checkpoint had {card.num_classes}")
             params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
         checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
 
@@ -265,9 +270,9 @@ class Trainer:
         global_batch = opts.recipe.batch_size * world
         recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
         self.recipe = recipe
-        self.dataset = data_mod.train_folder(train_root, meta, size, recipe.batch_size, labels, workers=opts.workers,
+        self.dataset = train_folder(train_root, card, size, recipe.batch_size, labels, workers=opts.workers,
                                              num_shards=shards[0], shard_id=shards[1], seed=opts.seed)
-        self.val_set = data_mod.folder_dataset(val_root, val_labels, data_mod.preprocessing(meta, size=size),
+        self.val_set = folder_dataset(val_root, val_labels, preprocessing(card, size=size),
                                                recipe.batch_size, opts.workers) if (val_labels and self.is_main) else None
         self.steps_per_epoch = self.dataset.get_dataset_size()
         self.total_steps = self.steps_per_epoch * recipe.epochs
@@ -291,10 +296,10 @@ class Trainer:
                                f"steps")
         self.global_step = self.start
         self.num_classes = num_classes
-        self.meta = dict(meta, num_classes=num_classes, class_names=class_order, input_size=size,
-                         head_reinitialized=bool(meta.get("head_reinitialized") or new_head), finetuned_from=ckpt.name)
-        self.meta.pop("background_class", None)  # the classes are now the folders'
-        self.prefix = meta["arch"]
+        self.card = card.replace(num_classes=num_classes, class_names=class_order, input_size=size,
+                                 head_reinitialized=card.head_reinitialized or new_head, finetuned_from=ckpt.name,
+                                 background_class=None)  # the classes are now the folders'
+        self.prefix = card.arch
         self.train_log = TrainLog(output, self.is_main)
         scaling = ", ".join(f"{k} {getattr(opts.recipe, k):g} -> {getattr(recipe, k):g}" for k in
                             LR_KEYS if k not in opts.lr_given)
@@ -314,7 +319,7 @@ class Trainer:
         tensors = {p.name: p.asnumpy() for _, p in self.step_cell.parameters_and_names()}
         tensors = {k: v for k, v in tensors.items() if k != "learning_rate"}  # rebuilt from the recipe
         path = self.output / f"{self.prefix}-{epoch_label}_{step_in_epoch or self.steps_per_epoch}.ckpt"
-        checkpoint.save(tensors, path, dict(self.meta, train_state={
+        checkpoint.save(tensors, path, self.card.replace(train_state={
             "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch, "epochs": self.recipe.epochs,
             "world_size": self.world, "loss": loss_value, "recipe": as_dict(self.recipe)}), inputs=(self.ckpt,))
         kept = [p for _, _, p in _checkpoints(self.output) if p.name.startswith(self.prefix + "-")]
@@ -323,8 +328,7 @@ class Trainer:
 
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
-        result = scores(*run_dataset(lambda x: self.net(ms.Tensor(x)).asnumpy(), self.val_set, self.progress,
-                                     f"val {epoch}"))
+        result = scores(*run_dataset(MindSporeRuntime(self.net).logits, self.val_set, self.progress, f"val {epoch}"))
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")
@@ -391,8 +395,8 @@ class Trainer:
 def _resume(step_cell, output: Path, steps_per_epoch: int, log) -> int:
     """Restore model and optimizer state from the newest checkpoint in `output`; returns its global step."""
     last = _newest(output)
-    state, last_meta = checkpoint.load(last)
-    train_state = last_meta.get("train_state") or {}
+    state, last_card = checkpoint.load(last)
+    train_state = last_card.train_state or {}
     if train_state.get("steps_per_epoch") not in (None, steps_per_epoch):
         raise PortingError(f"--resume: '{last}' was saved with {train_state['steps_per_epoch']} steps per epoch, "
                            f"this run has {steps_per_epoch} (same data, batch size and workers needed)")

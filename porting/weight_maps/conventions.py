@@ -7,8 +7,9 @@ transformers keeps its TransposeType and name converters in one place).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
-from porting.weight_maps import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
+from porting.weight_maps.table import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,27 @@ KERAS = Convention("keras", {name: name for name in ("gamma", "beta", "moving_me
 MINDCV = Convention("mindcv", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")})
 # the MindSpore model zoo: MindSpore too
 MODELZOO = replace(MINDCV, source="modelzoo")
+
+
+MINDSPORE_BN = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None],
+                   rename_tap: Callable[[str], str | None] | None = None, convention=None) -> WeightMap:
+    """`wm` for a MindSpore re-implementation of its source model (mindcv re-implements timm's, the model zoo's
+    networks are mindcv's ancestors): every source module path passed through `rename`, BN tensors under
+    MindSpore's names (the target's own), the rest as is. Layers go through `rename_tap` (default `rename`); one
+    without a cell of its own there (None) is not compared. `convention`: the MindSpore library's (mindcv's)."""
+    out = (convention or MINDCV).map(name)
+    for row in wm.rows:
+        module, leaf = row.source.rsplit(".", 1)
+        target_leaf = row.target.rsplit(".", 1)[1]
+        out.add(f"{rename(module)}.{target_leaf if target_leaf in MINDSPORE_BN else leaf}", row.target,
+                row.transform)
+    for layer in wm.layers:
+        source = (rename_tap or rename)(layer.source)
+        if source is not None:
+            out.layer(source, layer.target, layer.kind)
+    return out
+
+

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.registry import register_arch, register_specs
-from porting.specs import ModelSpec
+from porting.archs.registry import ModelSpec
 
 
 @register_arch("inception_v4", model="porting.archs.inception_v4.model:InceptionV4", recipe="inceptionv4",

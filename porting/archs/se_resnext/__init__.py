@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from porting.archs.registry import register_arch, register_specs
-from porting.specs import ModelSpec
+from porting.archs.registry import ModelSpec
 
 
 @register_arch("se_resnext", model="porting.archs.se_resnext.model:SEResNeXt", recipe="se_resnext50")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.registry import register_arch, register_specs
-from porting.specs import ModelSpec
+from porting.archs.registry import ModelSpec
 
 
 @register_arch("xception", model="porting.archs.xception.model:Xception", recipe="xception")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 from porting.archs.registry import register_arch, register_specs
 from porting.errors import PortingError
-from porting.specs import ModelSpec
+from porting.archs.registry import ModelSpec
 
 ENTRY = {
     # (in, out, stride) of the entry flow, as in timm's block_cfg lists

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from porting.archs.registry import register_arch, register_specs
 from porting.errors import PortingError
-from porting.specs import ModelSpec
+from porting.archs.registry import ModelSpec
 
 # (in, out, stride, ReLU first) of the entry-flow blocks, by entry_flow_block_num
 ENTRY_BLOCKS = {

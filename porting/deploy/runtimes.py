@@ -10,29 +10,40 @@ from the requested one is refused.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from porting.errors import PortingError, first_line
+from porting.card import ModelCard
+from porting.errors import PortingError
+from porting.runners.runtime import LOGITS, Runtime
 
 KINDS = {".ckpt": "MindSpore checkpoint", ".onnx": "ONNX (onnxruntime)", ".mindir": "MINDIR (MindSpore)"}
 
 
-class Artifact:
-    """A model file ready to run: `artifact(x)` gives logits for any batch of x."""
+class Artifact(Runtime):
+    """A model file ready to run, for any batch of x: `artifact(x)` gives its logits (a file's runtime shows
+    no taps)."""
 
-    def __init__(self, path: Path, kind: str, metadata: dict, run, batch: int | None, size: int | None,
-                 props: dict[str, str] | None = None):
-        self.path, self.kind, self.metadata, self._run = path, kind, metadata, run
+    def __init__(self, path: Path, kind: str, card: ModelCard, run, batch: int | None, size: int | None):
+        self.path, self.kind, self.card, self._run = path, kind, card, run
         self.batch, self.size = batch, size  # fixed by the file, or None
-        self.props = props or {}  # the metadata as the file stores it (ONNX metadata_props: strings)
 
     def check_size(self, size: int) -> None:
         if self.size is not None and size != self.size:
             raise PortingError(f"'{self.path}' takes {self.size}x{self.size} inputs, not {size}x{size}: export it "
                                f"with --size {size}, or (ONNX) with --dynamic-size")
+
+    @property
+    def name(self) -> str:
+        return self.path.suffix[1:]
+
+    @property
+    def description(self) -> str:
+        return f"{self.kind}: {self.path}"
+
+    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
+        return {LOGITS: self(x)}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -48,72 +59,35 @@ class Artifact:
         return np.concatenate(outs)
 
 
-def _decoded(props: dict[str, str]) -> dict:
-    out = {}
-    for key, value in props.items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value  # plain strings (source, arch, ...) are stored as they are
-    return out
-
-
-def _validated(metadata: dict, path: Path) -> dict:
-    from porting.checkpoint import validate_metadata
-
-    if "arch" not in metadata or "mean" not in metadata:
-        raise PortingError(f"'{path}' carries no porting metadata (not written by `porting export`?): its "
-                           f"preprocessing is unknown")
-    validate_metadata(metadata, path)
-    return metadata
-
-
 def _onnx(path: Path) -> Artifact:
-    import onnxruntime as ort
+    from porting.runners.onnx_runtime import OnnxRuntime
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
-        raise PortingError(f"cannot load '{path}' in onnxruntime: {first_line(exc)}") from None
-    props = dict(session.get_modelmeta().custom_metadata_map)
-    metadata = _validated(_decoded(props), path)
-    shape = session.get_inputs()[0].shape
-    name = session.get_inputs()[0].name
+    runtime = OnnxRuntime(path)
+    card = ModelCard.from_props(runtime.custom_metadata, path)
+    shape = runtime.input_shape
     batch = shape[0] if isinstance(shape[0], int) else None
     size = shape[2] if isinstance(shape[2], int) else None
-    return Artifact(path, KINDS[".onnx"], metadata, lambda x: session.run(None, {name: x})[0], batch, size, props)
-
-
-def load_mindir(path: Path):
-    """x (NCHW float32) -> logits through mindspore.load: the one way porting runs a MINDIR (eval, predict,
-    parity). Runs in whatever mode the caller set up."""
-    import mindspore as ms
-
-    try:
-        cell = ms.nn.GraphCell(ms.load(str(path)))
-    except Exception as exc:  # noqa: BLE001 - MindSpore raises RuntimeError/ValueError for bad files
-        raise PortingError(f"cannot load '{path}' with mindspore.load: {first_line(exc)}") from None
-    return lambda x: cell(ms.Tensor(x)).asnumpy()
+    return Artifact(path, KINDS[".onnx"], card, runtime.logits, batch, size)
 
 
 def _mindir(path: Path, device: str | None) -> Artifact:
     from porting import msenv
     from porting.converters.export import read_mindir_metadata
+    from porting.runners.mindspore_runtime import MindirRuntime
 
     msenv.setup(device, graph=True)
-    metadata = _validated(_decoded(read_mindir_metadata(path)), path)
-    fixed = metadata.get("export") or {}
-    return Artifact(path, KINDS[".mindir"], metadata, load_mindir(path), fixed.get("batch"), fixed.get("size"))
+    card = ModelCard.from_props(read_mindir_metadata(path), path)
+    fixed = card.export_options
+    return Artifact(path, KINDS[".mindir"], card, MindirRuntime(path).logits, fixed.get("batch"), fixed.get("size"))
 
 
 def _ckpt(path: Path, device: str | None) -> Artifact:
-    import mindspore as ms
-
     from porting import checkpoint, msenv
+    from porting.runners.mindspore_runtime import MindSporeRuntime
 
     msenv.setup(device, graph=True)
-    net, metadata = checkpoint.load_model(path)
-    return Artifact(path, KINDS[".ckpt"], metadata, lambda x: net(ms.Tensor(x)).asnumpy(), None, None)
+    net, card = checkpoint.load_model(path)
+    return Artifact(path, KINDS[".ckpt"], card, MindSporeRuntime(net).logits, None, None)
 
 
 def open_artifact(path: Path, device: str | None = None) -> Artifact:

@@ -7,7 +7,6 @@ overlap, the largest logit difference and, where the images have labels, both ac
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,13 +14,16 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError, first_line
-from porting.runtimes import open_artifact
-from porting.training import data as data_mod
+from porting.deploy.runtimes import open_artifact
+from porting.images.folders import check_images
+from porting.images.labels import Samples, labelled_images
+from porting.images.pipelines import file_dataset, pipeline_cwd
+from porting.images.preprocessing import preprocessing
 
 METHODS = ("minmax", "percentile", "entropy")
 
 
-def draw(samples: data_mod.Samples, count: int, seed: int = 0) -> tuple[list[int], list[int]]:
+def draw(samples: Samples, count: int, seed: int = 0) -> tuple[list[int], list[int]]:
     """(calibration indices, the rest): round-robin over the classes in a seeded order, so that `count` images
     cover every class before any class gets a second one."""
     rng = np.random.default_rng(seed)
@@ -38,8 +40,8 @@ def draw(samples: data_mod.Samples, count: int, seed: int = 0) -> tuple[list[int
     return chosen, [i for i in rng.permutation(len(samples.paths)).tolist() if i not in taken]
 
 
-def _subset(samples: data_mod.Samples, indices: list[int]) -> data_mod.Samples:
-    return data_mod.Samples(samples.root, [samples.paths[i] for i in indices], samples.labels[indices])
+def _subset(samples: Samples, indices: list[int]) -> Samples:
+    return Samples(samples.root, [samples.paths[i] for i in indices], samples.labels[indices])
 
 
 class _Reader:
@@ -68,17 +70,17 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from porting.training.evaluate import run_dataset, scores
+    from porting.deploy.evaluate import run_dataset, scores
 
     model, out = Path(os.path.abspath(model)), Path(os.path.abspath(out))  # the pipeline runs from a scratch cwd
     if model.suffix.lower() != ".onnx":
         raise PortingError(f"'{model}': quantize takes an ONNX file exported by porting (porting export -f onnx)")
     files.check_output(out, (model,), what="int8 ONNX output")
     fp32 = open_artifact(model)
-    meta = fp32.metadata
-    if (meta.get("export") or {}).get("precision") == "float16":
+    card = fp32.card
+    if card.export_options.get("precision") == "float16":
         raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
-    samples = data_mod.labelled_images(calib, meta, label_file, log, unlabelled_ok=True)
+    samples = labelled_images(calib, card, label_file, log, unlabelled_ok=True)
     classes = len(set(samples.labels.tolist()) - {-1})
     if images is None:  # the default is a wish, not a demand: a smaller folder is used whole, and said so
         images = min(DEFAULT_IMAGES, len(samples.paths))
@@ -95,18 +97,18 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
     chosen, rest = draw(samples, images)
     held = rest[:holdout] or chosen[: max(1, holdout)]  # no images left: compare on calibration images
     # only the images this run reads (1,200 of ImageNet's 50,000 by default)
-    data_mod.check_images(samples.root, log, progress, images=[samples.paths[i] for i in sorted({*chosen, *held})])
+    check_images(samples.root, log, progress, images=[samples.paths[i] for i in sorted({*chosen, *held})])
     covered = len({int(samples.labels[i]) for i in chosen} - {-1})
     log(f"calibrating on {len(chosen)} images covering {covered} of {classes} classes ({method}); "
         + (f"{len(held)} held out for the comparison" if not set(held) & set(chosen) else
            "warning: no images left to hold out: the comparison runs on calibration images"))
-    pre = data_mod.preprocessing(meta)
+    pre = preprocessing(card)
     batch = fp32.batch or 8
-    reader = _Reader(data_mod.file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch)
+    reader = _Reader(file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with files.atomic_output(out, (model,), what="int8 ONNX output") as staged:
-        with data_mod.pipeline_cwd():
+        with pipeline_cwd():
             try:
                 # onnxruntime's recommended first step: shape inference and graph optimisation (BN folding...)
                 prepared = staged.dir / "prepared.onnx"
@@ -120,21 +122,19 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
                 raise PortingError(f"onnxruntime could not quantize '{model}': {first_line(exc)}") from None
         quantized = onnx.load(str(staged.file))
         del quantized.metadata_props[:]  # the float32 export's metadata, and how the int8 one was made
-        for key, value in fp32.props.items():
-            if key != "export":
-                quantized.metadata_props.add(key=key, value=value)
-        export = dict(meta.get("export") or {}, precision="int8", quantization={
+        export = dict(card.export_options, precision="int8", quantization={
             "format": "QDQ", "per_channel": True, "weights": "int8", "activations": "int8", "calibration": method,
             "calibration_images": reader.used, "classes_covered": covered})
-        quantized.metadata_props.add(key="export", value=json.dumps(export))
+        for key, value in card.replace(export=export).to_props().items():
+            quantized.metadata_props.add(key=key, value=value)
         onnx.save(quantized, str(staged.file))
     report = {"calibration_images": reader.used, "classes_covered": covered, "held_out": len(held),
               "method": method, "size_mb": {"float32": round(Path(model).stat().st_size / 2**20, 1),
                                             "int8": round(Path(out).stat().st_size / 2**20, 1)}}
     int8 = open_artifact(out)
-    with data_mod.pipeline_cwd():  # one pass over the held-out images feeds both models
+    with pipeline_cwd():  # one pass over the held-out images feeds both models
         both, labels = run_dataset(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),
-                                   data_mod.file_dataset(_subset(samples, held), pre, batch), progress,
+                                   file_dataset(_subset(samples, held), pre, batch), progress,
                                    "float32 and int8")
     a, b = np.split(both, 2, axis=1)
     top5 = [len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1]) for x, y in zip(a, b)]

@@ -10,7 +10,6 @@ import statistics
 import time
 from pathlib import Path
 
-
 from porting import archs, checkpoint, files
 from porting.runners.inputs import make_images
 
@@ -18,25 +17,25 @@ from porting.runners.inputs import make_images
 def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None, reps: int = 10, warmup: int = 2,
           device: str | None = None, progress=None) -> list[dict]:
     """[{runtime, batch, size, median_s, img_per_s}] for MindSpore (GRAPH mode) and onnxruntime."""
-    import mindspore as ms
-    import onnxruntime as ort
-
     from porting import msenv
     from porting.converters.export import export_onnx
+    from porting.runners.mindspore_runtime import MindSporeRuntime
+    from porting.runners.onnx_runtime import OnnxRuntime
 
     msenv.setup(device, graph=True)
-    net, meta = checkpoint.load_model(ckpt)
-    size = archs.check_input_size(meta["arch"], size or int(meta["input_size"]))
+    net, card = checkpoint.load_model(ckpt)
+    size = archs.check_input_size(card.arch, size or card.input_size)
     with files.scratch_dir("bench-") as tmp:
-        export_onnx(net, meta, tmp / "model.onnx", size)
-        session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
+        export_onnx(net, card, tmp / "model.onnx", size)
+        onnx = OnnxRuntime(tmp / "model.onnx")
+    mindspore = MindSporeRuntime(net)
     task = progress.add_task("bench", total=len(batches) * 2 * (warmup + reps)) if progress else None
     results = []
     for batch in batches:
-        x = make_images(0, batch, size, meta["mean"], meta["std"])
-        x_ms = ms.Tensor(x)
-        runtimes = {f"MindSpore ({msenv.device()}, GRAPH)": lambda: net(x_ms).asnumpy(),
-                    "ONNX Runtime (CPU)": lambda: session.run(None, {"input": x})}
+        x = make_images(0, batch, size, card.mean, card.std)
+        # each call includes its runtime's own copy in and out (NumPy -> Tensor -> NumPy, as for ONNX Runtime)
+        runtimes = {f"MindSpore ({msenv.device()}, GRAPH)": lambda: mindspore.logits(x),
+                    "ONNX Runtime (CPU)": lambda: onnx.logits(x)}
         times: dict[str, list[float]] = {name: [] for name in runtimes}
         for rep in range(warmup + reps):
             order = list(runtimes) if rep % 2 == 0 else list(runtimes)[::-1]

@@ -6,9 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from porting import archs, files
+from porting.card import ModelCard
 from porting.errors import PortingError
-from porting.runtimes import open_artifact
-from porting.training import data as data_mod
+from porting.deploy.runtimes import open_artifact
+from porting.images.folders import check_images
+from porting.images.labels import imagenet_classes, labelled_images
+from porting.images.pipelines import file_dataset, load_image, pipeline_cwd
+from porting.images.preprocessing import preprocessing
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -29,20 +33,20 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
     """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
     (data.labelled_images); `results` gets the deployment guide's per-image top-k lines."""
     artifact = open_artifact(model, device)
-    meta = artifact.metadata
-    pre = data_mod.preprocessing(meta, **(overrides or {}))
-    archs.check_input_size(meta["arch"], pre.size)
+    card = artifact.card
+    pre = preprocessing(card, **(overrides or {}))
+    archs.check_input_size(card.arch, pre.size)
     artifact.check_size(pre.size)
     if results is not None:
         files.check_output(results, (model,))
-    samples = data_mod.labelled_images(data, meta, label_file, log)
+    samples = labelled_images(data, card, label_file, log)
     log(f"{len(samples.paths)} images in '{samples.root}'; {artifact.kind}; preprocessing: {pre.describe()}")
-    data_mod.check_images(samples.root, log, progress, images=samples.paths)
-    dataset = data_mod.file_dataset(samples, pre, batch_size, workers)
-    with data_mod.pipeline_cwd():
+    check_images(samples.root, log, progress, images=samples.paths)
+    dataset = file_dataset(samples, pre, batch_size, workers)
+    with pipeline_cwd():
         logits, labels = run_dataset(artifact, dataset, progress, "eval")
     if results is not None:
-        names = label_names(meta, None)
+        names = label_names(card, None)
         with files.atomic_output(results, (model,)) as staged:
             write_topk(staged.file, samples.paths, logits, names, min(topk, len(names)))
     return scores(logits, labels), logits, labels
@@ -93,33 +97,32 @@ def read_label_names(labels_file: Path) -> list[str]:
     return [ln.split("\t", 1)[-1].strip() for ln in lines if ln.strip()]
 
 
-def label_names(meta: dict, labels_file: Path | None) -> list[str]:
-    n = int(meta["num_classes"])
+def label_names(card: ModelCard, labels_file: Path | None) -> list[str]:
+    n = card.num_classes
     if labels_file is not None:
         names = read_label_names(labels_file)
         if len(names) != n:
             raise PortingError(f"labels file '{labels_file}' has {len(names)} names, the model {n} classes")
         return names
-    if meta.get("class_names"):
-        return list(meta["class_names"])
+    if card.class_names:
+        return list(card.class_names)
     if n == 1000:
-        return data_mod.imagenet_classes()
-    if n == 1001 and (meta.get("background_class") or {}).get("kept"):
-        return ["background"] + data_mod.imagenet_classes()
+        return imagenet_classes()
+    if n == 1001 and card.background_kept:
+        return ["background"] + imagenet_classes()
     return [f"class_{i}" for i in range(n)]
 
 
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
             device: str | None = None, overrides: dict | None = None) -> list[dict]:
     artifact = open_artifact(model, device)
-    meta = artifact.metadata
-    names = label_names(meta, labels_file)
+    names = label_names(artifact.card, labels_file)
     if topk is not None and topk > len(names):
         raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
     topk = topk or min(5, len(names))
-    pre = data_mod.preprocessing(meta, **(overrides or {}))
+    pre = preprocessing(artifact.card, **(overrides or {}))
     artifact.check_size(pre.size)
-    batch = np.stack([data_mod.load_image(p, pre) for p in images])  # unreadable files fail here, by name
+    batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
     probs = softmax(artifact(batch).astype(np.float64))
     results = []
     for path, row in zip(images, probs):

@@ -1,0 +1,104 @@
+"""The contract between porting and a source worker process: the job it is sent and what it hands back.
+
+Both are dataclasses that travel as JSON (the job) and JSON plus .npz/.npy files (the result): a new source or
+a new question to the worker adds a field here, where both sides read it, instead of a string key in each.
+No framework here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The library's own preprocessing of these images (parity --check-preprocessing)."""
+
+    images: list[str]
+    size: int
+    resize: int
+    out: str  # .npy of the preprocessed batch, NCHW float32
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the model zoo's train.py wraps its network in, for weights written as its checkpoints are."""
+
+    optimizer: str  # 'momentum' | 'rmsprop'
+    lr: float
+    momentum: float
+    weight_decay: float
+    loss_scale: float
+    rmsprop_decay: float = 0.9
+    rmsprop_epsilon: float = 1.0
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    source: str  # the library: picks the worker's runner (porting.runners.worker.RUNNERS)
+    model: str  # the library's own model name (timm's 'model.tag' where a tag is named)
+    result_out: str  # where the worker writes SourceInfo as JSON
+    hub: str = ""  # a Hugging Face Hub repo (timm)
+    weights: str | None = None  # a local file in the library's own format
+    seed: int | None = None  # seeded synthetic weights
+    untrained: bool = False  # the library's own initialisation (names and shapes)
+    num_classes: int | None = None
+    input_size: int = 299  # for seeded weights: the size their BN statistics are drawn at
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    random_init: dict = field(default_factory=dict)  # ModelSpec.random_init
+    checkout: str | None = None  # the model zoo's code (porting.modelzoo)
+    tensors_out: str | None = None  # .npz of the model's named tensors
+    inputs: str | None = None  # .npy batch to run the model on ...
+    taps: list[str] = field(default_factory=list)  # ... recording these modules' outputs ...
+    outputs_out: str | None = None  # ... into this .npz, with 'logits'
+    save_weights: str | None = None  # write the weights here, in the library's format
+    save_weights_as: str | None = None  # the name errors give that file (the user's output path)
+    training: Training | None = None  # with save_weights, for the model zoo
+    preprocess: Preprocess | None = None
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> SourceJob:
+        raw = json.loads(Path(path).read_text())
+        raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
+        if raw.get("training"):
+            raw["training"] = Training(**raw["training"])
+        if raw.get("preprocess"):
+            raw["preprocess"] = Preprocess(**raw["preprocess"])
+        return cls(**raw)
+
+
+@dataclass
+class SourceInfo:
+    """What the worker says of the model it built."""
+
+    num_classes: int
+    pretrained_tag: str = ""  # timm's tag of the weights it loaded (or PaddleClas's file name)
+    pretrained_cfg: dict = field(default_factory=dict)  # the library's preprocessing config, where it states one
+    float32_cells: list[str] = field(default_factory=list)  # cells the source flags as float16, run at float32
+    order: list[str] = field(default_factory=list)  # the taps in the order the model computed them
+    pipeline: str = ""  # the library's preprocessing, described (with Preprocess)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> SourceInfo:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass
+class SourceResult:
+    info: SourceInfo
+    weights: str | None = None  # the job's weights file, as given
+    seed: int | None = None  # ... or its seed
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the source model's named tensors
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # tapped layer outputs + 'logits'
+    preprocessed: np.ndarray | None = None  # images through the library's own pipeline (NCHW float32)

@@ -1,0 +1,44 @@
+"""ONNX Runtime as a runtime: the one place porting opens an onnxruntime session."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from porting.errors import PortingError, first_line
+from porting.runners.runtime import LOGITS, Runtime
+
+
+class OnnxRuntime(Runtime):
+    """An ONNX model (a file, or a ModelProto in memory) on onnxruntime's CPU provider. `taps`: {tap name:
+    graph output} for a graph traced with extra outputs (parity's); the logits are the output named LOGITS, or
+    the first output of a file that names it otherwise."""
+
+    name = "onnx"
+    description = "the ONNX export in onnxruntime"
+
+    def __init__(self, model, taps: dict[str, str] | None = None, what: str = ""):
+        import onnxruntime as ort
+
+        source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+        try:
+            self.session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
+            raise PortingError(f"cannot load '{what or model}' in onnxruntime: {first_line(exc)}") from None
+        self.taps = dict(taps or {})
+        first = self.session.get_inputs()[0]
+        self.input_name, self.input_shape = first.name, first.shape
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def custom_metadata(self) -> dict[str, str]:
+        """The model's metadata_props."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def infer(self, x: np.ndarray, taps: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        wanted = [t for t in taps if t in self.taps]
+        names = [self.taps[t] for t in wanted]
+        logits = LOGITS if LOGITS in self.outputs else self.outputs[0]
+        results = self.session.run([*names, logits], {self.input_name: x})
+        return {**dict(zip(wanted, results)), LOGITS: results[-1]}
