@@ -1,0 +1,82 @@
+"""The house (README "How it is built"): the layers and framework rules as import-linter contracts
+(pyproject.toml), no import cycle, the model card as the only reader of metadata, one place per runtime."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "porting"
+
+
+def sources() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_the_import_linter_contracts_hold(capsys):
+    """Each layer imports only the layers below it, every module is in a layer, each worker loads one framework."""
+    from importlinter.cli import lint_imports
+
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
+    out = capsys.readouterr().out
+    assert code == 0, out[-4000:]
+    assert re.search(r"Contracts: (\d+) kept, 0 broken", out) and int(re.search(r"(\d+) kept", out)[1]) >= 5, out
+
+
+def test_no_import_cycle_in_porting():
+    import grimp
+
+    graph = grimp.build_graph("porting", exclude_type_checking_imports=True, cache_dir=None)
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    assert len(graph.modules) > 50 and not cycles, cycles
+
+
+# meta["num_classes"], metadata.get("head"), card["arch"]...: what the card's fields replaced
+METADATA_BY_KEY = re.compile(r"\b\w*(meta|metadata|card)\w*\s*(\[\s*['\"]|\.get\(\s*['\"])")
+
+
+def test_no_module_but_the_cards_reads_metadata_by_string_key():
+    found = [f"{path}:{n}: {line.strip()}" for path, text in sources().items() if path != "porting/card.py"
+             for n, line in enumerate(text.splitlines(), 1) if METADATA_BY_KEY.search(line)]
+    assert not found, "\n".join(found)
+    assert METADATA_BY_KEY.search('size = meta["input_size"]') and METADATA_BY_KEY.search("m.metadata.get('x')")
+
+
+@pytest.mark.parametrize("call,home", [
+    ("InferenceSession(", "porting/runners/onnx_runtime.py"),
+    ("GraphCell(", "porting/runners/mindspore_runtime.py"),
+    ("(ms.Tensor(x))", "porting/runners/mindspore_runtime.py"),
+])
+def test_one_place_runs_each_runtime(call, home):
+    """onnxruntime sessions and MindSpore inference of porting's models live in their runtime, which everything
+    else uses. (A source worker runs its library's own model in its runner, *_source.py: mindcv's and the model
+    zoo's in MindSpore, as timm's runs in PyTorch; the parent sees them through runners.source.SourceRuntime.)"""
+    where = sorted(path for path, text in sources().items() if call in text and not path.endswith("_source.py"))
+    assert where == [home], where
