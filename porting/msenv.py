@@ -5,6 +5,7 @@ import logging
 import os
 
 from porting.errors import PortingError
+from porting.threads import cpu_threads
 
 DEVICES = ("CPU", "GPU", "Ascend")
 
@@ -62,6 +63,8 @@ def setup(device: str | None = None, graph: bool = False) -> str:
             raise PortingError(f"MindSpore already runs on {ms.get_context('device_target')} in this process; "
                                f"cannot switch to {device}") from None
     ms.set_context(mode=mode)
+    if device == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(cpu_threads())
     _DONE["device"] = device
     return device
 

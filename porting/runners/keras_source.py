@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from porting.errors import PortingError, first_line  # noqa: E402
 from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics  # noqa: E402
 from porting.job import SourceJob
+from porting.threads import cpu_threads
 
 warnings.filterwarnings("ignore")
 
@@ -33,6 +34,10 @@ def _keras():
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpu_threads())
+    except RuntimeError:  # TensorFlow already ran (a second call): its threads are set
+        pass
     try:
         import absl.logging
         absl.logging.set_verbosity(absl.logging.ERROR)

@@ -8,6 +8,7 @@ import numpy as np
 
 from porting.errors import PortingError, first_line
 from porting.runners.runtime import LOGITS, Runtime
+from porting.threads import cpu_threads
 
 
 class OnnxRuntime(Runtime):
@@ -22,8 +23,10 @@ class OnnxRuntime(Runtime):
         import onnxruntime as ort
 
         source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_threads()
         try:
-            self.session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph/... types
             raise PortingError(f"cannot load '{what or model}' in onnxruntime: {first_line(exc)}") from None
         self.taps = dict(taps or {})

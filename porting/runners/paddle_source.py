@@ -28,6 +28,7 @@ import numpy as np
 from porting.errors import PortingError, check_fits, first_line
 from porting.runners.base import SourceRunner, Tensor
 from porting.job import SourceJob
+from porting.threads import cpu_threads
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -36,6 +37,7 @@ os.environ.setdefault("FLAGS_call_stack_level", "0")
 import paddle  # noqa: E402
 
 paddle.set_device("cpu")
+paddle.base.core.set_num_threads(cpu_threads())
 logging.getLogger("paddle").setLevel(logging.ERROR)
 
 PARAMATTR_SUFFIX = ".paramattr.pdparams"

@@ -10,8 +10,9 @@ from torch import nn
 from porting.errors import PortingError, check_fits, first_line
 from porting.runners.base import SourceRunner, Tensor
 from porting.job import SourceJob
+from porting.threads import cpu_threads
 
-torch.set_num_threads(max(1, os.cpu_count() or 1))
+torch.set_num_threads(cpu_threads())
 BN_ROLES = {"weight": "gamma", "bias": "beta", "running_mean": "mean", "running_var": "var"}
 
 
