@@ -86,21 +86,25 @@ def test_a_tag_picks_the_recorded_preprocessing(source_weights, tmp_path):
 # --------------------------------------------------------------------------------------------- evaluating files
 
 def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data, flat_data, work):
-    """Same top-1/top-5 from the .ckpt, the .onnx (onnxruntime) and the .mindir, in the ImageFolder layout and
-    in the guide's flat layout, with the guide's resize 342 -> crop 299; the per-image results file."""
+    """Same top-1/top-5 from the .ckpt, the .onnx (onnxruntime) and the .mindir: in the deployment guide's flat
+    layout with its resize 342 -> crop 299, and in the ImageFolder layout (at 128 px: the MINDIR's size is fixed
+    at 299, so there the .ckpt and the dynamic-size .onnx); the per-image results file."""
     onnx_file, mindir = work / "x.onnx", work / "x.mindir"
-    assert porting("export", trained, "--format", "onnx", "--size", "299", "-o", onnx_file).code == 0
+    assert porting("export", trained, "--format", "onnx", "--dynamic-size", "-o", onnx_file).code == 0
     assert porting("export", trained, "--format", "mindir", "--size", "299", "--batch", "4", "-o", mindir).code == 0
     results = {}
-    for model in (trained, onnx_file, mindir):
-        for layout, data in (("folders", tiny_data), ("flat", flat_data)):
+    for layout, data, models, (resize, size) in (("flat", flat_data, (trained, onnx_file, mindir), (342, 299)),
+                                                 ("folders", tiny_data, (trained, onnx_file), (146, 128))):
+        for model in models:
             out = work / f"{model.suffix[1:]}-{layout}.txt"
-            run = porting("eval", model, "--data", data, "--resize", "342", "--size", "299", "--json", "--results", out)
+            run = porting("eval", model, "--data", data, "--resize", resize, "--size", size, "--json", "--results",
+                          out)
             assert run.code == 0, run.stderr
-            assert "resize 342 (bicubic, pil) -> center crop 299" in run.stderr
+            assert f"resize {resize} (bicubic, pil) -> center crop {size}" in run.stderr
             results[model.suffix, layout] = json.loads(run.stdout.splitlines()[-1])
             lines = out.read_text().splitlines()
             assert len(lines) == 12 * 3 and ": Relay top-0 id: " in lines[0] and ", class name: " in lines[0]
+    assert len(results) == 5
     for (suffix, layout), r in results.items():  # the flat layout's files are JPEG re-encodings: compared within it
         ref = results[".ckpt", layout]
         assert r["samples"] == 12, (suffix, layout)

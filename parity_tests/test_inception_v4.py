@@ -23,8 +23,7 @@ TIMM, PADDLE = "timm:inception_v4", "paddleclas:InceptionV4"
 @pytest.mark.parametrize("spec_id,suffix,size,mindir", [
     (TIMM, ".pth", 299, True),
     (TIMM, ".safetensors", 266, False),
-    (PADDLE, ".pdparams", 299, False),
-    (PADDLE, ".pdparams", 266, False),
+    (PADDLE, ".pdparams", 266, False),  # the same blocks as timm's: at the size where padding differences show
 ])
 def test_ckpt_onnx_parity_from_source_files(source_weights, spec_id, suffix, size, mindir):
     spec = resolve(spec_id)

@@ -26,10 +26,9 @@ def _pdparams_keys(path) -> list[str]:
 @pytest.mark.parametrize("spec,size,batch,mindir", [
     ("paddleclas:Xception41", 299, 2, True),
     ("paddleclas:Xception41", 160, 1, False),  # even: exposes padding differences in the stride-2 convs/pools
-    ("paddleclas:Xception65", 299, 1, False),
+    # the deeper layouts reuse Xception41's blocks and padding: proven at the even size, where they differ
     ("paddleclas:Xception65", 160, 1, False),
-    ("paddleclas:Xception71", 299, 1, False),  # Xception71 has stride-1 3x3 max pools in its entry flow
-    ("paddleclas:Xception71", 160, 1, False),
+    ("paddleclas:Xception71", 160, 1, False),  # Xception71 has stride-1 3x3 max pools in its entry flow
 ])
 def test_ckpt_onnx_parity_from_pdparams(source_weights, spec, size, batch, mindir):
     weights = source_weights(spec, ".pdparams")

@@ -48,11 +48,22 @@ def ckpt(modelzoo_checkout, source_weights, work):
 
 
 def recipe(ckpt, name: str, device: str, *config) -> dict:
-    run = porting("finetune", ckpt, "--recipe", name, "--device", device, "--print-recipe", *config)
+    """What `finetune --print-recipe` prints, from the API it prints (test_print_recipe_is_the_apis_recipe)."""
+    from porting.api import finetune_recipe
+    from porting.training.recipes import as_dict
+
+    chosen, _, on = finetune_recipe(ckpt, recipe=name, device=device, config=config[1] if config else None)
+    assert on == device
+    return json.loads(json.dumps(as_dict(chosen)))  # as printed
+
+
+def test_print_recipe_is_the_apis_recipe(ckpt, modelzoo_checkout):
+    config = modelzoo_checkout / CONFIGS[0][1]
+    run = porting("finetune", ckpt, "--recipe", CONFIGS[0][0], "--device", CONFIGS[0][2], "--print-recipe",
+                  "--config", config)
     assert run.code == 0, run.stderr
     printed = json.loads(run.stdout)
-    assert printed["device"] == device
-    return printed["recipe"]
+    assert printed == {"device": CONFIGS[0][2], "recipe": recipe(ckpt, *CONFIGS[0][::2], "--config", config)}
 
 
 def first_document(path) -> dict:

@@ -25,13 +25,12 @@ IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     ("timm:seresnext50_32x4d", ".safetensors", 200, 1, False),
     ("timm:gluon_seresnext50_32x4d", ".pth", 224, 1, False),  # timm's name for seresnext50_32x4d.gluon_in1k
     ("timm:seresnext101_32x4d", ".safetensors", 128, 1, False),  # the deeper variant: one spec, no new code
-    ("timm:legacy_seresnext50_32x4d", ".pth", 224, 1, True),
-    ("timm:legacy_seresnext50_32x4d", ".pth", 200, 1, False),
-    ("paddleclas:SE_ResNeXt50_32x4d", ".pdparams", 224, 1, False),
+    # at 200, odd from stride 16 on (224 is even at every stride), where padding differences would show; the
+    # 224 cases above prove the default size for the same blocks
+    ("timm:legacy_seresnext50_32x4d", ".pth", 200, 1, True),
     ("paddleclas:SE_ResNeXt50_32x4d", ".pdparams", 200, 1, False),
     # keyed by ParamAttr names (conv1_1_weights, fc2_1_sqz_weights...), as PaddleClas's released files are
-    ("paddleclas:SE_ResNeXt50_vd_32x4d", ".paramattr.pdparams", 224, 1, True),
-    ("paddleclas:SE_ResNeXt50_vd_32x4d", ".paramattr.pdparams", 200, 1, False),
+    ("paddleclas:SE_ResNeXt50_vd_32x4d", ".paramattr.pdparams", 200, 1, True),
 ])
 def test_ckpt_onnx_parity_from_source_files(source_weights, spec, suffix, size, batch, mindir):
     weights = source_weights(spec, suffix)
