@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("PORTING_DEVICE", "CPU")
 # Two xdist workers share CI's 2 cores, and each test runs a source worker beside MindSpore: one kernel thread
 # per process (porting.threads), and OpenMP threads that sleep rather than spin while they wait (measured on
-# test_timm_xception_aligned.py with 2 workers: 205 s with every library's default threads, 1xx s so).
+# test_timm_xception_aligned.py with 2 workers: 205 s with every library's default threads, 177 s so).
 os.environ.setdefault("PORTING_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
