@@ -20,8 +20,8 @@ from porting import files
 from porting.errors import PortingError
 from porting.specs import ModelSpec, resolve
 
-__all__ = ["port", "load", "export", "parity", "check_parity", "evaluate", "predict", "quantize", "benchmark", "resolve",
-           "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
+__all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
+           "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
 
 
 def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
@@ -36,6 +36,18 @@ def models() -> list[ModelSpec]:
     from porting.specs import all_specs
 
     return all_specs()
+
+
+def parameter_counts() -> dict[str, int]:
+    """{spec id: trainable parameter count} of every spec's MindSpore network (builds each: seconds each)."""
+    from porting import archs, msenv
+
+    msenv.setup()
+    counts = {}
+    for spec in models():
+        net = archs.build(spec.arch, spec.arch_config, spec.num_classes)
+        counts[spec.id] = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
+    return counts
 
 
 def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> dict:
@@ -173,16 +185,26 @@ check_parity = parity  # its name in porting 0.2.0
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
              size: int | None = None, resize: int | None = None, crop_pct: float | None = None,
              interpolation: str | None = None, mean=None, std=None, results: str | Path | None = None,
-             device: str | None = None) -> dict:
+             topk: int = 5, dump_logits: str | Path | None = None, workers: int | None = None,
+             device: str | None = None, log=lambda msg: None, progress=None) -> dict:
     """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples'} of a .ckpt, .onnx or .mindir on DATA (class folders, or a
-    flat folder with val_label.txt)."""
+    flat folder with val_label.txt). `results`: the deployment guide's per-image top-`topk` lines;
+    `dump_logits`: an .npz of the logits and labels."""
+    import numpy as np
+
     from porting.deploy.evaluate import evaluate as run_eval
 
-    result, _, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device,
-                                 label_file=Path(label_file) if label_file else None,
-                                 results=Path(results) if results else None,
-                                 overrides=dict(size=size, resize=resize, crop_pct=crop_pct,
-                                                interpolation=interpolation, mean=mean, std=std))
+    if dump_logits is not None:
+        files.check_output(dump_logits, (model,))
+    result, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
+                                      label_file=Path(label_file) if label_file else None,
+                                      results=Path(results) if results else None, topk=topk, log=log,
+                                      progress=progress,
+                                      overrides=dict(size=size, resize=resize, crop_pct=crop_pct,
+                                                     interpolation=interpolation, mean=mean, std=std))
+    if dump_logits is not None:
+        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
+            np.savez(f, logits=logits, labels=labels)
     return dict(result, samples=int(len(labels)))
 
 
@@ -196,7 +218,8 @@ def predict(model: str | Path, images: list[str | Path], *, topk: int | None = N
 
 
 def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
-             holdout: int = 200, method: str = "minmax", label_file: str | Path | None = None) -> dict:
+             holdout: int = 200, method: str = "minmax", label_file: str | Path | None = None,
+             log=lambda msg: None, progress=None) -> dict:
     """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report; `images` calibration images (default
     1000, or all that `calib` holds if fewer)."""
     from porting.deploy.quantize import METHODS
@@ -205,15 +228,31 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
     if method not in METHODS:
         raise PortingError(f"unknown calibration method '{method}': use {', '.join(METHODS)}")
     return run_quantize(Path(model), Path(calib), Path(output), images=images, holdout=holdout, method=method,
-                        label_file=Path(label_file) if label_file else None)
+                        label_file=Path(label_file) if label_file else None, log=log, progress=progress)
 
 
 def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int | None = None,
-              reps: int = 10, device: str | None = None) -> list[dict]:
+              reps: int = 10, device: str | None = None, progress=None) -> list[dict]:
     """img/s of a ported model in MindSpore (GRAPH) and ONNX Runtime on this machine."""
     from porting.deploy.bench import bench as run_bench
 
-    return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device)
+    return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device, progress=progress)
+
+
+def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int | None = None,
+                        size: int | None = None, modelzoo: str | Path | None = None, log=lambda msg: None) -> dict:
+    """The port's image pipeline against the source library's own on the images in `images` (a folder, its
+    first `count`, or a file): {'spec', 'ours', 'theirs', 'images': [{'image', 'mean_abs', 'max_abs'}],
+    'mean_abs', 'max_abs'}."""
+    from porting import msenv
+    from porting.images.folders import list_images
+    from porting.proof import check_preprocessing as run_check
+
+    model = run_spec(spec, modelzoo)
+    if size is not None:
+        model.check_size(size)
+    msenv.setup()
+    return run_check(model, list_images(Path(images))[:count], size=size, log=log)
 
 
 def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str | Path | None = None,

@@ -18,9 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from porting import boundary, files
+from porting import api, boundary, files
 from porting.errors import PortingError
-from porting.specs import all_specs
 from porting.training.recipes import RECIPES
 from porting.version import __version__
 
@@ -100,21 +99,14 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
     if markdown:  # the registry alone: no framework is imported
         print(readme_table())
         return
-    counts = {}
-    if params:
-        from porting import archs, msenv
-
-        msenv.setup()
-        for s in all_specs():
-            net = archs.build(s.arch, s.arch_config, s.num_classes)
-            counts[s.id] = sum(p.size for p in net.get_parameters() if "moving_" not in p.name)
+    counts = api.parameter_counts() if params else {}
     table = Table(title="supported models", expand=False)
     table.add_column("spec", no_wrap=True)
     table.add_column("architecture (variant)", ratio=3)
     table.add_column("input and preprocessing", ratio=2)
     if params:
         table.add_column("params", justify="right", no_wrap=True)
-    for s in all_specs():
+    for s in api.models():
         spec = s.id + "".join(f"\n = {s.source}:{a}" for a in s.aliases)
         row = [spec, f"{s.arch}: {s.variant}", preprocessing_text(s)]
         table.add_row(*(escape(v) for v in row), *([f"{counts[s.id] / 1e6:.2f}M"] if params else []))
@@ -126,7 +118,6 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
             as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
             modelzoo: Optional[Path] = MODELZOO) -> None:
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
-    from porting import api
 
     table_map = api.weight_map(spec, modelzoo=modelzoo)
     rows = table_map["rows"]
@@ -158,7 +149,6 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                  modelzoo: Optional[Path] = MODELZOO,
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
-    from porting import api
 
     model = api.run_spec(spec, modelzoo)  # the checkout checked now, before any work
     weights_path, seed = _weights_args(weights, random_init)
@@ -189,7 +179,6 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-we
                fold_bn: bool = typer.Option(False, "--fold-bn", help="ONNX: fold BatchNormalization into the "
                                                                      "preceding convolutions.")) -> None:
     """Export a checkpoint to ONNX (checked by onnx.checker), MINDIR or AIR (Ascend only)."""
-    from porting import api
 
     _, shape = api.export(ckpt, output, _value(fmt), size=size, batch=batch, opset=opset, dynamic_size=dynamic_size,
                           fp16=fp16, fold_bn=fold_bn)
@@ -219,10 +208,6 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                modelzoo: Optional[Path] = MODELZOO,
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
-    from porting import api, msenv
-    from porting.proof import check_preprocessing as check_pipeline
-    from porting.images.folders import list_images
-
     model = api.run_spec(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
@@ -230,12 +215,10 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     for path in (report, plot):
         if path is not None:
             files.check_output(path, (weights_path,))
-    files_in = list_images(images)[:batch] if images is not None else None
-    msenv.setup()
     if check_preprocessing:
-        if files_in is None:
+        if images is None:
             raise PortingError("--check-preprocessing compares image pipelines: give --images DIR")
-        result = check_pipeline(model, files_in, size, log=log)
+        result = api.check_preprocessing(model, images, count=batch, size=size, log=log)
         _print_pipelines(result)
         if report:
             with files.atomic_output(report) as staged:
@@ -287,7 +270,6 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
                    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2),
                    modelzoo: Optional[Path] = MODELZOO) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
-    from porting import api
 
     model = api.run_spec(spec, modelzoo)
     api.random_weights(model, output, seed=seed, num_classes=num_classes)
@@ -302,10 +284,8 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
               device: Optional[Device] = DEVICE,
               as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
     """Images per second of a ported model in MindSpore (GRAPH mode) and ONNX Runtime on this machine."""
-    from porting.deploy.bench import bench
-
     with _progress() as progress:
-        results = bench(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress)
+        results = api.benchmark(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress)
     if as_json:
         print(json.dumps(results, indent=2))
         return
@@ -374,7 +354,6 @@ def finetune_cmd(
                                           help="Print the recipe this would train with (JSON) and exit"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
-    from porting import api
 
     recipe_values = dict(epochs=epochs, batch_size=batch_size, lr_max=lr_max, lr_init=lr_init, lr_end=lr_end,
                          warmup_epochs=warmup_epochs, lr_decay_mode=_value(lr_decay_mode), optimizer=_value(optimizer),
@@ -428,11 +407,9 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
                  label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat folder"),
                  as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
     """int8 ONNX by ONNX Runtime's static QDQ quantization (per-channel), compared with the float32 model."""
-    from porting.deploy.quantize import quantize
-
     with _progress() as progress:
-        report = quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
-                          label_file=label_file, log=log, progress=progress)
+        report = api.quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
+                              label_file=label_file, log=log, progress=progress)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -488,24 +465,15 @@ def eval_cmd(model: Path = MODEL_FILE,
              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
-    import numpy as np
-
-    from porting.deploy.evaluate import evaluate
-
-    if dump_logits is not None:
-        files.check_output(dump_logits, (model,))
     with _progress() as progress:
-        result, logits, labels = evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
-                                          progress=progress, log=log, label_file=label_file, results=results,
-                                          topk=topk, overrides=_preprocessing_options(size, resize, crop_pct,
-                                                                                     interpolation, mean, std))
-    if dump_logits:
-        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
-            np.savez(f, logits=logits, labels=labels)
+        result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
+                              progress=progress, log=log, label_file=label_file, results=results, topk=topk,
+                              dump_logits=dump_logits,
+                              **_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
-        print(json.dumps(dict(result, samples=int(len(labels)))))
+        print(json.dumps(result))
     else:
-        print(f"result: {result}")
+        print(f"result: { {k: v for k, v in result.items() if k != 'samples'} }")
 
 
 @app.command("predict")
@@ -520,10 +488,8 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 device: Optional[Device] = DEVICE,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
-    from porting.deploy.evaluate import predict
-
-    results = predict(model, images, topk=topk, labels_file=labels, device=_value(device),
-                      overrides=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
+    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device),
+                          **_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))
         return
