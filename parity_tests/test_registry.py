@@ -106,3 +106,50 @@ def test_the_license_is_an_spdx_string():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert project["license"] == "Apache-2.0"
+
+
+@pytest.fixture(scope="module")
+def networks():
+    """One MindSpore network per architecture variant, built once (PYNATIVE, CPU)."""
+    from porting import msenv
+
+    msenv.setup("CPU")
+    built = {}
+
+    def network(spec):
+        key = (spec.arch, repr(sorted(spec.arch_config.items())), spec.num_classes)
+        if key not in built:
+            built[key] = archs.build(spec.arch, spec.arch_config, spec.num_classes)
+        return built[key]
+
+    return network
+
+
+@pytest.mark.parametrize("spec", all_specs(), ids=lambda s: s.id)
+def test_every_spec_keeps_the_cheap_contracts(spec, networks):
+    """For each spec of the registry, without its source library (as timm's tests/test_models.py walks its
+    registry): its weight map fills every parameter of its MindSpore network exactly once and taps only cells
+    the network has; its head and sizes fit; the network runs at its smallest input; its card round-trips."""
+    import mindspore as ms
+    import numpy as np
+
+    from porting.card import ModelCard
+    from porting.specs import spec_card
+
+    net = networks(spec)
+    params = {name: p.shape for name, p in net.parameters_and_names()}
+    wm = spec.build_weight_map()
+    targets = [row.target for row in wm.rows]
+    assert len(targets) == len(set(targets)), [t for t in targets if targets.count(t) > 1][:5]
+    assert set(targets) == set(params), (sorted(set(params) - set(targets))[:5], sorted(set(targets) - set(params))[:5])
+    cells = {name for name, _ in net.cells_and_names()}
+    assert wm.layers and all(layer.target in cells for layer in wm.layers), \
+        [layer.target for layer in wm.layers if layer.target not in cells][:5]
+    assert params[f"{spec.head}.weight"][0] == spec.num_classes
+    smallest = spec.check_size(max(archs.get_arch(spec.arch).min_input_size, spec.source_min_size))
+    assert spec.check_size(spec.input_size) == spec.input_size
+    logits = net(ms.Tensor(np.zeros((1, 3, smallest, smallest), np.float32))).asnumpy()
+    assert logits.shape == (1, spec.num_classes) and np.isfinite(logits).all()
+    card = spec_card(spec)
+    assert ModelCard.from_json(card.to_json(), spec.id) == card
+    assert ModelCard.from_props(card.to_props(), spec.id) == card
