@@ -1,12 +1,23 @@
 """Architectures, one package per family (as timm's one file per family), each holding
 
-    __init__.py        the variant config, the layout tables, and the registration of the architecture and of
-                       every SOURCE:MODEL spec that maps onto it (no framework imported)
-    model.py           the MindSpore model, built from porting.archs.layers
-    from_<source>.py   the weight map of each source library (timm, keras, paddleclas, mindcv)
+    __init__.py        the variant config, the layout tables, the model-zoo recipe it trains with (if it is the
+                       family's own), and the registration of the architecture and of every SOURCE:MODEL spec
+                       that maps onto it (no framework imported)
+    model.py           the MindSpore model, built from porting.archs.layers (a layer of its own carries its
+                       ONNX lowering as an `onnx` method)
+    from_<source>.py   the weight map of each source library (timm, keras, paddleclas, mindcv, modelzoo); Keras's
+                       also says how keras.applications builds and names the model (KERAS_MODEL)
 
-Importing porting.archs registers them all (porting.archs.registry) and imports no framework.
+Importing porting.archs imports every family package found here, in name order, which registers them all
+(porting.archs.registry, porting.archs.recipe); no framework is imported.
 """
+import importlib
+import pkgutil
+
+from porting.archs.recipe import DEVICE_CHANGES, RECIPES, Recipe, register_recipe  # noqa: F401
 from porting.archs.registry import (ARCHS, MAX_INPUT_SIZE, MIN_SIZE_FLOOR, SPECS, Arch, build,  # noqa: F401
                                     check_input_size, config_for, get_arch, register_arch, register_specs)
-from porting.archs import xception, xception_ppcls, xception_aligned, inception_v4, se_resnext  # noqa: E402,F401,I001
+
+FAMILIES = [info.name for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name) if info.ispkg]
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")

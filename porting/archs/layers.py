@@ -182,21 +182,6 @@ class SeparableConv2d(Traced, nn.Cell):
         return self.pointwise(self.depthwise(x))
 
 
-class DenseBnLogSoftmax(Dense):
-    """Dense -> BatchNorm1d over the classes -> log-softmax: MindSpore's `nn.DenseBnAct(has_bn=True,
-    activation='logsoftmax')`, the model zoo InceptionV4's classifier. The Dense's own tensors keep their plain
-    names (`fc.weight`, `fc.bias`), the BN is `fc.bn`. Log-softmax keeps the top-k, and softmax cross entropy on
-    its output equals that on the logits (log-softmax is idempotent), so training and evaluation read it as logits."""
-
-    def __init__(self, in_channels, out_channels, bn_eps=1e-5):
-        super().__init__(in_channels, out_channels)
-        self.bn = BatchNorm1d(out_channels, bn_eps)
-        self.log_softmax = nn.LogSoftmax(axis=1)
-
-    def construct(self, x):
-        return self.log_softmax(self.bn(super().construct(x)))
-
-
 def init_head(net: nn.Cell, head: str, num_classes: int, seed: int = 0) -> None:
     """Re-initialise a Dense head for fine-tuning (truncated-normal-ish weights, zero bias); a BN inside the head
     starts as the identity (gamma 1, beta 0, mean 0, variance 1)."""

@@ -1,8 +1,8 @@
 """The ONNX lowering of each layer, by layer class (as nobuco's `@converter(nn.Conv2d)`), and the tracer.
 
 `trace(net, input_name)` runs the model's own `construct` in Python on an `OnnxValue`, with a hook installed at
-porting.archs.layers' interception point: a call of a cell whose class has a lowering here appends that
-lowering's nodes; any other cell (a block, ConvBnAct, the model itself) runs its own `construct`, whose calls come
+porting.archs.layers' interception point: a call of a cell that has an `onnx(graph, path, *inputs)` method (a
+layer a family adds, in its model.py) or whose class has a lowering here appends those nodes; any other cell (a block, ConvBnAct, the model itself) runs its own `construct`, whose calls come
 back through the hook. Each cell's output value is recorded as its tap, by cell path, and every node and
 initializer is named after the cell it comes from.
 """
@@ -38,8 +38,11 @@ def trace(net, input_name: str) -> tuple[GraphBuilder, OnnxValue]:
         path, outer = paths.get(id(cell), ""), graph.scope
         graph.scope = path or outer
         try:
-            lower = next((LOWERINGS[c] for c in type(cell).__mro__ if c in LOWERINGS), None)
-            out = lower(cell, graph, graph.scope, *args) if lower else cell.construct(*args)
+            if hasattr(cell, "onnx"):  # a family's own layer lowers itself: onnx(graph, path, *inputs)
+                out = cell.onnx(graph, graph.scope, *args)
+            else:
+                lower = next((LOWERINGS[c] for c in type(cell).__mro__ if c in LOWERINGS), None)
+                out = lower(cell, graph, graph.scope, *args) if lower else cell.construct(*args)
         finally:
             graph.scope = outer
         if path:
@@ -108,12 +111,6 @@ def global_avg_pool(cell, g, path, x):
 @lowering(layers.Dense)
 def dense(cell, g, path, x):
     return g.op("Gemm", [x, *_weights(g, path, cell)], transB=1)
-
-
-@lowering(layers.DenseBnLogSoftmax)
-def dense_bn_log_softmax(cell, g, path, x):
-    logits = g.op("Gemm", [x, *_weights(g, path, cell)], transB=1)
-    return g.op("LogSoftmax", [cell.bn(logits)], axis=1)  # the BN through the tracer: its output is a tap
 
 
 @lowering(layers.Sequential)

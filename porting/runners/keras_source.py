@@ -1,8 +1,8 @@
 """Keras (TensorFlow backend) side of a source worker. Imports TensorFlow/Keras only.
 
-The runner knows Keras; what it knows of one keras.applications model is that model's adapter (`ADAPTERS`):
-its constructor, size, classifier layer, preprocessing and how its layers are named. A second Keras model is
-one more adapter. Models are built with `classifier_activation=None`, so the classifier gives logits (the
+The runner knows Keras; what it knows of one keras.applications model is that model's adapter, a KerasModel
+(porting.weight_maps.conventions) its family declares beside the Keras weight map (from_keras.KERAS_MODEL):
+its constructor, size, classifier layer, preprocessing and how its layers are named. Models are built with `classifier_activation=None`, so the classifier gives logits (the
 default would append a softmax), which is what the ported MindSpore model computes and parity compares.
 Tensor names are `{layer}/{variable}` (Keras 3 paths), e.g. `block1_conv1/kernel`.
 """
@@ -14,13 +14,13 @@ os.environ["KERAS_BACKEND"] = "tensorflow"  # this runner drives keras.applicati
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import warnings  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
 from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics  # noqa: E402
 from porting.job import SourceJob
+from porting.weight_maps.conventions import KerasModel
 from porting.threads import cpu_threads
 
 warnings.filterwarnings("ignore")
@@ -50,69 +50,22 @@ def _keras():
 
 # ----------------------------------------------------------------------------------------------- adapters
 
-@dataclass(frozen=True)
-class KerasModel:
-    """One keras.applications model, as the runner needs to know it."""
+def _adapter(name: str) -> KerasModel:
+    """The family's KerasModel for keras:NAME (its from_keras.KERAS_MODEL): how keras.applications builds and names
+    it."""
+    import importlib
 
-    name: str  # porting's source name: keras:NAME
-    constructor: str  # its keras.applications function
-    size: int  # its default input size (with include_top, the size it is built at unless input_shape says)
-    head: str  # its classifier Dense layer
-    preprocess_module: str  # keras.applications.<module>.preprocess_input
-    mean_std: float = 0.5  # preprocess_input mode 'tf' (x / 127.5 - 1): mean = std = 0.5
+    from porting.specs import all_specs
 
-    def build(self, keras, num_classes: int, size: int | None = None, weights=None):
-        # classifier_activation=None: the head outputs logits, not softmax probabilities
-        size = size or self.size
-        return getattr(keras.applications, self.constructor)(
-            weights=weights, classes=num_classes, classifier_activation=None,
-            input_shape=None if weights == "imagenet" else (size, size, 3))
+    specs = [s for s in all_specs() if s.source == "keras"]
+    spec = next((s for s in specs if s.name == name), None)
+    if spec is None:
+        raise PortingError(f"the keras runner builds {', '.join(f'keras:{s.name}' for s in specs)}, not '{name}'")
+    from porting.archs import get_arch
 
-    def layer_names(self, keras, model) -> dict[int, str]:
-        """id(layer) -> a name that does not depend on what else the process built; checked unique."""
-        names = {id(layer): layer.name for layer in model.layers}
-        if len(set(names.values())) != len(names):
-            raise PortingError(f"keras model '{model.name}' has two layers of one name")
-        return names
+    return importlib.import_module(f"{get_arch(spec.arch).package}.{spec.weight_map}").KERAS_MODEL
 
 
-class XceptionModel(KerasModel):
-    """keras.applications.Xception names most layers (`block1_conv1`, `block2_sepconv1_bn`, `predictions`), but
-    its four residual Conv2D/BatchNormalization layers and twelve `add` layers get automatic names (`conv2d_3`,
-    `add_7`) that depend on what else was built in the process. They are named by structure instead: the i-th
-    Add in graph order closes Keras block i+2 and is `block{i+2}_add`; the 1x1 Conv2D feeding it through a
-    BatchNormalization is `block{n}_residual` and that BN `block{n}_residual_bn`."""
-
-    def layer_names(self, keras, model) -> dict[int, str]:
-        names = {id(layer): layer.name for layer in model.layers}
-        adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
-        if len(adds) != 12:
-            raise PortingError(f"keras model '{model.name}' has {len(adds)} Add layers; keras.applications.Xception "
-                               f"has 12")
-        for i, add in enumerate(adds):
-            block = i + 2
-            names[id(add)] = f"block{block}_add"
-            for tensor in add.input:
-                bn = tensor._keras_history.operation
-                if not isinstance(bn, keras.layers.BatchNormalization):
-                    continue
-                conv = bn.input._keras_history.operation
-                if type(conv) is keras.layers.Conv2D and tuple(conv.kernel_size) == (1, 1):
-                    names[id(conv)] = f"block{block}_residual"
-                    names[id(bn)] = f"block{block}_residual_bn"
-        residuals = [n for n in names.values() if n.endswith("_residual")]
-        if len(residuals) != 4:
-            raise PortingError(f"keras model '{model.name}' has {len(residuals)} residual 1x1 convolutions; "
-                               f"keras.applications.Xception has 4")
-        seen: set[str] = set()
-        for name in names.values():
-            if name in seen:
-                raise PortingError(f"keras model '{model.name}' has two layers named '{name}'")
-            seen.add(name)
-        return names
-
-
-ADAPTERS = {"xception": XceptionModel("xception", "Xception", 299, "predictions", "xception")}
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -155,10 +108,7 @@ class KerasRunner(SourceRunner):
     module_word = "layer"
 
     def check(self, job: SourceJob) -> None:
-        if job.model not in ADAPTERS:
-            raise PortingError(f"the keras runner builds {', '.join(f'keras.applications.{a.constructor}' for a in ADAPTERS.values())}, "
-                               f"not '{job.model}'")
-        self.model = ADAPTERS[job.model]
+        self.model = _adapter(job.model)
         if job.save_weights:  # checked before TensorFlow is imported
             _check_suffix(job.save_weights)
 

@@ -12,63 +12,13 @@ linear scaling rule, Goyal et al. 2017); a learning rate the user sets (flag or 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+from porting.archs import DEVICE_CHANGES, RECIPES, Recipe  # noqa: F401 - declared by the families
 from porting.errors import PortingError
 
 
-@dataclass(frozen=True)
-class Recipe:
-    optimizer: str = "momentum"  # momentum | rmsprop
-    lr_init: float = 0.00004  # learning rate at the start of warmup
-    lr_max: float = 0.4  # peak, reached after warmup
-    lr_end: float = 0.00004  # at the last step
-    warmup_epochs: float = 1
-    lr_decay_mode: str = "linear"  # linear | cosine
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    rmsprop_decay: float = 0.9
-    rmsprop_epsilon: float = 1.0
-    label_smooth_factor: float = 0.1
-    loss_scale: float = 1024
-    batch_size: int = 128
-    epochs: int = 250
-    amp_level: str = "O0"
-    save_checkpoint_epochs: int = 1
-    save_checkpoint_steps: int = 0  # > 0: save every N steps instead of every N epochs
-    keep_checkpoint_max: int = 5
-    reference_batch: int = 1024  # the global batch the learning rates above were tuned for
-
-
-# The model zoo's recipes as its own configs and train.py scripts set them (../shared/reference/mindspore-models,
-# checked key by key against those files by parity_tests/test_recipes.py; the README lists where each value comes
-# from). These are the Ascend recipes (default_config.yaml); DEVICE_CHANGES holds what the GPU configs change.
-RECIPES = {
-    # official/cv/Inception/xception/default_config.yaml, config_ascend: Momentum 0.9, lr 4e-5 -> 0.4 (1 warmup
-    # epoch) -> 4e-5 'liner', smoothing 0.1, wd 1e-4, loss scale 1024, batch 128, 250 epochs, a checkpoint every
-    # epoch, 5 kept; train.py on Ascend: amp_level 'O3' (keep_batchnorm_fp32)
-    "xception": Recipe(amp_level="O3"),
-    # official/cv/Inception/inceptionv4/default_config.yaml: RMSProp(decay 0.9, momentum 0.9, epsilon 1.0), lr 4e-5
-    # -> 0.4 (1 warmup epoch) -> 4e-6, cosine (train.py generate_cosine_lr), wd 4e-5, smoothing 0.1, loss scale
-    # 1024, batch 128, 250 epochs, amp O3, a checkpoint every 10 epochs, 10 kept
-    "inceptionv4": Recipe(optimizer="rmsprop", lr_init=0.00004, lr_max=0.4, lr_end=0.000004,
-                          lr_decay_mode="cosine", weight_decay=0.00004, amp_level="O3", keep_checkpoint_max=10,
-                          save_checkpoint_epochs=10),
-    # research/cv/SE_ResNeXt50/default_config.yaml: Momentum 0.9, lr 0.4 with 1 warmup epoch from 0, cosine
-    # annealing to eta_min 0 over max_epoch 150, wd 1e-4, label_smooth on with factor 0.1, loss scale 1024,
-    # per_batch_size 128, a checkpoint every ckpt_interval 5 epochs, ckpt_save_max 5; train.py: amp_level 'O3'
-    "se_resnext50": Recipe(lr_init=0.0, lr_max=0.4, lr_end=0.0, lr_decay_mode="cosine", epochs=150, amp_level="O3",
-                           save_checkpoint_epochs=5),
-}
-# What the GPU recipe changes (xception default_config.yaml config_gpu and train.py: amp O2 unless --is_fp32;
-# inceptionv4 default_config_gpu.yaml). CPU: the GPU recipe in float32 (MindSpore's CPU backend trains in float32
-# only; inceptionv4's default_config_cpu.yaml says amp_level O0).
-DEVICE_CHANGES = {
-    "xception": {"GPU": {"batch_size": 64, "amp_level": "O2"}},
-    "inceptionv4": {"GPU": {"amp_level": "O0"}},
-    "se_resnext50": {},
-}
 DEVICES = ("Ascend", "GPU", "CPU")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from porting.errors import PortingError
 from porting.weight_maps.table import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
 
 
@@ -71,3 +72,30 @@ def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None]
     return out
 
 
+# ----------------------------------------------------------------------------------------------- Keras models
+
+@dataclass(frozen=True)
+class KerasModel:
+    """One keras.applications model as the Keras runner builds and names it (its family declares it, in
+    from_keras.py: KERAS_MODEL). `keras` is passed in: nothing here imports a framework."""
+
+    name: str  # porting's source name: keras:NAME
+    constructor: str  # its keras.applications function
+    size: int  # its default input size (with include_top, the size it is built at unless input_shape says)
+    head: str  # its classifier Dense layer
+    preprocess_module: str  # keras.applications.<module>.preprocess_input
+    mean_std: float = 0.5  # preprocess_input mode 'tf' (x / 127.5 - 1): mean = std = 0.5
+
+    def build(self, keras, num_classes: int, size: int | None = None, weights=None):
+        # classifier_activation=None: the head outputs logits, not softmax probabilities
+        size = size or self.size
+        return getattr(keras.applications, self.constructor)(
+            weights=weights, classes=num_classes, classifier_activation=None,
+            input_shape=None if weights == "imagenet" else (size, size, 3))
+
+    def layer_names(self, keras, model) -> dict[int, str]:
+        """id(layer) -> a name that does not depend on what else the process built; checked unique."""
+        names = {id(layer): layer.name for layer in model.layers}
+        if len(set(names.values())) != len(names):
+            raise PortingError(f"keras model '{model.name}' has two layers of one name")
+        return names

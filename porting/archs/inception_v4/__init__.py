@@ -17,8 +17,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from porting.archs.registry import register_arch, register_specs
-from porting.archs.registry import ModelSpec
+from porting.archs.recipe import Recipe, register_recipe
+from porting.archs.registry import ModelSpec, register_arch, register_specs
+
+
+# official/cv/Inception/inceptionv4/default_config.yaml: RMSProp(decay 0.9, momentum 0.9, epsilon 1.0), lr 4e-5
+# -> 0.4 (1 warmup epoch) -> 4e-6, cosine (train.py generate_cosine_lr), wd 4e-5, smoothing 0.1, loss scale
+# 1024, batch 128, 250 epochs, amp O3, a checkpoint every 10 epochs, 10 kept; default_config_gpu.yaml: amp O0
+register_recipe("inceptionv4", Recipe(optimizer="rmsprop", lr_init=0.00004, lr_max=0.4, lr_end=0.000004,
+                                      lr_decay_mode="cosine", weight_decay=0.00004, amp_level="O3",
+                                      keep_checkpoint_max=10, save_checkpoint_epochs=10), gpu={"amp_level": "O0"})
 
 
 @register_arch("inception_v4", model="porting.archs.inception_v4.model:InceptionV4", recipe="inceptionv4",

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from mindspore import nn
 
 from porting.archs.inception_v4 import InceptionV4Config
-from porting.archs.layers import (AvgPool2d, BatchNorm1d, Concat, ConvBnAct, Dense, DenseBnLogSoftmax, GlobalAvgPool,
+from porting.archs.layers import (AvgPool2d, BatchNorm1d, Concat, ConvBnAct, Dense, GlobalAvgPool,
                                   MaxPool2d, Sequential, Traced)
 
 
@@ -18,6 +18,29 @@ def _factor(n: int, vertical: bool):
     """(kernel, padding) of an n x 1 (vertical) or 1 x n conv that keeps the spatial size."""
     return ((n, 1), (n // 2, 0)) if vertical else ((1, n), (0, n // 2))
 
+
+
+class DenseBnLogSoftmax(Dense):
+    """Dense -> BatchNorm1d over the classes -> log-softmax: MindSpore's `nn.DenseBnAct(has_bn=True,
+    activation='logsoftmax')`, the model zoo InceptionV4's classifier. The Dense's own tensors keep their plain
+    names (`fc.weight`, `fc.bias`), the BN is `fc.bn`. Log-softmax keeps the top-k, and softmax cross entropy on
+    its output equals that on the logits (log-softmax is idempotent), so training and evaluation read it as logits."""
+
+    def __init__(self, in_channels, out_channels, bn_eps=1e-5):
+        super().__init__(in_channels, out_channels)
+        self.bn = BatchNorm1d(out_channels, bn_eps)
+        self.log_softmax = nn.LogSoftmax(axis=1)
+
+    def construct(self, x):
+        return self.log_softmax(self.bn(super().construct(x)))
+
+    def onnx(self, g, path, x):
+        """Its ONNX form (porting.converters.onnx_ops's tracer calls a cell's own `onnx` first): Gemm, the BN
+        through the tracer (its output is a tap), LogSoftmax."""
+        weights = [g.const(f"{path}.weight", self.weight.asnumpy())]
+        if self.has_bias:
+            weights.append(g.const(f"{path}.bias", self.bias.asnumpy()))
+        return g.op("LogSoftmax", [self.bn(g.op("Gemm", [x, *weights], transB=1))], axis=1)
 
 class _Block(Traced, nn.Cell):
     def __init__(self, cfg: InceptionV4Config):

@@ -17,8 +17,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from porting.archs.registry import register_arch, register_specs
-from porting.archs.registry import ModelSpec
+from porting.archs.recipe import Recipe, register_recipe
+from porting.archs.registry import ModelSpec, register_arch, register_specs
+
+
+# research/cv/SE_ResNeXt50/default_config.yaml: Momentum 0.9, lr 0.4 with 1 warmup epoch from 0, cosine
+# annealing to eta_min 0 over max_epoch 150, wd 1e-4, label_smooth on with factor 0.1, loss scale 1024,
+# per_batch_size 128, a checkpoint every ckpt_interval 5 epochs, ckpt_save_max 5; train.py: amp_level 'O3'
+register_recipe("se_resnext50", Recipe(lr_init=0.0, lr_max=0.4, lr_end=0.0, lr_decay_mode="cosine", epochs=150,
+                                       amp_level="O3", save_checkpoint_epochs=5))
 
 
 @register_arch("se_resnext", model="porting.archs.se_resnext.model:SEResNeXt", recipe="se_resnext50")

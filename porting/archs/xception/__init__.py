@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from porting.archs.registry import register_arch, register_specs
-from porting.archs.registry import ModelSpec
+from porting.archs.recipe import Recipe, register_recipe
+from porting.archs.registry import ModelSpec, register_arch, register_specs
+
+
+# official/cv/Inception/xception/default_config.yaml, config_ascend: Momentum 0.9, lr 4e-5 -> 0.4 (1 warmup
+# epoch) -> 4e-5 'liner', smoothing 0.1, wd 1e-4, loss scale 1024, batch 128, 250 epochs, a checkpoint every
+# epoch, 5 kept; train.py on Ascend: amp_level 'O3' (keep_batchnorm_fp32). config_gpu and train.py on GPU: batch 64,
+# amp O2 unless --is_fp32 (checked key by key against those files by parity_tests/test_recipes.py)
+register_recipe("xception", Recipe(amp_level="O3"), gpu={"batch_size": 64, "amp_level": "O2"})
 
 
 @register_arch("xception", model="porting.archs.xception.model:Xception", recipe="xception")

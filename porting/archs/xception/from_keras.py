@@ -3,8 +3,8 @@
 Keras numbers its blocks from 1: block1 is the stem (conv1/conv2 here), Keras blocks 2..13 are our
 block1..block12, block14's two separable convs are our conv3/conv4, `predictions` is fc. Inside a block,
 Keras's `block{n}_sepconv{k}` / `block{n}_sepconv{k}_bn` are our `rep.sep{k}` / `rep.bn{k}`. The residual
-1x1 Conv2D/BN and the Add of each block have automatic Keras names; the Keras runner's Xception adapter names
-them by structure `block{n}_residual`, `block{n}_residual_bn`, `block{n}_add`.
+1x1 Conv2D/BN and the Add of each block have automatic Keras names; XceptionModel below names them
+by structure `block{n}_residual`, `block{n}_residual_bn`, `block{n}_add`.
 
 Layouts (PORTING_NOTES section 4, row 3) are the KERAS convention's: Conv2D kernel [kh, kw, in, out] -> OIHW;
 SeparableConv2D depthwise_kernel [kh, kw, C, 1] -> [C, 1, kh, kw] and pointwise_kernel [1, 1, in, out] -> OIHW;
@@ -12,7 +12,8 @@ Dense kernel [in, out] -> [out, in].
 """
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import KERAS
+from porting.errors import PortingError
+from porting.weight_maps.conventions import KERAS, KerasModel
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
@@ -45,3 +46,42 @@ def build(spec=None) -> WeightMap:
     wm.bn("block14_sepconv2_bn", "features.bn4")
     wm.dense("predictions", "fc")
     return wm
+
+
+class XceptionModel(KerasModel):
+    """keras.applications.Xception names most layers (`block1_conv1`, `block2_sepconv1_bn`, `predictions`), but
+    its four residual Conv2D/BatchNormalization layers and twelve `add` layers get automatic names (`conv2d_3`,
+    `add_7`) that depend on what else was built in the process. They are named by structure instead: the i-th
+    Add in graph order closes Keras block i+2 and is `block{i+2}_add`; the 1x1 Conv2D feeding it through a
+    BatchNormalization is `block{n}_residual` and that BN `block{n}_residual_bn`."""
+
+    def layer_names(self, keras, model) -> dict[int, str]:
+        names = {id(layer): layer.name for layer in model.layers}
+        adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+        if len(adds) != 12:
+            raise PortingError(f"keras model '{model.name}' has {len(adds)} Add layers; keras.applications.Xception "
+                               f"has 12")
+        for i, add in enumerate(adds):
+            block = i + 2
+            names[id(add)] = f"block{block}_add"
+            for tensor in add.input:
+                bn = tensor._keras_history.operation
+                if not isinstance(bn, keras.layers.BatchNormalization):
+                    continue
+                conv = bn.input._keras_history.operation
+                if type(conv) is keras.layers.Conv2D and tuple(conv.kernel_size) == (1, 1):
+                    names[id(conv)] = f"block{block}_residual"
+                    names[id(bn)] = f"block{block}_residual_bn"
+        residuals = [n for n in names.values() if n.endswith("_residual")]
+        if len(residuals) != 4:
+            raise PortingError(f"keras model '{model.name}' has {len(residuals)} residual 1x1 convolutions; "
+                               f"keras.applications.Xception has 4")
+        seen: set[str] = set()
+        for name in names.values():
+            if name in seen:
+                raise PortingError(f"keras model '{model.name}' has two layers named '{name}'")
+            seen.add(name)
+        return names
+
+
+KERAS_MODEL = XceptionModel("xception", "Xception", 299, "predictions", "xception")

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from porting.archs.registry import register_arch, register_specs
 from porting.errors import PortingError
-from porting.archs.registry import ModelSpec
+from porting.archs.registry import ModelSpec, register_arch, register_specs
 
 ENTRY = {
     # (in, out, stride) of the entry flow, as in timm's block_cfg lists

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from porting.archs.registry import register_arch, register_specs
 from porting.errors import PortingError
-from porting.archs.registry import ModelSpec
+from porting.archs.registry import ModelSpec, register_arch, register_specs
 
 # (in, out, stride, ReLU first) of the entry-flow blocks, by entry_flow_block_num
 ENTRY_BLOCKS = {
