@@ -14,10 +14,12 @@ Failures raise porting.errors.PortingError with the one-line message the CLI pri
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from porting import files
 from porting.errors import PortingError
+from porting.options import Preprocess, TrainingRun
 from porting.specs import ModelSpec, resolve
 
 __all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
@@ -183,13 +185,13 @@ check_parity = parity  # its name in porting 0.2.0
 
 
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
-             size: int | None = None, resize: int | None = None, crop_pct: float | None = None,
-             interpolation: str | None = None, mean=None, std=None, results: str | Path | None = None,
-             topk: int = 5, dump_logits: str | Path | None = None, workers: int | None = None,
-             device: str | None = None, log=lambda msg: None, progress=None) -> dict:
+             results: str | Path | None = None, topk: int = 5, dump_logits: str | Path | None = None,
+             workers: int | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
+             log=lambda msg: None, progress=None, **overrides) -> dict:
     """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples'} of a .ckpt, .onnx or .mindir on DATA (class folders, or a
-    flat folder with val_label.txt). `results`: the deployment guide's per-image top-`topk` lines;
-    `dump_logits`: an .npz of the logits and labels."""
+    flat folder with val_label.txt). `preprocessing` (porting.options.Preprocess) or its fields as keywords
+    (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's. `results`: the
+    deployment guide's per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels."""
     import numpy as np
 
     from porting.deploy.evaluate import evaluate as run_eval
@@ -200,8 +202,7 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
                                       label_file=Path(label_file) if label_file else None,
                                       results=Path(results) if results else None, topk=topk, log=log,
                                       progress=progress,
-                                      overrides=dict(size=size, resize=resize, crop_pct=crop_pct,
-                                                     interpolation=interpolation, mean=mean, std=std))
+                                      overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
     if dump_logits is not None:
         with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
             np.savez(f, logits=logits, labels=labels)
@@ -209,12 +210,14 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
 
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
-            labels: str | Path | None = None, device: str | None = None, **preprocessing) -> list[dict]:
-    """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]."""
+            labels: str | Path | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
+            **overrides) -> list[dict]:
+    """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]; preprocessing as for
+    evaluate."""
     from porting.deploy.evaluate import predict as run_predict
 
     return run_predict(Path(model), [Path(p) for p in images], topk=topk, labels_file=Path(labels) if labels else None,
-                       device=device, overrides=preprocessing)
+                       device=device, overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
 
 
 def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
@@ -272,23 +275,22 @@ def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str 
 
 
 def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_out", *, recipe: str | None = None,
-             config: str | Path | None = None, num_classes: int | None = None, image_size: int | None = None,
-             device: str | None = None, distributed: bool = False, resume: bool = False, workers: int | None = None,
-             log_every: int = 0, max_steps: int = 0, shard: tuple[int, int] | None = None, seed: int = 0,
-             save_rank_weights: bool = False, pynative: bool = False, dataset_sink: bool | None = None,
-             log=lambda msg: None, progress=None, **recipe_values) -> Path:
+             config: str | Path | None = None, run: TrainingRun | None = None, log=lambda msg: None, progress=None,
+             **options) -> Path:
     """Fine-tune a .ckpt with the model-zoo recipe of its architecture for the device it runs on (or `recipe`),
-    `config` (a YAML) and `recipe_values` (epochs=, batch_size=, lr_max=...) overriding it, in that order; returns
-    the output folder."""
+    `config` (a YAML) and recipe values (epochs=, batch_size=, lr_max=...) overriding it, in that order; `run`
+    (porting.options.TrainingRun: device, resume, distributed...) or its fields as keywords says how it runs.
+    Returns the output folder."""
+    from porting.options import split
     from porting.training.finetune import Options
     from porting.training.finetune import finetune as run_finetune
+    from porting.training.recipes import Recipe
 
-    chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=device, log=log,
+    run_fields, recipe_values = split(options, TrainingRun, Recipe)
+    run = replace(run or TrainingRun(), **run_fields)
+    chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=run.device, log=log,
                                                **recipe_values)
-    opts = Options(ckpt=Path(ckpt), data=Path(data), output=Path(output), recipe=chosen, num_classes=num_classes,
-                   image_size=image_size, device=device, distributed=distributed,
-                   resume=resume, workers=workers, log_every=log_every, seed=seed, shard=shard, max_steps=max_steps,
-                   save_rank_weights=save_rank_weights, lr_given=tuple(settings["lr_given"]), pynative=pynative,
-                   dataset_sink=dataset_sink)
+    opts = Options(ckpt=Path(ckpt), data=Path(data), output=Path(output), recipe=chosen,
+                   run=replace(run, device=device), lr_given=tuple(settings["lr_given"]))
     run_finetune(opts, log=log, progress=progress)
     return Path(output)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from porting import api, boundary, files
 from porting.errors import PortingError
+from porting.options import Preprocess, TrainingRun
 from porting.training.recipes import RECIPES
 from porting.version import __version__
 
@@ -378,12 +379,12 @@ def finetune_cmd(
         return
     if data is None:
         raise PortingError("finetune needs --data DIR (an ImageFolder root with train/)")
+    run = TrainingRun(num_classes=num_classes, image_size=image_size, device=_value(device), distributed=distributed,
+                      resume=resume, workers=workers, log_every=log_every, max_steps=max_steps, shard=shard_pair,
+                      seed=seed, save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink)
     with _progress() as progress:
-        api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, num_classes=num_classes,
-                     image_size=image_size, device=_value(device), distributed=distributed, resume=resume,
-                     workers=workers, log_every=log_every, max_steps=max_steps, shard=shard_pair, seed=seed,
-                     save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink, log=log,
-                     progress=progress, **recipe_values)
+        api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, run=run, log=log, progress=progress,
+                     **recipe_values)
 
 
 class QuantMethod(StrEnum):
@@ -433,8 +434,9 @@ class Interp(StrEnum):
     nearest = "nearest"
 
 
-def _preprocessing_options(size, resize, crop_pct, interpolation, mean, std) -> dict:
-    return dict(size=size, resize=resize, crop_pct=crop_pct, interpolation=_value(interpolation), mean=mean, std=std)
+def _preprocessing_options(size, resize, crop_pct, interpolation, mean, std) -> Preprocess:
+    return Preprocess(size=size, resize=resize, crop_pct=crop_pct, interpolation=_value(interpolation), mean=mean,
+                      std=std)
 
 
 RESIZE = typer.Option(None, "--resize", min=8, max=4096, help="Resize the short side to N before the center crop "
@@ -469,7 +471,7 @@ def eval_cmd(model: Path = MODEL_FILE,
         result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
                               progress=progress, log=log, label_file=label_file, results=results, topk=topk,
                               dump_logits=dump_logits,
-                              **_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
+                              preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(result))
     else:
@@ -489,7 +491,7 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
     results = api.predict(model, images, topk=topk, labels=labels, device=_value(device),
-                          **_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
+                          preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -21,6 +21,7 @@ from mindspore import nn, ops
 
 from porting import archs, checkpoint, files
 from porting.card import ModelCard
+from porting.options import TrainingRun
 from porting.errors import PortingError
 from porting.archs.layers import init_head
 from porting.images.folders import check_images, class_names
@@ -50,26 +51,14 @@ class CrossEntropySmooth(nn.Cell):
         return self.ce(logits, target)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
     ckpt: Path
     data: Path
     output: Path
     recipe: Recipe
-    num_classes: int | None = None
-    image_size: int | None = None
-    device: str | None = None
-    distributed: bool = False
-    resume: bool = False
-    workers: int | None = None
-    log_every: int = 0  # 0: once per epoch, like the model zoo's LossMonitor
-    seed: int = 0
-    shard: tuple[int, int] | None = None  # (shard_id, num_shards) on a single worker
-    max_steps: int = 0  # > 0: stop this invocation after N steps (a budgeted run; --resume continues)
-    save_rank_weights: bool = False  # every rank writes OUTPUT/rank_R.npz of its trainable weights at the end
+    run: TrainingRun = TrainingRun()
     lr_given: tuple[str, ...] = ()  # learning rates the user set: not scaled to the batch
-    pynative: bool = False  # run cell by cell (debugging) instead of compiling the training step (GRAPH)
-    dataset_sink: bool | None = None  # None: sink on Ascend/GPU, feed from the host on CPU
 
 
 class TrainLog:
@@ -200,26 +189,26 @@ def sink_size(steps_per_epoch: int, *intervals: int) -> int:
 def finetune(opts: Options, log=print, progress=None) -> Path:
     from porting import msenv
 
-    device = msenv.setup(opts.device, graph=not opts.pynative)
+    device = msenv.setup(opts.run.device, graph=not opts.run.pynative)
     _check_amp(opts.recipe.amp_level, device)
-    sink = device != "CPU" if opts.dataset_sink is None else opts.dataset_sink
+    sink = device != "CPU" if opts.run.dataset_sink is None else opts.run.dataset_sink
     if sink and device == "CPU":
         raise PortingError("--dataset-sink needs an Ascend or GPU device; MindSpore's CPU backend feeds batches "
                            "from the host")
     ckpt, data = Path(os.path.abspath(opts.ckpt)), Path(os.path.abspath(opts.data))
     output = files.writable_folder(opts.output)
     newest = _newest(output)
-    if not opts.resume and newest is not None:
+    if not opts.run.resume and newest is not None:
         raise PortingError(f"'{opts.output}' already holds checkpoints of a run ({newest.name}): --resume "
                            f"continues it; or choose another --output-dir")
-    if opts.resume and newest is None:
+    if opts.run.resume and newest is None:
         raise PortingError(f"--resume: no checkpoint named like '*-E_S.ckpt' in '{opts.output}'")
-    rank, world = _parallel_setup(opts.distributed)
-    ms.set_seed(opts.seed)  # every rank draws the same new head and the same shuffles
+    rank, world = _parallel_setup(opts.run.distributed)
+    ms.set_seed(opts.run.seed)  # every rank draws the same new head and the same shuffles
     trainer = Trainer(opts, ckpt, data, output, device, rank, world, log, progress)
     with pipeline_cwd():
         trainer.train(sink)
-    if opts.save_rank_weights:
+    if opts.run.save_rank_weights:
         # Data parallel keeps trainable weights identical on every rank; BN moving statistics are each rank's own
         # (no SyncBN, as in the model zoo), and only rank 0's are checkpointed.
         with files.atomic_output(output / f"rank_{rank}.npz") as staged, open(staged.file, "wb") as f:
@@ -245,10 +234,10 @@ class Trainer:
         if not train_root.is_dir():
             raise PortingError(f"'{opts.data}' has no train/ folder (expected {opts.data}/train/<class>/<image>)")
         classes = class_names(train_root)
-        num_classes = opts.num_classes or len(classes)
+        num_classes = opts.run.num_classes or len(classes)
         if num_classes != len(classes):
             raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
-        size = archs.check_input_size(card.arch, opts.image_size or card.input_size, what="--image-size")
+        size = archs.check_input_size(card.arch, opts.run.image_size or card.input_size, what="--image-size")
         labels, new_head = _train_labels(train_root, card, num_classes)
         class_order = sorted(labels, key=labels.get)
         val_labels = label_mapping(val_root, card.replace(num_classes=num_classes, class_names=class_order)) \
@@ -260,20 +249,20 @@ class Trainer:
         head = card.head
         if new_head:
             params = {k: v for k, v in params.items() if not k.startswith(head + ".")}
-            init_head(net, head, num_classes, seed=opts.seed)
+            init_head(net, head, num_classes, seed=opts.run.seed)
             self.log(f"new head '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
                      f"{'...' if num_classes > 5 else ''}); the checkpoint had {card.num_classes}")
             params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
         checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
 
-        shards = (world, rank) if opts.distributed else (opts.shard[1], opts.shard[0]) if opts.shard else (None, None)
+        shards = (world, rank) if opts.run.distributed else (opts.run.shard[1], opts.run.shard[0]) if opts.run.shard else (None, None)
         global_batch = opts.recipe.batch_size * world
         recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
         self.recipe = recipe
-        self.dataset = train_folder(train_root, card, size, recipe.batch_size, labels, workers=opts.workers,
-                                             num_shards=shards[0], shard_id=shards[1], seed=opts.seed)
+        self.dataset = train_folder(train_root, card, size, recipe.batch_size, labels, workers=opts.run.workers,
+                                             num_shards=shards[0], shard_id=shards[1], seed=opts.run.seed)
         self.val_set = folder_dataset(val_root, val_labels, preprocessing(card, size=size),
-                                               recipe.batch_size, opts.workers) if (val_labels and self.is_main) else None
+                                               recipe.batch_size, opts.run.workers) if (val_labels and self.is_main) else None
         self.steps_per_epoch = self.dataset.get_dataset_size()
         self.total_steps = self.steps_per_epoch * recipe.epochs
         lr = ms.Tensor(np.asarray(lr_schedule(recipe, self.steps_per_epoch, recipe.epochs), np.float32))
@@ -290,7 +279,7 @@ class Trainer:
         # optimizer.
         self.step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt, sens=float(recipe.loss_scale))
         self.step_cell.set_train(True)
-        self.start = _resume(self.step_cell, output, self.steps_per_epoch, self.log) if opts.resume else 0
+        self.start = _resume(self.step_cell, output, self.steps_per_epoch, self.log) if opts.run.resume else 0
         if self.start >= self.total_steps:
             raise PortingError(f"nothing to do: '{opts.output}' already holds {self.start} of {self.total_steps} "
                                f"steps")
@@ -310,7 +299,7 @@ class Trainer:
                         f"steps/epoch x {recipe.epochs} epochs, batch {recipe.batch_size}"
                         f"{f' x {world} ranks' if world > 1 else ''}, {recipe.optimizer}, lr {recipe.lr_init:g} -> "
                         f"{recipe.lr_max:g} -> {recipe.lr_end:g} ({recipe.lr_decay_mode}), device {device}, "
-                        f"{'PYNATIVE' if opts.pynative else 'GRAPH'} mode")
+                        f"{'PYNATIVE' if opts.run.pynative else 'GRAPH'} mode")
         self.log(self.opening)
 
     def save(self, loss_value: float) -> None:
@@ -340,8 +329,8 @@ class Trainer:
         skip = self.start % spe
         if sink:
             steps = SinkSteps(self.step_cell, self.dataset,
-                              sink_size(spe, opts.log_every, recipe.save_checkpoint_steps, opts.max_steps, skip),
-                              graph=not opts.pynative)
+                              sink_size(spe, opts.run.log_every, recipe.save_checkpoint_steps, opts.run.max_steps, skip),
+                              graph=not opts.run.pynative)
         else:
             steps = HostSteps(self.step_cell, self.dataset, recipe.epochs - self.start // spe, skip)
         recent: deque = deque(maxlen=max(1, min(20, spe) // steps.size))
@@ -370,9 +359,9 @@ class Trainer:
                 if task is not None:
                     self.progress.update(task, advance=steps.size,
                                          description=f"epoch {epoch}/{recipe.epochs} loss {loss:.4f}")
-                if opts.log_every and position % opts.log_every == 0 or position == spe:
+                if opts.run.log_every and position % opts.run.log_every == 0 or position == spe:
                     self.train_log.write(f"epoch: {epoch} step: {position}, loss is {loss}")
-                stop = opts.max_steps and ran >= opts.max_steps
+                stop = opts.run.max_steps and ran >= opts.run.max_steps
                 save_now = (recipe.save_checkpoint_steps and self.global_step % recipe.save_checkpoint_steps == 0) or (
                     not recipe.save_checkpoint_steps and position == spe and epoch % recipe.save_checkpoint_epochs == 0
                 ) or self.global_step == self.total_steps
