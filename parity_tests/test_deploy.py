@@ -297,11 +297,11 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     assert result["samples"] == 12 and result == porting.evaluate(trained, tiny_data, size=64) | {
         "Loss": result["Loss"]}  # same accuracies from the checkpoint
     top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0]["top"]
-    assert len(top) == 2 and top[0]["probability"] >= top[1].probability
+    assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
     net, metadata = porting.load(trained)
     assert metadata.class_names == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
     ported = porting.port(XCEPTION, seed=0, output=work / "api.ckpt")
-    assert ported.metadata.weights == "random-init:0" and (work / "api.ckpt").is_file()
+    assert ported.card.weights == "random-init:0" and (work / "api.ckpt").is_file()
     report = porting.parity(XCEPTION, seed=0, batch=1, size=96)
     assert report.ok and report.rows and report.layers()["block5.rep.1"].target == "features.block5.rep.sep1"
     assert XCEPTION in {s.id for s in porting.models()} | {f"timm:{a}" for s in porting.models() for a in s.aliases}

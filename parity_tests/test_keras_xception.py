@@ -106,8 +106,8 @@ def test_every_keras_format_ports_to_the_same_checkpoint(source_weights, tmp_pat
     assert meta.mean == [0.5] * 3 and meta.std == [0.5] * 3 and meta.interpolation == "bilinear"
     # the class count comes from the file
     ten = port(spec, weights=str(tmp_path / "x_ten.weights.h5"))
-    assert ten.params["fc.weight"].shape == (10, 2048) and ten.metadata.num_classes == 10
-    assert not ten.metadata.head_reinitialized
+    assert ten.params["fc.weight"].shape == (10, 2048) and ten.card.num_classes == 10
+    assert not ten.card.head_reinitialized
 
 
 def test_bad_files_fail_in_one_line_and_write_nothing(tmp_path):

@@ -54,11 +54,11 @@ def test_paramattr_named_pdparams_ports_to_the_same_checkpoint(source_weights, t
     assert pa.keys() == pb.keys() and len(pa) == 356
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k])
-    assert ma["arch"] == "xception_ppcls" and ma["arch_config"] == {"entry_blocks": 3, "middle_blocks": 8,
+    assert ma.arch == "xception_ppcls" and ma.arch_config == {"entry_blocks": 3, "middle_blocks": 8,
                                                                      "bn_eps": 1e-5}
-    assert ma["mean"] == [0.485, 0.456, 0.406] and ma["std"] == [0.229, 0.224, 0.225]
-    assert ma["input_size"] == 299 and ma["interpolation"] == "bilinear" and ma["crop_pct"] == 299 / 320
-    assert ma["source_sha256"] != mb["source_sha256"]
+    assert ma.mean == [0.485, 0.456, 0.406] and ma.std == [0.229, 0.224, 0.225]
+    assert ma.input_size == 299 and ma.interpolation == "bilinear" and ma.crop_pct == 299 / 320
+    assert ma.source_sha256 != mb.source_sha256
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):

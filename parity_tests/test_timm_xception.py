@@ -89,7 +89,7 @@ def test_pth_and_safetensors_port_to_the_same_checkpoint(source_weights, tmp_pat
     assert pa.keys() == pb.keys() and len(pa) == 236
     for k in pa:
         np.testing.assert_array_equal(pa[k], pb[k])
-    assert ma["source_sha256"] != mb["source_sha256"]
+    assert ma.source_sha256 != mb.source_sha256
 
 
 def test_metadata_round_trip_through_ckpt_and_onnx(source_weights, tmp_path):

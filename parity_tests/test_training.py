@@ -90,8 +90,10 @@ def test_predict_gives_sorted_probabilities_over_the_class_names(finetuned, tiny
 
 def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_data, tmp_path):
     out = tmp_path / "run"
+    # PYNATIVE: what is restored (step, optimizer moments, weights) is the same in either mode, and two compiled
+    # training graphs are a minute of CPU (test_graph_and_pynative_training_agree proves the modes agree)
     cmd = [sys.executable, "-m", "porting", "finetune", str(ported), "--data", str(tiny_data), "--epochs", "2",
-           *SMALL, "--save-checkpoint-steps", "2", "-o", str(out)]
+           *SMALL, "--save-checkpoint-steps", "2", "--pynative", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "xception-1_2.ckpt"
     deadline = time.time() + 900
@@ -107,7 +109,7 @@ def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_
     assert meta.train_state["global_step"] == 2
     assert any(k.startswith("moments.") and np.abs(v).max() > 0 for k, v in state.items())
     run = porting("finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "--save-checkpoint-steps", "2",
-                  "-o", out, "--resume")
+                  "--pynative", "-o", out, "--resume")
     assert run.code == 0, run.stderr
     assert "resuming from xception-1_2.ckpt: global step 2" in run.stderr
     final, final_meta = checkpoint.load(out / "xception-2_6.ckpt")
