@@ -76,7 +76,7 @@ def train_step(spec: dict):
     from porting.training.finetune import CrossEntropySmooth, _param_groups
 
     net, meta = checkpoint.load_model(spec["ckpt"])
-    classes = int(meta["num_classes"])
+    classes = meta.num_classes  # the checkpoint's ModelCard
     opt = nn.Momentum(_param_groups(net, 1e-4), 0.001, 0.9, loss_scale=1024.0)
     step = nn.TrainOneStepCell(nn.WithLossCell(net, CrossEntropySmooth(classes, 0.1)), opt, sens=1024.0)
     step.set_train(True)
