@@ -15,7 +15,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class PipelineRequest:
     """The library's own preprocessing of these images (parity --check-preprocessing)."""
 
     images: list[str]
@@ -59,7 +59,7 @@ class SourceJob:
     save_weights: str | None = None  # write the weights here, in the library's format
     save_weights_as: str | None = None  # the name errors give that file (the user's output path)
     training: Training | None = None  # with save_weights, for the model zoo
-    preprocess: Preprocess | None = None
+    preprocess: PipelineRequest | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))
@@ -71,7 +71,7 @@ class SourceJob:
         if raw.get("training"):
             raw["training"] = Training(**raw["training"])
         if raw.get("preprocess"):
-            raw["preprocess"] = Preprocess(**raw["preprocess"])
+            raw["preprocess"] = PipelineRequest(**raw["preprocess"])
         return cls(**raw)
 
 
@@ -84,7 +84,7 @@ class SourceInfo:
     pretrained_cfg: dict = field(default_factory=dict)  # the library's preprocessing config, where it states one
     float32_cells: list[str] = field(default_factory=list)  # cells the source flags as float16, run at float32
     order: list[str] = field(default_factory=list)  # the taps in the order the model computed them
-    pipeline: str = ""  # the library's preprocessing, described (with Preprocess)
+    pipeline: str = ""  # the library's preprocessing, described (with PipelineRequest)
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self)))

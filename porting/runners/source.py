@@ -13,7 +13,7 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError
-from porting.job import Preprocess, SourceInfo, SourceJob, SourceResult, Training
+from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training
 from porting.runners.runtime import LOGITS, Runtime
 from porting.specs import ModelSpec
 
@@ -91,7 +91,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             training=training,
             inputs=str(tmp / "inputs.npy") if inputs is not None else None,
             outputs_out=str(tmp / "outputs.npz") if inputs is not None else None,
-            preprocess=Preprocess(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
+            preprocess=PipelineRequest(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
             if preprocess is not None else None)
         if inputs is not None:
             np.save(job.inputs, inputs)
