@@ -69,8 +69,12 @@ class ModelSpec:
     def check_size(self, size: int, what: str = "--size") -> int:
         return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
 
+    def weight_map_module(self):
+        """The module of this spec's weight map (porting.archs.<family>.from_<source>)."""
+        return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}")
+
     def build_weight_map(self):
-        return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}").build(self)
+        return self.weight_map_module().build(self)
 
     def preprocessing(self) -> dict:
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),

@@ -14,7 +14,7 @@ import numpy as np
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.job import SourceInfo, SourceResult
-from porting.specs import ModelSpec
+from porting.specs import ModelSpec, spec_card
 from porting.version import __version__
 
 
@@ -87,9 +87,10 @@ def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=No
     return wm.apply(source.tensors, target_shapes(spec, int(source.info.num_classes), net), context=origin)
 
 
-def card_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: int | None,
-             num_classes: int, head_reinitialized: bool) -> ModelCard:
-    pre = spec.preprocessing()
+def card_for(spec: ModelSpec, source: SourceResult, num_classes: int, head_reinitialized: bool) -> ModelCard:
+    """The spec's card (porting.specs.spec_card) with what this port adds: the source library's own preprocessing
+    config where it states one, and the provenance."""
+    pre = {}
     cfg = source.info.pretrained_cfg
     # the source library's own config wins over our defaults where it states a value
     for key in ("mean", "std", "interpolation", "crop_pct"):
@@ -100,14 +101,11 @@ def card_for(spec: ModelSpec, source: SourceResult, weights: str | None, seed: i
     # timm evaluates some tags at a larger size than they train at (racm_in1k: 288 and crop 0.95 for 224)
     if cfg.get("test_input_size"):
         pre["test_input_size"] = int(cfg["test_input_size"][-1])
-        pre["test_crop_pct"] = cfg.get("test_crop_pct") or pre["crop_pct"]
-    if source.info.pretrained_tag:
-        pre["pretrained_tag"] = source.info.pretrained_tag
-    return ModelCard(
-        tool_version=__version__, source=spec.id, arch=spec.arch, arch_config=spec.arch_config, head=spec.head,
-        num_classes=num_classes, source_num_classes=int(source.info.num_classes),
-        head_reinitialized=head_reinitialized, weights=describe_weights(weights, seed, source.info),
-        source_sha256=sha256(weights) if weights else None,
+        pre["test_crop_pct"] = cfg.get("test_crop_pct") or pre.get("crop_pct", spec.crop_pct)
+    return spec_card(spec).replace(
+        tool_version=__version__, num_classes=num_classes, source_num_classes=int(source.info.num_classes),
+        head_reinitialized=head_reinitialized, weights=describe_weights(source.weights, source.seed, source.info),
+        source_sha256=sha256(source.weights) if source.weights else None, pretrained_tag=source.info.pretrained_tag,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **pre)
 
 
@@ -166,7 +164,7 @@ def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = Non
         log(f"re-initialised head '{spec.head}' for {num_classes} classes (source has {src_classes}): "
             f"fine-tune before use")
     final_classes = num_classes if head_reinit else src_classes
-    card = card_for(spec, source, source.weights, source.seed, final_classes, head_reinit).replace(
+    card = card_for(spec, source, final_classes, head_reinit).replace(
         background_class=background,  # {"index": 0, "kept": bool} for a 1001-class source head
         nonfinite_values=bad or None)  # only with allow_nonfinite: the checkpoint says what it carries
     return Ported(params, card)

@@ -53,17 +53,13 @@ def _keras():
 def _adapter(name: str) -> KerasModel:
     """The family's KerasModel for keras:NAME (its from_keras.KERAS_MODEL): how keras.applications builds and names
     it."""
-    import importlib
-
     from porting.specs import all_specs
 
     specs = [s for s in all_specs() if s.source == "keras"]
     spec = next((s for s in specs if s.name == name), None)
     if spec is None:
         raise PortingError(f"the keras runner builds {', '.join(f'keras:{s.name}' for s in specs)}, not '{name}'")
-    from porting.archs import get_arch
-
-    return importlib.import_module(f"{get_arch(spec.arch).package}.{spec.weight_map}").KERAS_MODEL
+    return spec.weight_map_module().KERAS_MODEL
 
 
 
