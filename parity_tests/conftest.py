@@ -38,6 +38,17 @@ def porting(*args: str, cwd: Path | None = None) -> Run:
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kept_workers():
+    """The tests' in-process jobs share one source worker per library (porting.reusing_workers): torch + timm
+    cost ~7 s of CPU to import, TensorFlow ~5 s, once per xdist worker instead of once per job. Every command
+    run through `porting(...)` still starts its own fresh worker, as a user's command does."""
+    from porting import api
+
+    with api.reusing_workers():
+        yield
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory, request) -> Path:
     """One folder for the whole run: with pytest-xdist, its workers share it (see source_weights)."""
@@ -70,8 +81,9 @@ def source_weights(weights_dir):
         with open(path.with_name(path.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not path.exists():
-                run = porting("random-weights", spec, "--seed", seed, "-o", path)
-                assert run.code == 0, run.stderr
+                from porting import api
+
+                api.random_weights(spec, path, seed=seed)
         return path
 
     return make

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import porting
+
+from porting import api
 
 TAG = "PORTING_TEST_TAG"
 XCEPTION = "timm:legacy_xception"
@@ -96,16 +97,14 @@ def assert_refused(run: Guarded, culprit: str, outputs=(), code: int = 2) -> str
 def ported(work, source_weights) -> Path:
     """A ported 1000-class legacy Xception."""
     path = work / "x.ckpt"
-    run = porting("port-weights", XCEPTION, "--weights", source_weights(XCEPTION, ".pth"), "-o", path)
-    assert run.code == 0, run.stderr
+    api.port(XCEPTION, source_weights(XCEPTION, ".pth"), output=path)  # the files under test; made in this process
     return path
 
 
 @pytest.fixture(scope="module")
 def ported3(work) -> Path:
     path = work / "x3.ckpt"
-    run = porting("port-weights", XCEPTION, "--random-init", "1", "--num-classes", "3", "-o", path)
-    assert run.code == 0, run.stderr
+    api.port(XCEPTION, seed=1, num_classes=3, output=path)
     return path
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import error_line, porting
 
-from porting import checkpoint
+from porting import api, checkpoint
+from porting.errors import PortingError
 from porting.specs import resolve
 
 XCEPTION = "timm:legacy_xception"
@@ -22,7 +23,7 @@ INT8_TOP1_FLOOR = 0.8  # README "int8": top-1 agreement with float32 on the held
 def trained(work, tiny_data) -> Path:
     """A 3-class Xception fine-tuned on the tiny colour dataset: decisive logits for the int8 comparison."""
     ported = work / "x3.ckpt"
-    assert porting("port-weights", XCEPTION, "--random-init", "0", "--num-classes", "3", "-o", ported).code == 0
+    api.port(XCEPTION, seed=0, num_classes=3, output=ported)  # in this process: its command is tested elsewhere
     run = porting("finetune", ported, "--data", tiny_data, "--epochs", "3", "--image-size", "64", "--batch-size", "4",
                   "--lr-max", "0.01", "--workers", "2", "-o", work / "ft")
     assert run.code == 0, run.stderr
@@ -62,19 +63,19 @@ def test_timm_tags_and_hub_names_resolve():
 def test_a_tag_picks_the_recorded_preprocessing(source_weights, tmp_path):
     """The tag's own preprocessing is recorded even for a local file: tf_in1k's crop 0.903, not ra3's 0.94."""
     weights = source_weights("timm:xception65", ".pth")
-    run = porting("port-weights", "timm:xception65.tf_in1k", "--weights", weights, "-o", tmp_path / "tf.ckpt")
-    assert run.code == 0, run.stderr
+    api.port("timm:xception65.tf_in1k", weights, output=tmp_path / "tf.ckpt")
     _, meta = checkpoint.load(tmp_path / "tf.ckpt")
     assert meta.crop_pct == 0.903 and meta.pretrained_tag == "tf_in1k"
     assert meta.source == "timm:xception65.tf_in1k" and meta.resize_backend == "pil"
-    run = porting("port-weights", "timm:xception65", "--weights", weights, "-o", tmp_path / "default.ckpt")
-    assert run.code == 0 and "default tag xception65.ra3_in1k" in run.stderr
+    said = []
+    api.port("timm:xception65", weights, output=tmp_path / "default.ckpt", log=said.append)
+    assert any("default tag xception65.ra3_in1k" in line for line in said), said
     assert checkpoint.load(tmp_path / "default.ckpt")[1].crop_pct == 0.94
-    line = error_line(porting("port-weights", "timm:xception65.bogus", "--weights", weights, "-o", tmp_path / "b.ckpt"))
-    assert "bogus" in line and "xception65.tf_in1k" in line
+    with pytest.raises(PortingError, match="bogus") as refused:
+        api.port("timm:xception65.bogus", weights, output=tmp_path / "b.ckpt")
+    assert "xception65.tf_in1k" in str(refused.value) and not (tmp_path / "b.ckpt").exists()
     # racm_in1k is evaluated at 288 with crop 0.95, trained at 224: both are recorded, eval uses the test size
-    run = porting("port-weights", "timm:seresnext50_32x4d.racm_in1k", "--random-init", "0", "-o", tmp_path / "r.ckpt")
-    assert run.code == 0, run.stderr
+    api.port("timm:seresnext50_32x4d.racm_in1k", seed=0, output=tmp_path / "r.ckpt")
     meta = checkpoint.load(tmp_path / "r.ckpt")[1]
     assert (meta.input_size, meta.test_input_size, meta.test_crop_pct) == (224, 288, 0.95)
     from porting.images.preprocessing import preprocessing
@@ -90,18 +91,24 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
     layout with its resize 342 -> crop 299, and in the ImageFolder layout (at 128 px: the MINDIR's size is fixed
     at 299, so there the .ckpt and the dynamic-size .onnx); the per-image results file."""
     onnx_file, mindir = work / "x.onnx", work / "x.mindir"
-    assert porting("export", trained, "--format", "onnx", "--dynamic-size", "-o", onnx_file).code == 0
+    api.export(trained, onnx_file, dynamic_size=True)
     assert porting("export", trained, "--format", "mindir", "--size", "299", "--batch", "4", "-o", mindir).code == 0
     results = {}
     for layout, data, models, (resize, size) in (("flat", flat_data, (trained, onnx_file, mindir), (342, 299)),
                                                  ("folders", tiny_data, (trained, onnx_file), (146, 128))):
         for model in models:
             out = work / f"{model.suffix[1:]}-{layout}.txt"
-            run = porting("eval", model, "--data", data, "--resize", resize, "--size", size, "--json", "--results",
-                          out)
-            assert run.code == 0, run.stderr
-            assert f"resize {resize} (bicubic, pil) -> center crop {size}" in run.stderr
-            results[model.suffix, layout] = json.loads(run.stdout.splitlines()[-1])
+            if model == mindir:  # through the command (its JSON line); the others through the API, in this process
+                run = porting("eval", model, "--data", data, "--resize", resize, "--size", size, "--json",
+                              "--results", out)
+                assert run.code == 0, run.stderr
+                said, results[model.suffix, layout] = run.stderr, json.loads(run.stdout.splitlines()[-1])
+            else:
+                messages = []
+                results[model.suffix, layout] = api.evaluate(model, data, resize=resize, size=size, results=out,
+                                                             log=messages.append)
+                said = "\n".join(messages)
+            assert f"resize {resize} (bicubic, pil) -> center crop {size}" in said
             lines = out.read_text().splitlines()
             assert len(lines) == 12 * 3 and ": Relay top-0 id: " in lines[0] and ", class name: " in lines[0]
     assert len(results) == 5
@@ -114,7 +121,7 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
 
 def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, work):
     onnx_file = work / "x64.onnx"
-    assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+    api.export(trained, onnx_file)
     labels = work / "label.txt"
     labels.write_text("circle, a round thing\nsquare, a box\nstripes, lines\n")
     run = porting("predict", onnx_file, tiny_data / "val" / "square" / "0.png", "--labels", labels, "--json")
@@ -143,7 +150,7 @@ def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
 
 def test_quantize_gives_an_int8_onnx_that_agrees(trained, tiny_data, work):
     onnx_file, int8 = work / "q.onnx", work / "q.int8.onnx"
-    assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+    api.export(trained, onnx_file)
     run = porting("quantize", onnx_file, "--calib", tiny_data / "train", "--images", "9", "--holdout", "15",
                   "-o", int8, "--json")
     assert run.code == 0, run.stderr
@@ -167,7 +174,7 @@ def test_quantize_uses_a_small_folder_whole_unless_a_count_is_asked(trained, tin
     explicit --images above what the folder holds is an error."""
     onnx_file, int8 = work / "q.onnx", tmp_path / "q.int8.onnx"
     if not onnx_file.exists():
-        assert porting("export", trained, "--format", "onnx", "-o", onnx_file).code == 0
+        api.export(trained, onnx_file)
     run = porting("quantize", onnx_file, "--calib", tiny_data / "train", "--holdout", "0", "-o", int8, "--json")
     assert run.code == 0, run.stderr
     assert "holds 24 images, fewer than the default 1000" in run.stderr
@@ -183,10 +190,8 @@ def test_quantize_uses_a_small_folder_whole_unless_a_count_is_asked(trained, tin
 def ported_nets(work):
     paths = {}
     for spec in (XCEPTION, "timm:seresnext50_32x4d"):
-        path = work / f"{spec.split(':')[1]}.ckpt"
-        run = porting("port-weights", spec, "--random-init", "0", "-o", path)
-        assert run.code == 0, run.stderr
-        paths[spec] = path
+        paths[spec] = work / f"{spec.split(':')[1]}.ckpt"
+        api.port(spec, seed=0, output=paths[spec])
     return paths
 
 

@@ -1,14 +1,14 @@
 """porting: move pretrained image classifiers from timm / Keras / PaddleClas to MindSpore, with proof.
 
 The Python API (porting.api) is reachable from here: porting.port, load, export, parity, evaluate, predict,
-quantize, benchmark, check_preprocessing, resolve, models, weight_map, random_weights, finetune, finetune_recipe (and
-check_parity,
-parity's name in 0.2.0). Importing porting itself loads no framework; each function loads what it needs.
+quantize, benchmark, check_preprocessing, resolve, models, weight_map, random_weights, finetune, finetune_recipe,
+reusing_workers (and check_parity, parity's name in 0.2.0). Importing porting itself loads no framework; each function loads what it needs.
 """
 
 from porting.version import __version__  # noqa: F401 - porting.__version__
 __all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
-           "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
+           "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
+           "reusing_workers"]
 
 
 def __getattr__(name: str):

@@ -23,7 +23,8 @@ from porting.options import Preprocess, TrainingRun
 from porting.specs import ModelSpec, resolve
 
 __all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
-           "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe"]
+           "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
+           "reusing_workers"]
 
 
 def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
@@ -31,6 +32,14 @@ def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> Model
     from porting.modelzoo import located
 
     return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
+
+
+def reusing_workers():
+    """`with porting.reusing_workers(): ...`: the calls inside share one source worker per library, so torch,
+    TensorFlow or Paddle is imported once rather than once per call (seconds each; a notebook, a test session)."""
+    from porting.runners.source import reusing_workers as reusing
+
+    return reusing()
 
 
 def models() -> list[ModelSpec]:

@@ -60,6 +60,7 @@ class SourceJob:
     save_weights_as: str | None = None  # the name errors give that file (the user's output path)
     training: Training | None = None  # with save_weights, for the model zoo
     preprocess: PipelineRequest | None = None
+    tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))

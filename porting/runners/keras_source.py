@@ -9,6 +9,7 @@ Tensor names are `{layer}/{variable}` (Keras 3 paths), e.g. `block1_conv1/kernel
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ["KERAS_BACKEND"] = "tensorflow"  # this runner drives keras.applications on TensorFlow only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -105,6 +106,8 @@ class KerasRunner(SourceRunner):
 
     def check(self, job: SourceJob) -> None:
         self.model = _adapter(job.model)
+        if "keras" in sys.modules:  # a kept worker's earlier job: its models and layer-name counters go
+            _keras().backend.clear_session()
         if job.save_weights:  # checked before TensorFlow is imported
             _check_suffix(job.save_weights)
 

@@ -85,7 +85,8 @@ class ModelzooRunner(MindSporeSource):
     def _factory(self, name: str):
         if self.factory is None:
             net = NETWORKS[name]
-            sys.path.insert(0, self.folder)
+            if self.folder not in sys.path:  # (a kept worker's earlier job put it there)
+                sys.path.insert(0, self.folder)
             try:
                 module = importlib.import_module(net.module)
             except Exception as exc:  # noqa: BLE001 - the user's checkout: any error is one line naming it

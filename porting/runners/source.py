@@ -1,11 +1,19 @@
-"""Parent side of a source worker: write the job, run the worker process, read its NumPy results."""
+"""Parent side of a source worker: write the job, run the worker process, read its NumPy results.
+
+A worker process runs one job and exits (the CLI's way: one job per command). Within `reusing_workers()` (a
+notebook, a test session) the jobs of one library share a worker that stays, so its framework is imported once:
+torch and timm take about 7 s of CPU to import, TensorFlow 5 s, against a second or two for most jobs.
+"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,12 +30,11 @@ def _verbose() -> bool:
     return os.environ.get("PORTING_VERBOSE", "") not in ("", "0")
 
 
-def _worker_env(scratch: Path) -> dict:
+def _worker_env(tmpdir: Path) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GLOG_minloglevel="2", PYTHONWARNINGS="ignore",
                PORTING_PARENT_PID=str(os.getpid()))
     # the framework's own temporaries live in the job's folder, so they go when the job goes
-    (scratch / "tmp").mkdir()
-    env["TMPDIR"] = str(scratch / "tmp")
+    env["TMPDIR"] = str(tmpdir)
     if env.pop("PORTING_CAPPED_ONEDNN", None):  # the AVX2 cap is for MindSpore's oneDNN only (msenv.py)
         env.pop("ONEDNN_MAX_CPU_ISA", None)
     return env
@@ -49,13 +56,138 @@ def _wait(spec: ModelSpec, proc: subprocess.Popen) -> None:
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
     if errors:
         raise PortingError(errors[-1][len("error: "):])
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        raise PortingError(f"the {spec.source} worker for {spec.id} was killed by {name}"
-                           + (" (out of memory?)" if name == "SIGKILL" else ""))
+    raise _died(spec, proc.returncode, stderr)
+
+
+def _died(spec: ModelSpec, returncode: int, stderr: str) -> PortingError:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return PortingError(f"the {spec.source} worker for {spec.id} was killed by {name}"
+                            + (" (out of memory?)" if name == "SIGKILL" else ""))
     last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
-    raise PortingError(f"the {spec.source} worker for {spec.id} failed (exit {proc.returncode}): {last.strip()}"
-                       + ("" if _verbose() else " (porting --verbose ... prints its output)"))
+    return PortingError(f"the {spec.source} worker for {spec.id} failed (exit {returncode}): {last.strip()}"
+                        + ("" if _verbose() else " (porting --verbose ... prints its output)"))
+
+
+@contextlib.contextmanager
+def _fresh_worker(spec: ModelSpec, job: Path, tmpdir: Path) -> Iterator[Callable[[], None]]:
+    """A worker process for this job alone; yields wait()."""
+    env = _worker_env(tmpdir)
+    with files.guarded_process(lambda: _start_worker(job, env)) as proc:
+        yield lambda: _wait(spec, proc)
+
+
+class _KeptWorker:
+    """A worker that serves jobs of one library until closed (worker.py --serve): job paths on its stdin, one
+    JSON answer per job on a pipe of its own (its stdout and stderr are the libraries')."""
+
+    def __init__(self):
+        self.scratch = Path(tempfile.mkdtemp(prefix="porting-worker-"))
+        self.log = open(self.scratch / "stderr.log", "w+", errors="replace")
+        answers, theirs = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "porting.runners.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
+                stdout=None if _verbose() else subprocess.DEVNULL, stderr=None if _verbose() else self.log,
+                text=True, env=_worker_env(self.scratch), pass_fds=(theirs,))
+        finally:
+            os.close(theirs)
+        self.answers = os.fdopen(answers)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def ask(self, job: Path) -> None:
+        self.proc.stdin.write(f"{job}\n")
+        self.proc.stdin.flush()
+
+    def answer(self, spec: ModelSpec) -> None:
+        """Waits for the job's answer and raises its error."""
+        line = self.answers.readline()
+        if not line:  # it died mid-job
+            self.proc.wait()
+            self.log.seek(0)
+            raise _died(spec, self.proc.returncode, self.log.read())
+        answer = json.loads(line)
+        if answer["error"]:
+            raise _Failed(answer["error"], answer["sound"])
+
+    def close(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.answers.close()
+        self.log.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class _Failed(PortingError):
+    def __init__(self, message: str, sound: bool):
+        super().__init__(message)
+        self.sound = sound  # an anticipated failure (a bad file): the worker may take the next job
+
+
+_KEPT: dict[tuple, _KeptWorker] | None = None  # None: a fresh worker per job
+
+
+@contextlib.contextmanager
+def reusing_workers() -> Iterator[None]:
+    """Within this block, the source jobs of one library (one model-zoo checkout) share one worker process,
+    closed when the block ends. Each job still gets its own temporaries and the library's state is reset where it
+    keeps any (Keras's session). A job that fails for an unanticipated reason (not a bad file) takes its worker
+    with it, as does one whose answer is never read; the next job starts a fresh one."""
+    global _KEPT
+    if _KEPT is not None:  # already inside such a block
+        yield
+        return
+    _KEPT = {}
+    try:
+        yield
+    finally:
+        kept, _KEPT = _KEPT, None
+        for worker in kept.values():
+            worker.close()
+
+
+@contextlib.contextmanager
+def _kept_worker(spec: ModelSpec, checkout: str | None, job: Path) -> Iterator[Callable[[], None]]:
+    key = (spec.source, checkout)
+    worker = _KEPT.get(key)
+    if worker is None or not worker.alive():
+        worker = _KEPT[key] = _KeptWorker()
+    answered = False
+
+    def wait() -> None:
+        nonlocal answered
+        try:
+            worker.answer(spec)
+        except _Failed as failed:
+            if not failed.sound:
+                _retire(key, worker)
+            raise PortingError(str(failed)) from None
+        except BaseException:
+            _retire(key, worker)
+            raise
+        finally:
+            answered = True
+
+    worker.ask(job)
+    try:
+        yield wait
+    finally:
+        if not answered:  # the answer was never read: the worker is still busy with this job
+            _retire(key, worker)
+
+
+def _retire(key: tuple, worker: _KeptWorker) -> None:
+    if _KEPT is not None and _KEPT.get(key) is worker:
+        del _KEPT[key]
+    worker.close(kill=True)
 
 
 @contextlib.contextmanager
@@ -92,15 +224,16 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             inputs=str(tmp / "inputs.npy") if inputs is not None else None,
             outputs_out=str(tmp / "outputs.npz") if inputs is not None else None,
             preprocess=PipelineRequest(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
-            if preprocess is not None else None)
+            if preprocess is not None else None, tmpdir=str(tmp / "tmp"))
+        (tmp / "tmp").mkdir()
         if inputs is not None:
             np.save(job.inputs, inputs)
         job.write(tmp / "job.json")
-        env = _worker_env(tmp)
-
-        with files.guarded_process(lambda: _start_worker(tmp / "job.json", env)) as proc:
+        worker = (_fresh_worker(spec, tmp / "job.json", tmp / "tmp") if _KEPT is None
+                  else _kept_worker(spec, code, tmp / "job.json"))
+        with worker as wait:
             def result() -> SourceResult:
-                _wait(spec, proc)
+                wait()
                 done = SourceResult(SourceInfo.read(job.result_out), weights=weights, seed=seed)
                 if want_tensors:
                     with np.load(job.tensors_out) as npz:

@@ -3,15 +3,21 @@
 Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
 printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
 (with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
+
+`python -m porting.runners.worker --serve FD` is the same worker kept for several jobs of one library
+(porting.runners.source.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
+line on FD: {"error": null or "the line", "sound": false after an unanticipated failure}.
 """
 from __future__ import annotations
 
 import ctypes
 import importlib
+import json
 import os
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 
 import numpy as np
@@ -62,16 +68,16 @@ def _run(job: SourceJob) -> None:
     info.write(job.result_out)
 
 
-def main(job_path: str) -> int:
-    _die_with_parent()
-    job = SourceJob.read(job_path)
+def attempt(job: SourceJob) -> tuple[str | None, bool]:
+    """Run the job: (None, True), or (the one line that says why it failed, whether the failure was anticipated:
+    a bad file or path, after which the process is as sound as before)."""
     who = f"{job.source} worker for {job.source}:{job.model}"
     try:
         _run(job)
     except PortingError as exc:
-        message = str(exc)
+        return " ".join(str(exc).split()), True
     except OSError as exc:
-        message = f"{who}: cannot access {describe_os_error(exc)}"
+        return " ".join(f"{who}: cannot access {describe_os_error(exc)}".split()), True
     except MemoryError:
         message = f"{who}: out of memory"
     except Exception as exc:  # noqa: BLE001 - the worker's boundary: the parent gets one line
@@ -81,13 +87,35 @@ def main(job_path: str) -> int:
         message = f"{who}: unexpected {type(exc).__name__}: {first_line(exc)}" + (
             "" if verbose else " (porting --verbose ... prints the traceback)")
     else:
+        return None, True
+    return " ".join(message.split()), False
+
+
+def main(job_path: str) -> int:
+    _die_with_parent()
+    message, _ = attempt(SourceJob.read(job_path))
+    if message is None:
         return 0
-    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    print(f"error: {message}", file=sys.stderr, flush=True)
     return 2
 
 
+def serve(reply_fd: int) -> int:
+    """Jobs one after another until stdin closes; each job's temporaries in its own folder, as a fresh worker's."""
+    _die_with_parent()
+    with os.fdopen(reply_fd, "w", buffering=1) as reply:
+        for line in sys.stdin:
+            job = SourceJob.read(line.strip())
+            os.environ["TMPDIR"] = tempfile.tempdir = job.tmpdir or os.environ["TMPDIR"]
+            message, sound = attempt(job)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            reply.write(json.dumps({"error": message, "sound": sound}) + "\n")
+    return 0
+
+
 if __name__ == "__main__":
-    code = main(sys.argv[1])
+    code = serve(int(sys.argv[2])) if sys.argv[1] == "--serve" else main(sys.argv[1])
     sys.stdout.flush()
     sys.stderr.flush()
     # Every result file is closed: skip the interpreter's teardown of torch / TensorFlow / Paddle (over a
