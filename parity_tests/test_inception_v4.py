@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
-from porting import checkpoint
+from porting import api, checkpoint
 from porting.proof import parity
 from porting.specs import SPECS, resolve
 
@@ -68,15 +68,15 @@ def test_1001_class_head_drops_background_unless_kept(tmp_path):
     import torch
 
     src = tmp_path / "inception_v4_1001.pth"
-    run = porting("random-weights", TIMM, "--seed", "3", "--num-classes", "1001", "-o", src)
-    assert run.code == 0, run.stderr
+    api.random_weights(TIMM, src, seed=3, num_classes=1001)
     head = torch.load(src, weights_only=True)
     w, b = head["last_linear.weight"].numpy(), head["last_linear.bias"].numpy()
     assert w.shape == (1001, 1536)
 
-    run = porting("port-weights", TIMM, "--weights", src, "-o", tmp_path / "drop.ckpt")
-    assert run.code == 0, run.stderr
-    assert "dropped the TF-slim background class (index 0)" in run.stderr and "--keep-background" in run.stderr
+    said = []  # through the API in this process; the command with --keep-background below
+    api.port(TIMM, src, output=tmp_path / "drop.ckpt", log=said.append)
+    said = "\n".join(said)
+    assert "dropped the TF-slim background class (index 0)" in said and "--keep-background" in said
     params, meta = checkpoint.load(tmp_path / "drop.ckpt")
     np.testing.assert_array_equal(params["fc.weight"], w[1:])
     np.testing.assert_array_equal(params["fc.bias"], b[1:])

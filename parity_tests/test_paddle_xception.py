@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
-from porting import checkpoint
+from porting import api, checkpoint
 from porting.proof import parity
 from porting.specs import resolve
 
@@ -47,8 +47,7 @@ def test_paramattr_named_pdparams_ports_to_the_same_checkpoint(source_weights, t
             "bn_entry_flow_conv1_variance", "entry_flow_0_branch1_weights"} <= set(keys_n)
     assert not set(keys_s) & set(keys_n) and len(keys_s) == len(keys_n) == 356
     for src, out in ((structured, "a.ckpt"), (named, "b.ckpt")):
-        run = porting("port-weights", spec, "--weights", src, "-o", tmp_path / out)
-        assert run.code == 0, run.stderr
+        api.port(spec, src, output=tmp_path / out)
     pa, ma = checkpoint.load(tmp_path / "a.ckpt")
     pb, mb = checkpoint.load(tmp_path / "b.ckpt")
     assert pa.keys() == pb.keys() and len(pa) == 356

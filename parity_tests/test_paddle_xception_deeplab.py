@@ -2,9 +2,9 @@
 layer, at 299 and at an even size; MINDIR for one; the dilated exit block and the folded dropout checked."""
 import numpy as np
 import pytest
-from conftest import assert_agrees_before, assert_parity, porting, swap_targets
+from conftest import assert_agrees_before, assert_parity, swap_targets
 
-from porting import checkpoint
+from porting import api, checkpoint
 from porting.proof import parity
 from porting.specs import resolve
 from porting.weight_maps import IN_OUT_TO_OUT_IN, Row
@@ -53,8 +53,7 @@ def test_structured_and_paramattr_pdparams_port_alike(source_weights, tmp_path):
     spec = SPECS[0]
     out = {}
     for suffix in (".pdparams", ".paramattr.pdparams"):
-        run = porting("port-weights", spec, "--weights", source_weights(spec, suffix), "-o", tmp_path / f"{suffix}.ckpt")
-        assert run.code == 0, run.stderr
+        api.port(spec, source_weights(spec, suffix), output=tmp_path / f"{suffix}.ckpt")
         out[suffix] = checkpoint.load(tmp_path / f"{suffix}.ckpt")
     (pa, meta), (pb, _) = out[".pdparams"], out[".paramattr.pdparams"]
     assert pa.keys() == pb.keys()

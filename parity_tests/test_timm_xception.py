@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
-from porting import checkpoint
+from porting import api, checkpoint
 from porting.proof import parity
 from porting.specs import resolve
 
@@ -82,8 +82,7 @@ def test_a_wrong_bn_eps_is_caught_at_a_batchnorm(source_weights):
 def test_pth_and_safetensors_port_to_the_same_checkpoint(source_weights, tmp_path):
     pth, st = source_weights(SPEC, ".pth"), source_weights(SPEC, ".safetensors")
     for src, out in ((pth, "a.ckpt"), (st, "b.ckpt")):
-        run = porting("port-weights", "timm:xception", "--weights", src, "-o", tmp_path / out)
-        assert run.code == 0, run.stderr
+        api.port("timm:xception", src, output=tmp_path / out)
     pa, ma = checkpoint.load(tmp_path / "a.ckpt")
     pb, mb = checkpoint.load(tmp_path / "b.ckpt")
     assert pa.keys() == pb.keys() and len(pa) == 236
