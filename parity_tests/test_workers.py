@@ -1,5 +1,6 @@
 """Source workers kept for several jobs (porting.reusing_workers): the same answers as fresh workers, a bad
-file answered without losing the worker, a killed one replaced, and the block's end takes them all."""
+file answered without losing the worker, a killed one replaced, the least recently used one closed when another
+library needs a worker beyond KEPT_AT_MOST, and the block's end takes them all."""
 from __future__ import annotations
 
 import os
@@ -40,4 +41,9 @@ def test_a_kept_worker_serves_jobs_in_turn_and_goes_with_its_block(monkeypatch, 
         last = source.run_source(SPEC, seed=0)  # a fresh one takes over
         (kept,) = source._KEPT.values()
         assert np.array_equal(last.tensors["fc.weight"], first.tensors["fc.weight"])
-    assert source._KEPT is None and not kept.alive() and not kept.scratch.exists()
+
+        monkeypatch.setattr(source, "KEPT_AT_MOST", 1)  # another library's job: the least recently used goes
+        source.run_source(resolve("mindcv:xception"), untrained=True, want_tensors=False)
+        assert [key for key, _ in source._KEPT.items()] == [("mindcv", None)] and not kept.alive()
+        (other,) = source._KEPT.values()
+    assert source._KEPT is None and not other.alive() and not other.scratch.exists() and not kept.scratch.exists()

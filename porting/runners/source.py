@@ -93,11 +93,13 @@ class _KeptWorker:
         finally:
             os.close(theirs)
         self.answers = os.fdopen(answers)
+        self.busy = False  # a job asked and not yet answered
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def ask(self, job: Path) -> None:
+        self.busy = True
         self.proc.stdin.write(f"{job}\n")
         self.proc.stdin.flush()
 
@@ -109,6 +111,7 @@ class _KeptWorker:
             self.log.seek(0)
             raise _died(spec, self.proc.returncode, self.log.read())
         answer = json.loads(line)
+        self.busy = False
         if answer["error"]:
             raise _Failed(answer["error"], answer["sound"])
 
@@ -132,7 +135,8 @@ class _Failed(PortingError):
         self.sound = sound  # an anticipated failure (a bad file): the worker may take the next job
 
 
-_KEPT: dict[tuple, _KeptWorker] | None = None  # None: a fresh worker per job
+_KEPT: dict[tuple, _KeptWorker] | None = None  # None: a fresh worker per job; else oldest use first
+KEPT_AT_MOST = 2  # a worker holds its framework and allocator (1-3 GB): the least recently used one goes
 
 
 @contextlib.contextmanager
@@ -157,9 +161,19 @@ def reusing_workers() -> Iterator[None]:
 @contextlib.contextmanager
 def _kept_worker(spec: ModelSpec, checkout: str | None, job: Path) -> Iterator[Callable[[], None]]:
     key = (spec.source, checkout)
-    worker = _KEPT.get(key)
+    worker = _KEPT.pop(key, None)
+    if worker is not None and worker.busy:  # a job of this library inside another one's: a worker of its own
+        _KEPT[key] = worker
+        with _fresh_worker(spec, job, Path(job).parent / "tmp") as wait:
+            yield wait
+        return
     if worker is None or not worker.alive():
-        worker = _KEPT[key] = _KeptWorker()
+        if worker is not None:
+            worker.close(kill=True)
+        for old in [k for k, w in _KEPT.items() if not w.busy][: max(0, len(_KEPT) + 1 - KEPT_AT_MOST)]:
+            _KEPT.pop(old).close()
+        worker = _KeptWorker()
+    _KEPT[key] = worker  # the most recently used, last
     answered = False
 
     def wait() -> None:
