@@ -2,7 +2,8 @@
 
 The Python API (porting.api) is reachable from here: porting.port, load, export, parity, evaluate, predict,
 quantize, benchmark, check_preprocessing, resolve, models, weight_map, random_weights, finetune, finetune_recipe,
-reusing_workers (and check_parity, parity's name in 0.2.0). Importing porting itself loads no framework; each function loads what it needs.
+reusing_workers (and check_parity, parity's name in 0.2.0). Importing porting itself loads no framework; each
+function loads what it needs.
 """
 
 from porting.version import __version__  # noqa: F401 - porting.__version__

@@ -142,8 +142,8 @@ KEPT_AT_MOST = 2  # a worker holds its framework and allocator (1-3 GB): the lea
 @contextlib.contextmanager
 def reusing_workers() -> Iterator[None]:
     """Within this block, the source jobs of one library (one model-zoo checkout) share one worker process,
-    closed when the block ends. Each job still gets its own temporaries and the library's state is reset where it
-    keeps any (Keras's session). A job that fails for an unanticipated reason (not a bad file) takes its worker
+    closed when the block ends; at most KEPT_AT_MOST are kept, the least recently used closed first. Each job
+    still gets its own temporaries and the library's state is reset where it keeps any (Keras's session). A job that fails for an unanticipated reason (not a bad file) takes its worker
     with it, as does one whose answer is never read; the next job starts a fresh one."""
     global _KEPT
     if _KEPT is not None:  # already inside such a block
