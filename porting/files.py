@@ -206,6 +206,12 @@ def file_mode() -> int:
     return 0o666 & ~_RUN["umask"]
 
 
+def folder_mode() -> int:
+    """The mode a new folder gets under the user's umask (mkdtemp would give 0700)."""
+    file_mode()
+    return 0o777 & ~_RUN["umask"]
+
+
 @contextlib.contextmanager
 def scratch_dir(prefix: str = "porting-") -> Iterator[Path]:
     """A private temporary folder (inside the run's TMPDIR under the CLI), removed on exit and by the guardian."""
@@ -230,10 +236,13 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(path.anchor)
 
 
-def check_output(path: str | Path, inputs: tuple = (), what: str = "output") -> Path:
-    """Refuse an output that is a folder or one of the inputs, or whose parent is a file. Returns it absolute."""
+def check_output(path: str | Path, inputs: tuple = (), what: str = "output", folder: bool = False) -> Path:
+    """Refuse an output that is a folder (for a `folder` output: a file, or a folder with anything in it) or one
+    of the inputs, or whose parent is a file. Returns it absolute."""
     final = Path(os.path.abspath(path))
-    if final.is_dir():
+    if folder and final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise PortingError(f"{what} '{path}' exists: remove it or name a new folder")
+    if final.is_dir() and not folder:
         raise PortingError(f"{what} '{path}' is a folder: name a file inside it")
     for source in inputs:
         if source is None:
@@ -264,9 +273,11 @@ class Staged:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, inputs: tuple = (), what: str = "output") -> Iterator[Staged]:
-    """Write `path` whole or not at all. The writer writes `staged.file` (or sets it to what it produced)."""
-    final = check_output(path, inputs, what)
+def atomic_output(path: str | Path, inputs: tuple = (), what: str = "output", folder: bool = False
+                  ) -> Iterator[Staged]:
+    """Write `path` whole or not at all. The writer writes `staged.file` (or sets it to what it produced); with
+    `folder`, a folder that is moved into place complete."""
+    final = check_output(path, inputs, what, folder)
     anchor = _existing_ancestor(final)
     staging = None
     try:
@@ -277,10 +288,11 @@ def atomic_output(path: str | Path, inputs: tuple = (), what: str = "output") ->
             _GUARDIAN.tell(f"+{staging}")
         staged = Staged(staging, final.name)
         yield staged
-        if not staged.file.is_file():
-            raise PortingError(f"cannot write '{path}': the writer produced no file")
+        if not (staged.file.is_dir() if folder else staged.file.is_file()):
+            raise PortingError(f"cannot write '{path}': the writer produced no {'folder' if folder else 'file'}")
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(staged.file, file_mode())
+        for written in [*staged.file.rglob("*"), staged.file] if folder else [staged.file]:
+            os.chmod(written, folder_mode() if written.is_dir() else file_mode())
         os.replace(staged.file, final)
     except OSError as exc:
         raise PortingError(f"cannot write '{path}': {exc.strerror or exc}") from None

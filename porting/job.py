@@ -60,6 +60,12 @@ class SourceJob:
     save_weights_as: str | None = None  # the name errors give that file (the user's output path)
     training: Training | None = None  # with save_weights, for the model zoo
     preprocess: PipelineRequest | None = None
+    # export --to: an .npz of tensors (the library's names) put into its untrained model before save_weights;
+    # every tensor of the model must be there but those matching `unassigned` (fnmatch); with inputs / tensors_out
+    # the file written is read back by the library's own loader, and that model is what runs
+    assign: str | None = None
+    unassigned: list[str] = field(default_factory=list)
+    export_config: dict = field(default_factory=dict)  # what the format has a place for: label_names, preprocessing
     tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
 
     def write(self, path: Path) -> None:

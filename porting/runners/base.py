@@ -91,6 +91,24 @@ class SourceRunner:
 
     # ------------------------------------------------------------------------------------------ shared
 
+    def put(self, model, values: dict[str, np.ndarray], unassigned: list[str]) -> None:
+        """An export's tensors into the library's own model: each one it has, of its shape, and every one it has
+        but those matching `unassigned` (tensors porting never ports, such as BN step counters)."""
+        import fnmatch
+
+        have = {k: tuple(np.shape(v)) for k, v in self.tensors(model).items()}
+        problems = [f"it has no tensor '{k}'" for k in values if k not in have]
+        problems += [f"'{k}' is {list(have[k])}, the export {list(v.shape)}" for k, v in values.items()
+                     if k in have and tuple(v.shape) != have[k]]
+        problems += [f"nothing for its tensor '{k}' {list(s)}" for k, s in have.items()
+                     if k not in values and not any(fnmatch.fnmatchcase(k, p) for p in unassigned)]
+        if problems:
+            raise PortingError(f"the {self.library} model does not take the export ({len(problems)} problems): "
+                               + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        self.assign(model, values)
+
+    export_config: dict = {}  # set by the worker before save_weights: what the format has a place for
+
     def load(self, job: SourceJob):
         """(model in inference mode, info) as the job asks."""
         self.check(job)

@@ -209,7 +209,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                num_classes: int | None = None, want_tensors: bool = True, inputs: np.ndarray | None = None,
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
                untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None,
-               training: Training | None = None
+               training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
+               unassigned: list[str] | None = None, export_config: dict | None = None
                ) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
@@ -220,7 +221,10 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     makes it atomic); save_weights_as: the name its errors give that file (the user's output path).
     preprocess: (image paths, crop size, resize): the library's own preprocessing of those images (timm and Keras
     choose their own resize), in result().preprocessed. training: the optimizer a source's own checkpoints carry
-    the state of (the model zoo's), for save_weights.
+    the state of (the model zoo's), for save_weights. assign: tensors (the library's names) put into the untrained
+    model before save_weights, every one but `unassigned` patterns; with inputs or tensors, the saved file is read
+    back by the library's loader and that model answers (export --to); export_config: label names and
+    preprocessing for the formats that hold them.
     """
     code = None
     if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
@@ -238,10 +242,14 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             inputs=str(tmp / "inputs.npy") if inputs is not None else None,
             outputs_out=str(tmp / "outputs.npz") if inputs is not None else None,
             preprocess=PipelineRequest(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
-            if preprocess is not None else None, tmpdir=str(tmp / "tmp"))
+            if preprocess is not None else None, tmpdir=str(tmp / "tmp"),
+            assign=str(tmp / "assign.npz") if assign is not None else None, unassigned=list(unassigned or []),
+            export_config=dict(export_config or {}))
         (tmp / "tmp").mkdir()
         if inputs is not None:
             np.save(job.inputs, inputs)
+        if assign is not None:
+            np.savez(job.assign, **assign)
         job.write(tmp / "job.json")
         worker = (_fresh_worker(spec, tmp / "job.json", tmp / "tmp") if _KEPT is None
                   else _kept_worker(spec, code, tmp / "job.json"))

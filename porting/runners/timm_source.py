@@ -67,6 +67,8 @@ class TimmRunner(SourceRunner):
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         timm = _timm()
+        if os.path.isdir(path):
+            return _load_folder(timm, path, name, num_classes)
         state = _read_state_dict(timm, path, name)
         head = _classifier_weight(timm, name)
         num_classes = num_classes or (state[head].shape[0] if head in state else 1000)
@@ -94,7 +96,8 @@ class TimmRunner(SourceRunner):
             "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
             "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
             "crop_pct": cfg.get("crop_pct"), "test_input_size": list(cfg.get("test_input_size") or []) or None,
-            "test_crop_pct": cfg.get("test_crop_pct")}}
+            "test_crop_pct": cfg.get("test_crop_pct"), **({"label_names": list(cfg["label_names"])}
+                                                            if cfg.get("label_names") else {})}}
 
     def parameters(self, model) -> list[Tensor]:
         out = []
@@ -139,7 +142,9 @@ class TimmRunner(SourceRunner):
 
     def save_weights(self, model, path: str) -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        if path.endswith(".safetensors"):
+        if not path.endswith((".safetensors", ".pth", ".pt", ".bin")):  # a folder timm's `local-dir:` loads
+            _save_folder(_timm(), model, path, self.export_config)
+        elif path.endswith(".safetensors"):
             from safetensors.torch import save_file
             save_file(state, path)
         else:
@@ -157,3 +162,29 @@ class TimmRunner(SourceRunner):
         arrays = [transform(Image.open(path).convert("RGB")).numpy() for path in images]
         return np.stack(arrays).astype(np.float32), "timm.data.create_transform: " + " -> ".join(
             " ".join(str(t).split()) for t in transform.transforms)
+
+
+def _save_folder(timm, model, path: str, config: dict) -> None:
+    """timm's own saver for the Hub layout (config.json + model.safetensors): the architecture, the class count,
+    the preprocessing in its pretrained config, and the class names where the checkpoint has them."""
+    size = int(config.get("input_size") or model.pretrained_cfg.get("input_size", (3, 299, 299))[-1])
+    data = {"input_size": (3, size, size), **{k: config[k] for k in ("mean", "std", "crop_pct", "interpolation")
+                                              if config.get(k) is not None}}
+    labels = {"label_names": list(config["label_names"])} if config.get("label_names") else {}
+    timm.models.save_for_hf(model, path, model_config=labels, safe_serialization=True, data_config=data)
+
+
+def _load_folder(timm, path: str, name: str, num_classes: int | None):
+    """`timm.create_model("local-dir:PATH", pretrained=True)`, the way a timm user loads the folder."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise PortingError(f"'{path}' is a folder without config.json: not a timm model folder")
+    try:
+        model = timm.create_model(f"local-dir:{path}", pretrained=True)
+    except Exception as exc:
+        raise PortingError(f"timm cannot load 'local-dir:{path}': {first_line(exc)}") from None
+    architecture = model.pretrained_cfg.get("architecture")
+    if architecture != name.split(".", 1)[0]:
+        raise PortingError(f"'{path}' holds a timm {architecture}, not a {name}")
+    if num_classes and model.num_classes != num_classes:
+        raise PortingError(f"'{path}' holds {model.num_classes} classes, not {num_classes}")
+    return model

@@ -45,8 +45,11 @@ def _run(job: SourceJob) -> None:
     module, _, cls = RUNNERS[job.source].partition(":")
     runner = getattr(importlib.import_module(module), cls)()
     model, found = runner.load(job)
-    info = SourceInfo(**found)
+    if job.assign:
+        with np.load(job.assign) as npz:
+            runner.put(model, {k: npz[k] for k in npz.files}, job.unassigned)
     if job.save_weights:
+        runner.export_config = job.export_config
         try:
             runner.save_weights(model, job.save_weights)
         except PortingError:
@@ -56,6 +59,11 @@ def _run(job: SourceJob) -> None:
             if shutil.disk_usage(os.path.dirname(os.path.abspath(job.save_weights))).free < 16 << 20:
                 reason = "No space left on device"  # torch.save says 'unexpected pos 1573952 vs 1573904'
             raise PortingError(f"cannot write '{job.save_weights_as or job.save_weights}': {reason}") from None
+        if job.assign and (job.inputs or job.tensors_out):
+            # an export is proven on the file as the library reads it, not on the model that wrote it
+            model = runner.load_file(job.save_weights, job.model, job.num_classes)
+            found = {**found, **runner.finish(model)}
+    info = SourceInfo(**found)
     if job.tensors_out:
         np.savez(job.tensors_out, **runner.tensors(model))
     if job.inputs:

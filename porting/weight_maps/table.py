@@ -15,32 +15,46 @@ if TYPE_CHECKING:  # conventions builds on this module
 
 @dataclass(frozen=True)
 class Transform:
-    """A named, shape-aware array transform (the name is what `porting map` prints)."""
+    """A named, shape-aware array transform (the name is what `porting map` prints). `inverse` takes the
+    transformed array back (`export --to` writes a checkpoint in the source's layout through it): every
+    transform a weight map uses names its inverse, so a table is read both ways and never written twice."""
 
     name: str
     fn: Callable[[np.ndarray], np.ndarray]
+    inverse_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    exact: bool = True  # False where the inverse rounds (a folded scale): within one float32 ulp
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.fn(array))
 
+    def inverse(self, array: np.ndarray) -> np.ndarray:
+        if self.inverse_fn is None:
+            raise PortingError(f"transform '{self.name}' has no inverse")
+        return np.ascontiguousarray(self.inverse_fn(array))
 
-COPY = Transform("copy", lambda a: a)
+
+COPY = Transform("copy", lambda a: a, lambda a: a)
 
 
-def transpose(*axes: int) -> Transform:
-    return Transform(f"transpose{tuple(axes)}", lambda a: np.transpose(a, axes))
+def transpose(*axes: int, name: str = "") -> Transform:
+    back = tuple(int(i) for i in np.argsort(axes))
+    return Transform(name or f"transpose{tuple(axes)}", lambda a: np.transpose(a, axes),
+                     lambda a: np.transpose(a, back))
 
 
 # Keras kernels: Conv2D [kh, kw, in, out] -> OIHW; DepthwiseConv [kh, kw, C, 1] -> [C, 1, kh, kw].
-HWIO_TO_OIHW = Transform("hwio->oihw", lambda a: np.transpose(a, (3, 2, 0, 1)))
-DEPTHWISE_HWC1_TO_C1HW = Transform("hwc1->c1hw", lambda a: np.transpose(a, (2, 3, 0, 1)))
+HWIO_TO_OIHW = transpose(3, 2, 0, 1, name="hwio->oihw")
+DEPTHWISE_HWC1_TO_C1HW = transpose(2, 3, 0, 1, name="hwc1->c1hw")
 # Dense stored [in, out] (Keras, Paddle) -> MindSpore [out, in].
-IN_OUT_TO_OUT_IN = Transform("[in,out]->[out,in]", lambda a: np.transpose(a, (1, 0)))
+IN_OUT_TO_OUT_IN = transpose(1, 0, name="[in,out]->[out,in]")
 
 
-def scale(factor: float) -> Transform:
-    """Fold a constant inference-time factor (e.g. Paddle's downscale_in_infer dropout) into a tensor."""
-    return Transform(f"x{factor:g}", lambda a: a * np.asarray(factor, dtype=a.dtype))
+def scale(factor: float, then: Transform = COPY) -> Transform:
+    """`then` with a constant inference-time factor (e.g. Paddle's downscale_in_infer dropout) folded in; the
+    inverse divides it out again, exact to within one float32 ulp."""
+    name = f"{then.name} x{factor:g}" if then is not COPY else f"x{factor:g}"
+    return Transform(name, lambda a: then.fn(a) * a.dtype.type(factor),
+                     lambda a: then.inverse_fn(a / a.dtype.type(factor)), exact=False)
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,9 @@ class WeightMap:
 
     def concat(self, parts: list[str], target: str, label: str) -> None:
         """`target` is the source tensors `parts` stacked along axis 0 (one grouped conv from a conv per group)."""
-        self.rows.append(Row(label, target, Transform(f"concat({len(parts)}, axis 0)", _stack), tuple(parts)))
+        count = len(parts)
+        self.rows.append(Row(label, target, Transform(f"concat({count}, axis 0)", _stack,
+                                                      lambda a: np.split(a, count, axis=0)), tuple(parts)))
 
     def layer(self, source: str, target: str, kind: str) -> None:
         self.layers.append(Layer(source, target, kind))
@@ -117,13 +133,30 @@ class WeightMap:
         Dropout(mode='downscale_in_infer') multiplies the head's input by 1 - p); the bias is not scaled. No
         layer tap: a head's output is the logits, which parity always compares."""
         c = self.convention
-        layout = c.dense_layout if keep == 1.0 else Transform(
-            f"{c.dense_layout.name} x{keep:g}", lambda a, t=c.dense_layout: t.fn(a) * a.dtype.type(keep))
+        layout = c.dense_layout if keep == 1.0 else scale(keep, c.dense_layout)
         self.add(f"{src}{c.sep}{c.weight if c.dense_weight is None else c.dense_weight}", f"{dst}.weight", layout)
         self.add(f"{src}{c.sep}{c.bias}", f"{dst}.bias")
 
     def is_ignored(self, source_name: str) -> bool:
         return any(fnmatch.fnmatchcase(source_name, pattern) for pattern in self.ignore)
+
+    def invert(self, params: Mapping[str, np.ndarray], context: str = "") -> dict[str, np.ndarray]:
+        """The table read backwards: MindSpore parameters -> the source's tensors, in the source's names and
+        layouts (each row's inverse transform; a stacked row split back into its parts). Source tensors the table
+        ignores are not produced: the library's own model keeps its values for them."""
+        missing = [row.target for row in self.rows if row.target not in params]
+        if missing:
+            raise PortingError(f"weight map {self.name}{' for ' + context if context else ''}: the checkpoint has "
+                               f"no parameter '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                                 else ""))
+        out: dict[str, np.ndarray] = {}
+        for row in self.rows:
+            value = row.transform.inverse(np.asarray(params[row.target]))
+            if row.parts:
+                out.update(zip(row.parts, (np.ascontiguousarray(v) for v in value)))
+            else:
+                out[row.source] = value
+        return out
 
     def apply(
         self,
