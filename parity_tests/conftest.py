@@ -101,6 +101,13 @@ def assert_parity(report, runtimes=("mindspore", "onnx", "mindir")):
     assert sum(1 for r in report.rows if r.runtime == "mindspore") > 10
 
 
+def ulps(a, b) -> float:
+    """The largest difference between two float32 arrays in units in the last place of `a`."""
+    import numpy as np
+
+    return float(np.max(np.abs(a.astype(np.float64) - b) / np.spacing(np.abs(a).astype(np.float32)), initial=0.0))
+
+
 def error_line(run: Run) -> str:
     """The single `error: ...` line a failed command must print (progress lines aside)."""
     assert run.code == 2, (run.code, run.stderr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +119,40 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
         assert r["samples"] == 12, (suffix, layout)
         assert (r["Top_1_Acc"], r["Top_5_Acc"]) == (ref["Top_1_Acc"], ref["Top_5_Acc"]), (suffix, layout)
         assert r["Loss"] == pytest.approx(ref["Loss"], abs=1e-4), (suffix, layout)
+
+
+TIMM_TOP1 = """import json, sys
+import numpy as np, timm, torch
+model = timm.create_model("local-dir:" + sys.argv[1], pretrained=True).eval()
+with torch.no_grad():
+    top1 = model(torch.from_numpy(np.load(sys.argv[2]))).argmax(1).tolist()
+print(json.dumps({"labels": model.pretrained_cfg.get("label_names"), "top1": top1}))
+"""
+
+
+def test_a_finetuned_checkpoint_goes_back_to_timm_with_its_class_names(trained, tiny_data, tmp_path):
+    """export --to timm: a folder that timm.create_model("local-dir:...") loads in a fresh process, with the
+    class names, giving the top-1 porting eval gives on the same preprocessed images."""
+    report, how, spec = api.export_to(trained, tmp_path / "x3", "timm")
+    assert spec.id == XCEPTION and how.exact and report.ok, report.first_failure()
+    card = checkpoint.load(trained)[1]
+    from porting.images.folders import list_images
+    from porting.images.pipelines import load_image
+    from porting.images.preprocessing import preprocessing
+
+    pre = preprocessing(card, size=64)
+    images = list_images(tiny_data / "val")
+    np.save(tmp_path / "x.npy", np.stack([load_image(p, pre) for p in images]))
+    proc = subprocess.run([sys.executable, "-c", TIMM_TOP1, str(tmp_path / "x3"), str(tmp_path / "x.npy")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    timm_says = json.loads(proc.stdout.splitlines()[-1])
+    assert timm_says["labels"] == card.class_names == ["circle", "square", "stripes"]
+    result = api.evaluate(trained, tiny_data, size=64, dump_logits=tmp_path / "l.npz")
+    with np.load(tmp_path / "l.npz") as dumped:
+        ours, labels = dumped["logits"].argmax(1), dumped["labels"]
+    assert timm_says["top1"] == ours.tolist() and len(ours) == len(images) == 12
+    assert result["Top_1_Acc"] == pytest.approx(np.mean(np.array(timm_says["top1"]) == labels))
 
 
 def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, work):

@@ -7,7 +7,7 @@ function loads what it needs.
 """
 
 from porting.version import __version__  # noqa: F401 - porting.__version__
-__all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
+__all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
            "reusing_workers"]
 

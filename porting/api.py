@@ -22,7 +22,7 @@ from porting.errors import PortingError
 from porting.options import Preprocess, TrainingRun
 from porting.specs import ModelSpec, resolve
 
-__all__ = ["port", "load", "export", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
+__all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
            "reusing_workers"]
 
@@ -143,8 +143,9 @@ def load(path: str | Path, device: str | None = None):
 
 def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: int | None = None,
            batch: int | None = None, opset: int = 17, dynamic_size: bool = False, fp16: bool = False,
-           fold_bn: bool = False, device: str | None = None) -> tuple[Path, list]:
-    """Export a .ckpt to ONNX (checked by onnx.checker), MINDIR or AIR; returns (path, input shape)."""
+           fold_bn: bool = False, device: str | None = None):
+    """Export a .ckpt to ONNX (checked by onnx.checker), MINDIR or AIR; returns (path, input shape). For the way
+    back to a source library, see export_to."""
     from porting import archs, checkpoint, msenv
     from porting.converters import export as exporter
 
@@ -169,6 +170,26 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
         return Path(output), options.input_shape(size)
     exporter.export_ms(net, fmt, output, size, batch=batch or 1, inputs=(ckpt,), card=card)
     return Path(output), [batch or 1, 3, size, size]
+
+
+def export_to(ckpt: str | Path, output: str | Path, to: str, *, approximate: bool = False, check: bool = True,
+              modelzoo: str | Path | None = None, size: int | None = None, batch: int = 2, log=lambda msg: None):
+    """The checkpoint in a source library's own format (`to`: a spec, or a bare library for the checkpoint's own
+    spec), written by that library's saver and, unless check=False, read back by its loader and compared layer by
+    layer with the checkpoint in MindSpore (`batch` seeded inputs of `size`, default the checkpoint's). Returns (report or None when unproven, porting.converters.target.Fit,
+    the target spec). Inexact targets need `approximate`."""
+    from porting.converters.target import export_to as run
+
+    return run(Path(ckpt), Path(output), to, approximate=approximate, check=check, modelzoo=modelzoo, size=size,
+               batch=batch, log=log)
+
+
+def targets(markdown: bool = False):
+    """Where each spec's checkpoints go with export_to: [(from spec, to spec, Fit)] for every pair of one
+    architecture (Fit.exact, .folds, .differences, .mismatch, .verdict()), or the README's markdown table."""
+    from porting.converters.target import target_fits, targets_table
+
+    return targets_table() if markdown else target_fits()
 
 
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,

@@ -93,9 +93,15 @@ def _size_option(flag: str = "--size", help: str = SIZE_HELP):
 def models_cmd(markdown: bool = typer.Option(False, "--markdown",
                                             help="Print the README's table of supported models instead."),
                params: bool = typer.Option(False, "--params",
-                                           help="Also count each model's parameters (builds every network).")) -> None:
+                                           help="Also count each model's parameters (builds every network)."),
+               targets: bool = typer.Option(False, "--targets", help="Show where each spec's checkpoints go with "
+                                            "`export --to`: exactly, approximately, or not.")) -> None:
     """List every supported SOURCE:MODEL with its MindSpore architecture, variant, input and preprocessing."""
     from porting.specs import preprocessing_text, readme_table
+
+    if targets:
+        _print_targets(markdown)
+        return
 
     if markdown:  # the registry alone: no framework is imported
         print(readme_table())
@@ -111,6 +117,19 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
         spec = s.id + "".join(f"\n = {s.source}:{a}" for a in s.aliases)
         row = [spec, f"{s.arch}: {s.variant}", preprocessing_text(s)]
         table.add_row(*(escape(v) for v in row), *([f"{counts[s.id] / 1e6:.2f}M"] if params else []))
+    out.print(table)
+
+
+def _print_targets(markdown: bool) -> None:
+    if markdown:
+        print(api.targets(markdown=True), end="")
+        return
+    table = Table(title="export --to: where a checkpoint of each spec goes (every spec goes back to itself)",
+                  expand=False)
+    for col in ("from", "to", "how"):
+        table.add_column(col)
+    for a, b, how in api.targets():
+        table.add_row(escape(a), escape(b), escape(how.verdict()))
     out.print(table)
 
 
@@ -166,10 +185,20 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
 
 @app.command("export")
 def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
-               fmt: Format = typer.Option(..., "--format", "-f", case_sensitive=False, help="onnx | mindir | air"),
+               fmt: Optional[Format] = typer.Option(None, "--format", "-f", case_sensitive=False,
+                                                    help="onnx | mindir | air"),
+               to: Optional[str] = typer.Option(None, "--to", help="Back to a source library instead: a spec "
+                                                "(keras:xception) or a library (timm: the checkpoint's own spec); "
+                                                "`porting models --targets` says which go exactly."),
+               approximate: bool = typer.Option(False, "--approximate", help="--to: write a target that computes "
+                                                "differently too, and report the measured agreement."),
+               no_check: bool = typer.Option(False, "--no-check", help="--to: skip the proof in the target "
+                                             "library's own code."),
+               modelzoo: Optional[Path] = MODELZOO,
                output: Path = typer.Option(..., "-o", "--output",
                                            help="Output file (replaced if it exists, once the new one is whole)."),
-               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's; with --to, of the "
+                                                       "proof's inputs)."),
                batch: Optional[int] = typer.Option(None, "--batch", min=1, max=4096,
                                                    help="A fixed batch (MINDIR/AIR: default 1; ONNX: default dynamic)."),
                opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21."),
@@ -179,13 +208,43 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-we
                                                                "and logits stay float32)."),
                fold_bn: bool = typer.Option(False, "--fold-bn", help="ONNX: fold BatchNormalization into the "
                                                                      "preceding convolutions.")) -> None:
-    """Export a checkpoint to ONNX (checked by onnx.checker), MINDIR or AIR (Ascend only)."""
-
+    """Export a checkpoint to ONNX (checked by onnx.checker), MINDIR or AIR (Ascend only), or with --to back to
+    timm, Keras, PaddleClas, mindcv or the model zoo, proven in that library's code."""
+    if to is not None:
+        _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, batch=batch, opset=opset != 17,
+                   dynamic_size=dynamic_size, fp16=fp16, fold_bn=fold_bn)
+        return
+    if approximate or no_check or modelzoo is not None:
+        raise PortingError("--approximate, --no-check and --modelzoo are for --to exports")
+    if fmt is None:
+        raise PortingError("say what to export to: --format onnx|mindir|air, or --to SPEC")
     _, shape = api.export(ckpt, output, _value(fmt), size=size, batch=batch, opset=opset, dynamic_size=dynamic_size,
                           fp16=fp16, fold_bn=fold_bn)
     dims = "x".join({"batch": "N", "height": "H", "width": "W"}.get(str(d), str(d)) for d in shape)
     log(f"wrote {output} ({_value(fmt)}, input {dims}{', float16' if fp16 else ''}{', BN folded' if fold_bn else ''}"
         f"{f', opset {opset}' if _value(fmt) == 'onnx' else ''})")
+
+
+def _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, **onnx_flags) -> None:
+    """export --to; --size is the proof's input size there."""
+    given = [f"--{k.replace('_', '-')}" for k, v in onnx_flags.items() if v] + (["--format"] if fmt else [])
+    if given:
+        raise PortingError(f"{', '.join(given)} apply to ONNX / MINDIR / AIR exports, not to --to")
+    report, how, spec = api.export_to(ckpt, output, to, approximate=approximate, check=not no_check,
+                                      modelzoo=modelzoo, size=size, log=log)
+    from porting import report as rendering
+
+    if report is not None:
+        out.print(rendering.summary_table(report))
+        if how.exact:
+            log(f"wrote {output} ({spec.id}): exact, {len(report.rows)} comparisons within tolerance in "
+                f"{spec.source}'s own code")
+        else:
+            worst = max((r.max_rel for r in report.rows), default=0.0)
+            log(f"wrote {output} ({spec.id}, --approximate): worst max rel {worst:.3g}, top-1 agreement "
+                f"{report.top1_agree.get(spec.source, 0.0):.0%}" + ("" if report.ok else f"; {report.disagreement()}"))
+    else:
+        log(f"wrote {output} ({spec.id}), not proven" + (" (--no-check)" if no_check else ""))
 
 
 @app.command("parity")

@@ -52,6 +52,13 @@ class Report:
                 return row
         return None
 
+    def disagreement(self) -> str:
+        """Where the comparison failed, in a phrase (an error line's tail)."""
+        row = self.first_failure()
+        if row is not None:
+            return f"first at '{row.layer}' (max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g})"
+        return "; ".join(self.errors) or f"top-1 agreement {self.top1_agree}"
+
     def runtimes(self) -> list[str]:
         return list(dict.fromkeys(r.runtime for r in self.rows))
 

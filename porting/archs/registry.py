@@ -90,6 +90,38 @@ RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv
 
 
 
+# How two configs of one architecture relate, key by key, for `export --to` (porting.converters.target): a key
+# whose values differ is folded into the weights (bn_eps: always), computes the same anyway (Same), needs the
+# weights reshaped (Reshape), makes the graphs compute differently with the same weights (Computes: inexact,
+# --approximate), or gives the networks other parameters (Structure: no export). A key an architecture does not
+# list is Structure.
+@dataclass(frozen=True)
+class Same:
+    why: str
+
+
+@dataclass(frozen=True)
+class Reshape:
+    what: str
+
+
+@dataclass(frozen=True)
+class Computes:
+    what: str
+
+
+@dataclass(frozen=True)
+class Structure:
+    what: str
+
+
+TARGET_RULES: dict[str, dict] = {}
+
+
+def register_target_rules(arch: str, **rules) -> None:
+    TARGET_RULES[arch] = rules
+
+
 ARCHS: dict[str, Arch] = {}
 SPECS: list[ModelSpec] = []  # in registration order (the order `porting models` lists)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import ModelSpec, register_arch, register_specs
+from porting.archs.registry import ModelSpec, Structure, register_arch, register_specs, register_target_rules
 
 
 # official/cv/Inception/inceptionv4/default_config.yaml: RMSProp(decay 0.9, momentum 0.9, epsilon 1.0), lr 4e-5
@@ -80,4 +80,14 @@ register_specs(
               variant="a configuration (BN eps 1e-5) plus one addition for it, `head_bn`: bn0 -> Dense -> BN -> log-softmax",
               notes="the model zoo's official/cv/Inception/inceptionv4 (seed 001), run from your checkout "
                     "(--modelzoo); its stem is one cell, compared through its convs and pools"),
+)
+
+register_target_rules(
+    "inception_v4",
+    pool_branch_first=Structure("PaddleClas concatenates the pool branch first: the next convs take their input "
+                                "channels in another order"),
+    swap_factorized=Structure("its factorized 1xk / kx1 stacks run in the other order, with kernels of other "
+                              "shapes"),
+    head_bn=Structure("the model zoo's head is BN -> Dense -> BN -> log-softmax, the others' a plain Dense (its "
+                      "log-probabilities are not logits)"),
 )

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import ModelSpec, register_arch, register_specs
+from porting.archs.registry import (Computes, ModelSpec, Reshape, register_arch, register_specs,
+                                    register_target_rules)
 
 
 # research/cv/SE_ResNeXt50/default_config.yaml: Momentum 0.9, lr 0.4 with 1 warmup epoch from 0, cosine
@@ -117,3 +118,12 @@ def blocks(arch_config: dict):
     for s, depth in enumerate(arch_config.get("layers", [3, 4, 6, 3]), 1):
         for i in range(depth):
             yield s, i, i == 0  # the first block of every stage changes width (stage 1: 64 -> 256) or stride
+
+register_target_rules(
+    "se_resnext",
+    stem_pool_padding=Computes("the stem max pool pads differently (by 1, TF 'same', or not at all with "
+                               "ceil_mode): other windows on the 112x112 stem output"),
+    stem_pool_ceil=Computes("the stem max pool rounds its output size differently (ceil_mode)"),
+    se_dense=Reshape("SE as 1x1 convs [r, C, 1, 1] or Dense layers [r, C] on the pooled vector: the same function, "
+                     "weights reshaped"),
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import ModelSpec, register_arch, register_specs
+from porting.archs.registry import Computes, ModelSpec, Same, register_arch, register_specs, register_target_rules
 
 
 # official/cv/Inception/xception/default_config.yaml, config_ascend: Momentum 0.9, lr 4e-5 -> 0.4 (1 warmup
@@ -73,4 +73,11 @@ register_specs(
               variant="a configuration, `mindcv:xception`'s; its AvgPool2d(10) head is the global mean at 295-326 px (299)",
               notes="the model zoo's official/cv/Inception/xception (seed 000), run from your checkout (--modelzoo); "
                     "a `.ckpt` its train.py saved"),
+)
+
+register_target_rules(
+    "xception",
+    conv_padding=Same("its padded convs are the 3x3 stride-1 separable ones, where padding 1 is TF 'same'"),
+    pool_padding=Computes("the stride-2 max pools pad by 1 on both sides in one and TF 'same' (pads (0, 1) on even "
+                          "inputs: the 74x74 and 38x38 maps at 299 px) in the other"),
 )

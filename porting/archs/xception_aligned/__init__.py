@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.errors import PortingError
-from porting.archs.registry import ModelSpec, register_arch, register_specs
+from porting.archs.registry import Computes, ModelSpec, register_arch, register_specs, register_target_rules
 
 ENTRY = {
     # (in, out, stride) of the entry flow, as in timm's block_cfg lists
@@ -112,4 +112,10 @@ register_specs(
                       "[in,out] transposed; `.pdparams` keyed by structure or by ParamAttr name" if depth == 41
                 else "ppcls xception_deeplab.py, as Xception41_deeplab")
       for depth in (41, 65)],
+)
+
+register_target_rules(
+    "xception_aligned",
+    exit_dilation=Computes("PaddleClas's deeplab models dilate the last block's separable convs by 2, timm's do "
+                           "not"),
 )
