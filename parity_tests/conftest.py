@@ -89,6 +89,23 @@ def source_weights(weights_dir):
     return make
 
 
+@pytest.fixture(scope="module")
+def ported(work, source_weights):
+    """ported(spec, suffix) -> (seeded source file, its porting .ckpt made through the API), once per module."""
+    done = {}
+
+    def make(spec: str, suffix: str):
+        from porting import api
+
+        if spec not in done:
+            weights, ckpt = source_weights(spec, suffix), work / f"{spec.replace(':', '_')}.ckpt"
+            api.port(spec, weights, output=ckpt)
+            done[spec] = weights, ckpt
+        return done[spec]
+
+    return make
+
+
 def assert_parity(report, runtimes=("mindspore", "onnx", "mindir")):
     """Every runtime was compared, every layer within tolerance, top-1 equal on every sample."""
     seen = {row.runtime for row in report.rows}

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def check_suffix(spec: ModelSpec, output: Path) -> bool:
 
 def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
     """The checkpoint's parameters for the target's graph: BN eps folded, reshapes done, optimizer state left out.
-    `net`: the checkpoint's MindSpore network (for each BN's eps); `shapes`: the target network's parameters."""
+    `net()`: the checkpoint's MindSpore network (for each BN's eps); `shapes`: the target network's parameters."""
     eps_from, eps_to = card.arch_config.get("bn_eps"), spec.arch_config.get("bn_eps")
     out = {}
     for name, shape in shapes.items():
@@ -118,7 +119,7 @@ def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, 
             value = value.reshape(shape)
         out[name] = value
     if eps_from is not None and eps_to is not None and eps_from != eps_to:
-        for cell_name, cell in net.cells_and_names():
+        for cell_name, cell in net().cells_and_names():
             if getattr(cell, "eps_value", None) != eps_from or f"{cell_name}.moving_variance" not in out:
                 continue  # a BN of its own eps (the model zoo InceptionV4's head) is the same in both
             key = f"{cell_name}.moving_variance"
@@ -168,14 +169,22 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         except PortingError:
             size = spec.input_size
     msenv.setup()
-    net = archs.build(card.arch, card.arch_config, card.num_classes)
-    checkpoint.load_params(net, params, str(ckpt), train_state_ok=card.train_state is not None)
-    wm = spec.build_weight_map()
-    tensors = wm.invert(adapt(params, net, card, spec, target_shapes(spec, card.num_classes)), context=spec.id)
-    for fold in how.folds:
-        log(f"{spec.id}: {fold}")
     code = zoo.checkout(spec, required=False) if spec.source == "modelzoo" else None
     proof = check and (spec.source != "modelzoo" or code is not None)
+
+    @functools.cache
+    def net():  # built only for the proof or a BN eps fold (seconds for the larger networks)
+        built = archs.build(card.arch, card.arch_config, card.num_classes)
+        checkpoint.load_params(built, params, str(ckpt), train_state_ok=card.train_state is not None)
+        return built
+
+    wm = spec.build_weight_map()
+    same = card.arch_config == spec.arch_config  # the checkpoint's own shapes (minus any optimizer state)
+    shapes = ({k: v.shape for k, v in params.items() if k in {r.target for r in wm.rows}} if same
+              else target_shapes(spec, card.num_classes))
+    tensors = wm.invert(adapt(params, net, card, spec, shapes), context=spec.id)
+    for fold in how.folds:
+        log(f"{spec.id}: {fold}")
     x = make_images(input_seed, batch, size, card.mean, card.std)
     report = Report(spec=f"{ckpt.name} -> {spec.id}", rtol=1e-4, info={
         "batch": batch, "size": size, "inputs": "seeded synthetic images", "weights": str(output),
@@ -194,7 +203,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                             unassigned=wm.ignore, export_config=export_config(card, size),
                             save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
                             inputs=x if proof else None, taps=taps) as done:
-                reference = MindSporeRuntime(net).infer(x, [layer.target for layer in wm.layers]) if proof else {}
+                reference = MindSporeRuntime(net()).infer(x, [layer.target for layer in wm.layers]) if proof else {}
                 result = done()
             if proof:
                 _check_written(result.tensors, tensors, output)

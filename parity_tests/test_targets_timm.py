@@ -1,0 +1,68 @@
+"""export --to timm (issue 19): timm's own round trip, PaddleClas SE-ResNeXt weights into timm's model, and the
+refusals, on one timm checkpoint (a file of its own, so that CI's two workers share the export tests)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import error_line, porting
+from test_targets import PROOF, assert_round_trip
+
+from porting import api
+from porting.errors import PortingError
+
+
+def test_round_trip_gives_the_timm_file_back(ported, tmp_path):
+    assert_round_trip(ported, "timm:legacy_xception", ".pth", "timm", "x.safetensors", tmp_path)
+
+
+def test_paddleclas_se_resnext_into_timms_model(ported, tmp_path):
+    """The PaddleClas -> timm pair the graphs allow: same stem, pool, BN eps and SE, whose Dense layers become
+    timm's 1x1 convs (reshaped); proven in timm."""
+    _, ckpt = ported("paddleclas:SE_ResNeXt50_32x4d", ".pdparams")
+    report, how, target = api.export_to(ckpt, tmp_path / "se", "timm:seresnext50_32x4d", **PROOF)
+    assert how.exact and report.ok, report.first_failure()
+    assert len(report.layers(target.source)) > 10 and report.top1_agree["timm"] == 1.0
+    assert [f[:len("SE as 1x1 convs")] for f in how.folds] == ["SE as 1x1 convs"]
+    assert (tmp_path / "se" / "config.json").is_file() and (tmp_path / "se" / "model.safetensors").is_file()
+
+
+def test_an_inexact_target_is_written_with_approximate_and_measured(ported, tmp_path):
+    """timm pads its max pools by 1, Keras TF 'same': refused without --approximate, written and measured with."""
+    _, ckpt = ported("timm:legacy_xception", ".pth")
+    with pytest.raises(PortingError, match="--approximate"):
+        api.export_to(ckpt, tmp_path / "k.weights.h5", "keras:xception")
+    assert not (tmp_path / "k.weights.h5").exists()
+    report, how, _ = api.export_to(ckpt, tmp_path / "k.weights.h5", "keras:xception", approximate=True, **PROOF)
+    assert not how.exact and "max pools" in how.differences[0]
+    assert (tmp_path / "k.weights.h5").is_file() and report.rows  # measured: the pools' outputs differ
+    assert not report.ok
+
+
+def test_refusals_are_one_line_and_write_nothing(ported, tmp_path):
+    _, ckpt = ported("timm:legacy_xception", ".pth")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("")
+    commands = {  # through the command: one error line, exit 2
+        "timm:inception_v4": ("that is a inception_v4", tmp_path / "b"),  # another architecture
+        "keras:xception": ("--approximate", tmp_path / "c.weights.h5"),  # inexact
+    }
+    for to, (message, out) in commands.items():
+        line = error_line(porting("export", ckpt, "--to", to, "-o", out))
+        assert message in line, (to, line)
+    calls = {  # the same errors in the API, cheaper than a process each
+        "timm:no_such_model": ("unknown model", tmp_path / "a"),
+        "timm": ("exists: remove it", tmp_path / "full"),  # a folder target onto a folder with files in it
+        "paddleclas": ("no paddleclas model has the checkpoint's architecture", tmp_path / "d.pdparams"),
+        "keras": ("name the keras model: keras:xception", tmp_path / "e.weights.h5"),
+        "timm:legacy_xception": ("is written as a folder (no suffix), .safetensors, .pth", tmp_path / "f.h5"),
+    }
+    for to, (message, out) in calls.items():
+        with pytest.raises(PortingError, match=re.escape(message)):
+            api.export_to(ckpt, out, to)
+    assert [p.name for p in tmp_path.iterdir()] == ["full"] and [p.name for p in (tmp_path / "full").iterdir()] == ["f"]
+    with pytest.raises(PortingError, match="apply to ONNX"):  # the CLI's own check, before any work
+        from porting import cli
+        cli._export_to(ckpt, tmp_path / "h", "timm", None, False, False, None, None, fp16=True)
+
+
