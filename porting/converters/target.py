@@ -24,7 +24,7 @@ from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.specs import ModelSpec, all_specs, resolve
 
-# what each library's files are called; the first is what a bare name gets (timm: a folder)
+# the outputs each library is written as ("": a folder with no suffix, timm's local-dir layout)
 SUFFIXES = {"timm": ("", ".safetensors", ".pth"), "keras": (".weights.h5", ".keras", ".h5"),
             "paddleclas": (".pdparams",), "mindcv": (".ckpt",), "modelzoo": (".ckpt",)}
 
