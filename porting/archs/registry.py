@@ -96,23 +96,24 @@ RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv
 # --approximate), or gives the networks other parameters (Structure: no export). A key an architecture does not
 # list is Structure.
 @dataclass(frozen=True)
-class Same:
-    why: str
+class TargetRule:
+    text: str  # what differs, or why the difference does not matter
 
 
-@dataclass(frozen=True)
-class Reshape:
-    what: str
+class Same(TargetRule):
+    pass
 
 
-@dataclass(frozen=True)
-class Computes:
-    what: str
+class Reshape(TargetRule):
+    pass
 
 
-@dataclass(frozen=True)
-class Structure:
-    what: str
+class Computes(TargetRule):
+    pass
+
+
+class Structure(TargetRule):
+    pass
 
 
 TARGET_RULES: dict[str, dict] = {}

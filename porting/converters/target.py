@@ -60,11 +60,11 @@ def fit(arch: str, a: dict, b: dict) -> Fit:
             continue
         rule = rules.get(key, Structure(f"{key} {a.get(key)!r} against {b.get(key)!r}"))
         if isinstance(rule, Structure):
-            out.mismatch = f"{out.mismatch}; {rule.what}" if out.mismatch else rule.what
+            out.mismatch = f"{out.mismatch}; {rule.text}" if out.mismatch else rule.text
         elif isinstance(rule, Computes):
-            out.differences.append(rule.what)
+            out.differences.append(rule.text)
         elif isinstance(rule, Reshape):
-            out.folds.append(rule.what)
+            out.folds.append(rule.text)
         elif not isinstance(rule, Same):
             raise TypeError(f"{arch}.{key}: unknown rule {rule!r}")
     return out
@@ -179,9 +179,10 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         return built
 
     wm = spec.build_weight_map()
-    same = card.arch_config == spec.arch_config  # the checkpoint's own shapes (minus any optimizer state)
-    shapes = ({k: v.shape for k, v in params.items() if k in {r.target for r in wm.rows}} if same
-              else target_shapes(spec, card.num_classes))
+    if card.arch_config == spec.arch_config:  # the checkpoint's own shapes (minus any optimizer state)
+        shapes = {row.target: params[row.target].shape for row in wm.rows if row.target in params}
+    else:
+        shapes = target_shapes(spec, card.num_classes)
     tensors = wm.invert(adapt(params, net, card, spec, shapes), context=spec.id)
     for fold in how.folds:
         log(f"{spec.id}: {fold}")
