@@ -118,6 +118,20 @@ def assert_parity(report, runtimes=("mindspore", "onnx", "mindir")):
     assert sum(1 for r in report.rows if r.runtime == "mindspore") > 10
 
 
+def assert_openvino(report):
+    """OpenVINO at f32 compared layer by layer (in the verdict, as assert_parity checks), and its default
+    precision reported beside: the precision the compiled model ran at, its logits error and top-1 agreement."""
+    import openvino
+
+    assert len(report.layers("openvino")) == len(report.layers("mindspore")) > 10
+    default = report.info["default_precision"]["openvino-default"]
+    chosen = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    assert default["precision"] == f"{chosen}: OpenVINO's default on this CPU", default
+    assert 0 <= default["top1_agree"] <= 1 and default["max_abs"] >= 0
+    if chosen == "f32":  # this machine's CPU has no bf16: the default is the f32 the table proved
+        assert default["within_tolerance"] and default["top1_agree"] == 1.0, default
+
+
 def ulps(a, b) -> float:
     """The largest difference between two float32 arrays in units in the last place of `a`."""
     import numpy as np

@@ -285,6 +285,11 @@ def test_out_of_range_flags_before_any_work(tmp_path, args, culprit):
     (["eval", "CKPT", "--data", "DATA", "--device", "TPU"], "--device"),
     (["eval", "CKPT", "--data", "DATA", "--device", "GPU"], "GPU"),
     (["eval", "CKPT", "--data", "DATA", "--batch-size", "0"], "--batch-size"),
+    (["eval", "CKPT", "--data", "DATA", "--runtime", "openvino"], "--runtime and --precision choose how an .onnx"),
+    (["eval", "CKPT", "--data", "DATA", "--runtime", "tensorrt"], "--runtime"),
+    (["eval", "CKPT", "--data", "DATA", "--precision", "f64"], "--precision"),
+    (["predict", "CKPT", "IMG", "--precision", "bf16"], "--precision bf16 needs --runtime openvino"),
+    (["bench", "CKPT", "--precision", "int4"], "--precision"),
     (["finetune", "CKPT", "--data", "DATA", "--batch-size", "0", "-o", "OUT"], "--batch-size"),
     (["finetune", "CKPT", "--data", "DATA", "--num-classes", "-3", "-o", "OUT"], "--num-classes"),
     (["finetune", "CKPT", "--data", "DATA", "--lr-max", "-1", "-o", "OUT"], "--lr-max"),
@@ -300,6 +305,19 @@ def test_out_of_range_flags_on_a_checkpoint(ported, data, tmp_path, args, culpri
     out = tmp_path / "out" / "o.onnx"
     sub = {"CKPT": str(ported), "OUT": str(out), "DATA": str(data), "IMG": str(img)}
     assert_refused(cli(tmp_path, *[sub.get(a, a) for a in args]), culprit, [out])
+
+
+@pytest.mark.parametrize("args", [["eval", "CKPT", "--data", "DATA", "--runtime", "openvino"],
+                                  ["bench", "CKPT", "--runtime", "openvino"],
+                                  ["parity", XCEPTION, "--random-init", "0", "--openvino"]])
+def test_a_missing_openvino_names_its_extra(ported, data, tmp_path, args):
+    """As on a machine without the extra: `import openvino` fails (a package on PYTHONPATH that raises)."""
+    shim = tmp_path / "no-openvino" / "openvino"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('No module named openvino')\n")
+    sub = {"CKPT": str(ported), "DATA": str(data)}
+    run = cli(tmp_path, *[sub.get(a, a) for a in args], env={"PYTHONPATH": str(shim.parent)})
+    assert_refused(run, "OpenVINO is not installed: pip install 'porting[openvino]'")
 
 
 @pytest.mark.parametrize("text,culprit", [

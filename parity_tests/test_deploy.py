@@ -91,7 +91,8 @@ def test_a_tag_picks_the_recorded_preprocessing(source_weights, tmp_path):
 def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data, flat_data, work):
     """Same top-1/top-5 from the .ckpt, the .onnx (onnxruntime) and the .mindir: in the deployment guide's flat
     layout with its resize 342 -> crop 299, and in the ImageFolder layout (at 128 px: the MINDIR's size is fixed
-    at 299, so there the .ckpt and the dynamic-size .onnx); the per-image results file."""
+    at 299, so there the .ckpt and the dynamic-size .onnx, in onnxruntime and in OpenVINO); the per-image
+    results file."""
     onnx_file, mindir = work / "x.onnx", work / "x.mindir"
     api.export(trained, onnx_file, dynamic_size=True)
     assert porting("export", trained, "--format", "mindir", "--size", "299", "--batch", "4", "-o", mindir).code == 0
@@ -113,7 +114,15 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
             assert f"resize {resize} (bicubic, pil) -> center crop {size}" in said
             lines = out.read_text().splitlines()
             assert len(lines) == 12 * 3 and ": Relay top-0 id: " in lines[0] and ", class name: " in lines[0]
-    assert len(results) == 5
+    # the same .onnx in OpenVINO at f32, through the command; the precision it ran at is said
+    run = porting("eval", onnx_file, "--data", tiny_data, "--resize", 146, "--size", 128, "--json",
+                  "--runtime", "openvino", "--precision", "f32")
+    assert run.code == 0, run.stderr
+    assert "ONNX (OpenVINO CPU, f32)" in run.stderr
+    results["openvino", "folders"] = json.loads(run.stdout.splitlines()[-1])
+    assert (results["openvino", "folders"]["runtime"], results["openvino", "folders"]["precision"]) == (
+        "openvino", "f32")
+    assert len(results) == 6
     for (suffix, layout), r in results.items():  # the flat layout's files are JPEG re-encodings: compared within it
         ref = results[".ckpt", layout]
         assert r["samples"] == 12, (suffix, layout)
@@ -335,8 +344,9 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     path, shape = porting.export(trained, work / "api.onnx", dynamic_size=True)
     assert path.is_file() and shape == ["batch", 3, "height", "width"]
     result = porting.evaluate(path, tiny_data, size=64)
-    assert result["samples"] == 12 and result == porting.evaluate(trained, tiny_data, size=64) | {
-        "Loss": result["Loss"]}  # same accuracies from the checkpoint
+    from_ckpt = porting.evaluate(trained, tiny_data, size=64)  # same accuracies from the checkpoint
+    assert result["samples"] == 12 and result == from_ckpt | {"Loss": result["Loss"], "runtime": "ort"}
+    assert from_ckpt["runtime"] == "mindspore"
     top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0]["top"]
     assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
     net, metadata = porting.load(trained)

@@ -10,7 +10,7 @@ Batch 1 throughout: InceptionV4 is ~25 GFLOP per image and MindSpore runs on CPU
 """
 import numpy as np
 import pytest
-from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
+from conftest import assert_agrees_before, assert_openvino, assert_parity, error_line, porting, swap_targets
 
 from porting import api, checkpoint
 from porting.proof import parity
@@ -28,8 +28,10 @@ TIMM, PADDLE = "timm:inception_v4", "paddleclas:InceptionV4"
 def test_ckpt_onnx_parity_from_source_files(source_weights, spec_id, suffix, size, mindir):
     spec = resolve(spec_id)
     report = parity(spec, weights=str(source_weights(spec_id, suffix)), size=size, batch=1, onnx=True,
-                    mindir=mindir)
-    assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
+                    mindir=mindir, openvino=mindir)  # OpenVINO where the MINDIR is: timm's .pth at 299
+    assert_parity(report, ("mindspore", "onnx", "mindir", "openvino") if mindir else ("mindspore", "onnx"))
+    if mindir:
+        assert_openvino(report)
     # every mapped layer (each conv, each post-ReLU BN, each pool, each block) was compared, plus the logits
     layers = spec.build_weight_map().layers
     for runtime in ("mindspore", "onnx"):

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
+from conftest import assert_agrees_before, assert_openvino, assert_parity, error_line, porting, swap_targets
 
 from porting import api, checkpoint
 from porting.proof import parity
@@ -16,16 +16,24 @@ SPEC = "timm:legacy_xception"
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [299, 256])  # 256 is even: it exposes pool/conv padding differences
 def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
+    """At 299 also in OpenVINO: what `parity timm:xception --onnx --openvino` checks."""
     pth = source_weights(SPEC, ".pth")
-    report = parity(resolve(SPEC), weights=str(pth), size=size, batch=2, onnx=True, mindir=True)
-    assert_parity(report)
+    report = parity(resolve(SPEC), weights=str(pth), size=size, batch=2, onnx=True, mindir=True,
+                    openvino=size == 299)
+    assert_parity(report, ("mindspore", "onnx", "mindir") + (("openvino",) if size == 299 else ()))
+    if size == 299:
+        assert_openvino(report)
     assert report.info["size"] == size
 
 
 def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
-    """What `porting parity timm:xception --random-init 0 --onnx --mindir` does: one MindSpore network (port's,
-    filled from the round-tripped .ckpt), one ONNX trace (the export file and the tapped graph are the same
-    trace), one onnxruntime session, and every runtime compared once."""
+    """What `porting parity timm:xception --random-init 0 --onnx --openvino --mindir` does: one MindSpore
+    network (port's, filled from the round-tripped .ckpt), one ONNX trace (the export file and the tapped graph
+    that onnxruntime and OpenVINO run are the same trace), one onnxruntime session, and every runtime compared
+    once; --tensorrt without a CUDA device is one line saying it was skipped."""
+    from porting.report import verdict
+    from porting.runners.tensorrt_runtime import cuda_devices
+
     import onnxruntime as ort
 
     from porting.archs.xception.model import Xception
@@ -42,10 +50,31 @@ def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
     monkeypatch.setattr(Xception, "__init__", counted("net", Xception.__init__))
     monkeypatch.setattr(onnx_ops, "trace", counted("trace", onnx_ops.trace))
     monkeypatch.setattr(ort, "InferenceSession", counted("session", ort.InferenceSession))
-    report = parity(resolve("timm:xception"), seed=0, size=96, batch=1, onnx=True, mindir=True)
-    assert_parity(report)
+    if cuda_devices():
+        pytest.skip("a CUDA device is here: test_tensorrt_where_a_cuda_device_is runs TensorRT")
+    report = parity(resolve("timm:xception"), seed=0, size=96, batch=1, onnx=True, mindir=True, openvino=True,
+                    tensorrt=True)
+    assert_parity(report, ("mindspore", "onnx", "openvino", "mindir"))
+    assert_openvino(report)
     assert counts == {"net": 1, "trace": 1, "session": 1}
-    assert [r.runtime for r in report.rows if r.kind == "logits"] == ["mindspore", "onnx", "mindir"]
+    assert [r.runtime for r in report.rows if r.kind == "logits"] == ["mindspore", "onnx", "openvino", "mindir"]
+    lines = verdict(report)
+    assert "tensorrt: skipped, no CUDA device on this machine" in lines
+    assert any(line.startswith("openvino at its default precision (") for line in lines)
+
+
+def test_tensorrt_where_a_cuda_device_is():
+    """TensorRT at f32 (TF32 off) layer by layer; its TF32 default and the fp16 export reported beside."""
+    from porting.runners.tensorrt_runtime import cuda_devices
+
+    if not cuda_devices():
+        pytest.skip("no CUDA device on this machine")
+    report = parity(resolve("timm:xception"), seed=0, size=299, batch=2, onnx=True, tensorrt=True)
+    assert_parity(report, ("mindspore", "onnx", "tensorrt"))
+    assert len(report.layers("tensorrt")) == len(report.layers("mindspore"))
+    beside = report.info["default_precision"]
+    assert {"tensorrt-default", "tensorrt-f16"} <= set(beside), beside
+    assert beside["tensorrt-f16"]["top1_agree"] == 1.0, beside
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):

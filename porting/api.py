@@ -193,11 +193,14 @@ def targets(markdown: bool = False):
 
 
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
-           size: int | None = None, onnx: bool = False, mindir: bool = False, images: str | Path | None = None,
-           rtol: float = 1e-4, modelzoo: str | Path | None = None, log=lambda msg: None):
+           size: int | None = None, onnx: bool = False, mindir: bool = False, openvino: bool = False,
+           tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
+           modelzoo: str | Path | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `images`: a folder whose first `batch` images are
-    the inputs instead of seeded synthetic ones."""
+    the inputs instead of seeded synthetic ones. `openvino`: the ONNX export in OpenVINO at f32 (in the verdict)
+    and at OpenVINO's default precision (`report.info['default_precision']`, beside it); `tensorrt` the same in
+    TensorRT (f32 in the verdict; its TF32 default and the fp16 export beside), skipped without a CUDA device."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
@@ -207,7 +210,8 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
         model.check_size(size)
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
-                      size=size, onnx=onnx, mindir=mindir, log=log, rtol=rtol,
+                      size=size, onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log,
+                      rtol=rtol,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 
@@ -217,11 +221,14 @@ check_parity = parity  # its name in porting 0.2.0
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
              results: str | Path | None = None, topk: int = 5, dump_logits: str | Path | None = None,
              workers: int | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
-             log=lambda msg: None, progress=None, **overrides) -> dict:
-    """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples'} of a .ckpt, .onnx or .mindir on DATA (class folders, or a
-    flat folder with val_label.txt). `preprocessing` (porting.options.Preprocess) or its fields as keywords
-    (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's. `results`: the
-    deployment guide's per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels."""
+             runtime: str = "ort", precision: str | None = None, log=lambda msg: None, progress=None,
+             **overrides) -> dict:
+    """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'} of a .ckpt, .onnx or .mindir on DATA
+    (class folders, or a flat folder with val_label.txt). `preprocessing` (porting.options.Preprocess) or its
+    fields as keywords (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's.
+    `runtime` ('ort' or 'openvino') and `precision` ('f32' unless said; 'default' lets OpenVINO choose) say how an
+    .onnx runs; 'precision' in the result is what the runtime ran at. `results`: the deployment guide's
+    per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels."""
     import numpy as np
 
     from porting.deploy.evaluate import evaluate as run_eval
@@ -231,7 +238,7 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
     result, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
                                       label_file=Path(label_file) if label_file else None,
                                       results=Path(results) if results else None, topk=topk, log=log,
-                                      progress=progress,
+                                      progress=progress, runtime=runtime, precision=precision,
                                       overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
     if dump_logits is not None:
         with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
@@ -241,13 +248,14 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
             labels: str | Path | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
-            **overrides) -> list[dict]:
-    """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]; preprocessing as for
-    evaluate."""
+            runtime: str = "ort", precision: str | None = None, **overrides) -> list[dict]:
+    """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]; preprocessing, runtime
+    and precision as for evaluate."""
     from porting.deploy.evaluate import predict as run_predict
 
     return run_predict(Path(model), [Path(p) for p in images], topk=topk, labels_file=Path(labels) if labels else None,
-                       device=device, overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
+                       device=device, overrides=replace(preprocessing or Preprocess(), **overrides).as_dict(),
+                       runtime=runtime, precision=precision)
 
 
 def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
@@ -265,11 +273,14 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
 
 
 def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int | None = None,
-              reps: int = 10, device: str | None = None, progress=None) -> list[dict]:
-    """img/s of a ported model in MindSpore (GRAPH) and ONNX Runtime on this machine."""
+              reps: int = 10, device: str | None = None, runtimes: tuple[str, ...] | None = None,
+              precisions: tuple[str, ...] = ("f32", "default"), progress=None, log=lambda msg: None) -> list[dict]:
+    """img/s of a ported model on this machine in MindSpore (GRAPH) and, of `runtimes` (default: 'ort', and
+    'openvino' when installed), ONNX Runtime and OpenVINO at each of `precisions`."""
     from porting.deploy.bench import bench as run_bench
 
-    return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device, progress=progress)
+    return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device, progress=progress,
+                     runtimes=tuple(runtimes) if runtimes else None, precisions=tuple(precisions), log=log)
 
 
 def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int | None = None,

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from porting import api, boundary, files
 from porting.errors import PortingError
-from porting.options import Preprocess, TrainingRun
+from porting.options import PRECISIONS, RUNTIMES, Preprocess, TrainingRun
 from porting.training.recipes import RECIPES
 from porting.version import __version__
 
@@ -63,6 +63,8 @@ RecipeName = StrEnum("RecipeName", {name: name for name in RECIPES})  # the regi
 Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
 Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
 Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
+RuntimeName = StrEnum("RuntimeName", {v: v for v in RUNTIMES})
+Precision = StrEnum("Precision", {v: v for v in PRECISIONS})
 
 
 def _value(choice) -> str | None:
@@ -259,6 +261,10 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                                           help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) per layer."),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
+               openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "
+                                             "f32, and report what its default precision gives."),
+               tensorrt: bool = typer.Option(False, "--tensorrt", help="Also check it in TensorRT at f32 (TF32 and "
+                                             "fp16 reported beside); skipped without a CUDA device."),
                full: bool = typer.Option(False, "--full", help="Print every compared layer, not just the summary."),
                check_preprocessing: bool = typer.Option(
                    False, "--check-preprocessing",
@@ -285,7 +291,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                 staged.file.write_text(json.dumps(result, indent=2))
         return
     result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                        images=images, rtol=rtol, log=log)
+                        openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol, log=log)
     from porting import report as rendering
 
     if full:
@@ -342,20 +348,35 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
               reps: int = typer.Option(10, "--reps", min=1, max=1000, help="Timed calls per runtime and batch"),
               device: Optional[Device] = DEVICE,
+              runtime: Optional[list[RuntimeName]] = typer.Option(
+                  None, "--runtime", case_sensitive=False,
+                  help="ONNX runtimes beside MindSpore (repeatable; default: ort, and openvino when installed)."),
+              precision: list[Precision] = typer.Option(
+                  [Precision.f32, Precision.default], "--precision", case_sensitive=False,
+                  help="OpenVINO's precisions (repeatable; default: f32 and OpenVINO's own default)."),
               as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
-    """Images per second of a ported model in MindSpore (GRAPH mode) and ONNX Runtime on this machine."""
+    """Images per second of a ported model in MindSpore (GRAPH mode), ONNX Runtime and OpenVINO on this machine."""
     with _progress() as progress:
-        results = api.benchmark(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress)
+        results = api.benchmark(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress,
+                                runtimes=tuple(map(_value, runtime)) if runtime else None,
+                                precisions=tuple(map(_value, precision)), log=log)
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    table = Table(title=f"{ckpt.name}: median of {reps} calls per runtime, interleaved")
-    for col in ("runtime", "batch", "input", "ms / call", "img/s", "vs MindSpore"):
+    table = Table(title=f"{ckpt.name}: median of {reps} calls per runtime, interleaved; x > 1: faster")
+    columns = ["runtime", "batch", "input", "ms / call", "img/s", "vs MindSpore"]
+    with_ort = any(r["runtime"].startswith("ONNX Runtime") for r in results)
+    for col in columns + (["vs ONNX Runtime"] if with_ort else []):
         table.add_column(col, justify="left" if col == "runtime" else "right")
     for r in results:
-        base = next(b for b in results if b["batch"] == r["batch"] and b["runtime"].startswith("MindSpore"))
-        table.add_row(r["runtime"], str(r["batch"]), f"{r['size']}x{r['size']}", f"{r['median_s'] * 1000:.1f}",
-                      f"{r['img_per_s']:.2f}", f"x{base['median_s'] / r['median_s']:.2f}")
+        same = [b for b in results if b["batch"] == r["batch"]]
+        base = next(b for b in same if b["runtime"].startswith("MindSpore"))
+        row = [r["runtime"], str(r["batch"]), f"{r['size']}x{r['size']}", f"{r['median_s'] * 1000:.1f}",
+               f"{r['img_per_s']:.2f}", f"x{base['median_s'] / r['median_s']:.2f}"]
+        if with_ort:
+            ort = next(b for b in same if b["runtime"].startswith("ONNX Runtime"))
+            row.append(f"x{ort['median_s'] / r['median_s']:.2f}")
+        table.add_row(*map(escape, row))
     out.print(table)
 
 
@@ -505,6 +526,11 @@ INTERP = typer.Option(None, "--interpolation", case_sensitive=False, help="Resiz
 MEAN = typer.Option(None, "--mean", help="R G B mean in [0, 1] units (default: the model's).")
 STD = typer.Option(None, "--std", help="R G B std in [0, 1] units (default: the model's).")
 MODEL_FILE = typer.Argument(..., help="A .ckpt (port-weights / finetune), or an .onnx / .mindir from porting export")
+RUNTIME = typer.Option(RuntimeName.ort, "--runtime", case_sensitive=False,
+                       help="How an .onnx runs: ort (onnxruntime) or openvino (pip install 'porting[openvino]').")
+PRECISION = typer.Option(None, "--precision", case_sensitive=False,
+                         help="OpenVINO's inference precision (default f32; 'default': OpenVINO's own choice, bf16 "
+                              "on CPUs that have it).")
 
 
 @app.command("eval")
@@ -523,18 +549,19 @@ def eval_cmd(model: Path = MODEL_FILE,
              results: Optional[Path] = typer.Option(None, "--results", help="Write per-image top-k lines (the "
                                                                             "deployment guide's eval_topk format)"),
              topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results"),
+             runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
     with _progress() as progress:
         result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
                               progress=progress, log=log, label_file=label_file, results=results, topk=topk,
-                              dump_logits=dump_logits,
+                              dump_logits=dump_logits, runtime=_value(runtime), precision=_value(precision),
                               preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(result))
     else:
-        print(f"result: { {k: v for k, v in result.items() if k != 'samples'} }")
+        print(f"result: { {k: result[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
 
 
 @app.command("predict")
@@ -547,9 +574,11 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 interpolation: Optional[Interp] = INTERP,
                 mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
                 device: Optional[Device] = DEVICE,
+                runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
-    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device),
+    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtime=_value(runtime),
+                          precision=_value(precision),
                           preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 from porting.errors import PortingError
 
+# how an .onnx runs in eval / predict / bench (other files run in MindSpore), and at which precision: OpenVINO's
+# INFERENCE_PRECISION_HINT, 'default' leaving it to OpenVINO (bf16 on CPUs that have it)
+RUNTIMES = ("ort", "openvino")
+PRECISIONS = ("default", "f32", "bf16", "f16")
+
 
 @dataclass(frozen=True)
 class TrainingRun:

@@ -2,8 +2,8 @@
 
 The source runs in its worker on the inputs (a runtime: runners.source) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
-round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, MINDIR) infers
-and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
+round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
+infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
 source's.
 """
 from __future__ import annotations
@@ -31,21 +31,54 @@ def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
     return np.stack([load_image(Path(p), pre) for p in images])
 
 
+def runtime_default(report: Report, runtime, reference: dict[str, np.ndarray], x: np.ndarray, what: str,
+                    label: str = "at its default precision") -> None:
+    """What a deployment runtime computes at a precision other than f32 (its own default: OpenVINO's bf16 on CPUs
+    that have it, TensorRT's TF32; or f16), against the reference logits: reported beside the table, not part of
+    the verdict (the f32 rows are)."""
+    ref = reference[LOGITS].astype(np.float64)
+    got = runtime.logits(x).astype(np.float64)
+    max_abs = float(np.abs(ref - got).max())
+    agree = np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)
+    report.info.setdefault("default_precision", {})[runtime.name] = {
+        "runtime": f"{runtime.name.split('-')[0]} {label}", "precision": runtime.said(), "max_abs": max_abs,
+        "max_rel": max_abs / max(float(np.abs(ref).max()), 1e-12), "top1_agree": float(np.mean(agree)),
+        "inputs": what, "within_tolerance": max_abs <= report.rtol * max(1.0, float(np.abs(ref).max()))}
+
+
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
-           size: int | None = None, onnx: bool = False, mindir: bool = False, input_seed: int = 1234,
-           log=lambda msg: None, weight_map=None, images: list[Path] | None = None, rtol: float = RTOL) -> Report:
+           size: int | None = None, onnx: bool = False, mindir: bool = False, openvino: bool = False,
+           tensorrt: bool = False, input_seed: int = 1234, log=lambda msg: None, weight_map=None,
+           images: list[Path] | None = None, rtol: float = RTOL) -> Report:
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
-    scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one)."""
+    scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one).
+    `openvino` / `tensorrt`: the ONNX export in that runtime at f32, layer by layer, and beside it what its
+    default precision (and TensorRT's f16) gives; TensorRT is skipped, in one line, without a CUDA device."""
     from porting import archs, checkpoint, msenv
-    from porting.converters.export import export_ms, trace_onnx, without_extra_outputs, write_onnx
+    from porting.converters.export import (OnnxOptions, export_ms, trace_onnx, without_extra_outputs,
+                                           write_onnx)
     from porting.runners.mindspore_runtime import MindirRuntime, MindSporeRuntime
     from porting.runners.onnx_runtime import OnnxRuntime
+
+    # a missing extra is one line at once, before the source runs
+    skipped = {}
+    if openvino:
+        from porting.runners.openvino_runtime import OpenVinoRuntime, require_openvino
+
+        require_openvino()
+    if tensorrt:
+        from porting.runners.tensorrt_runtime import TensorRtRuntime, cuda_devices, require_tensorrt
+
+        if cuda_devices():
+            require_tensorrt()
+        else:
+            tensorrt, skipped["tensorrt"] = False, "no CUDA device on this machine"  # one verdict line says so
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
     x = user_images(images, spec, size) if images else make_images(input_seed, batch, size, spec.mean, spec.std)
     batch = len(x)
-    report = Report(spec=spec.id, rtol=rtol, info={
+    report = Report(spec=spec.id, rtol=rtol, info={**({"skipped": skipped} if skipped else {}),
         "batch": batch, "size": size, "inputs": f"{batch} image file(s)" if images else "seeded synthetic images",
         "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
@@ -68,16 +101,23 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
         net, card = checkpoint.load_model(tmp / "model.ckpt", into=net)
 
-        def onnx_runtime() -> OnnxRuntime:
+        traced = {}
+
+        def onnx_graph():
             # traced once with the tapped cells as extra outputs; the file written (and checked by onnx.checker)
             # is that same graph with the logits as its only output, so the file's nodes are the ones compared
-            model, taps = trace_onnx(net, card, size, cells)
-            write_onnx(without_extra_outputs(model), tmp / "model.onnx")
-            return OnnxRuntime(model, taps, what=str(tmp / "model.onnx"))
+            if not traced:
+                traced["model"], traced["taps"] = trace_onnx(net, card, size, cells)
+                write_onnx(without_extra_outputs(traced["model"]), tmp / "model.onnx")
+            return traced["model"], traced["taps"]
 
         runtimes = [lambda: MindSporeRuntime(net)]
         if onnx:
-            runtimes.append(onnx_runtime)
+            runtimes.append(lambda: OnnxRuntime(*onnx_graph(), what=str(tmp / "model.onnx")))
+        if openvino:
+            runtimes.append(lambda: OpenVinoRuntime(*onnx_graph(), precision="f32", what=str(tmp / "model.onnx")))
+        if tensorrt:
+            runtimes.append(lambda: TensorRtRuntime(*onnx_graph(), precision="f32", what=str(tmp / "model.onnx")))
         if mindir:
             runtimes.append(lambda: MindirRuntime(export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=batch,
                                                             card=card)))
@@ -86,6 +126,18 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
             log(f"running {runtime.description}")
             outputs = runtime.infer(x, cells)
             compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()}, layers)
+        if openvino:  # the file a deployer loads, at the precision OpenVINO picks when nobody asks
+            deployed = OpenVinoRuntime(tmp / "model.onnx", precision="default")
+            log(f"running {deployed.description}")
+            runtime_default(report, deployed, reference, x, report.info["inputs"])
+        if tensorrt:  # TensorRT's own default (TF32 convolutions on Ampere and newer), and porting's fp16 file
+            half, _ = trace_onnx(net, card, size, options=OnnxOptions(float16=True))
+            write_onnx(half, tmp / "model.fp16.onnx")
+            for runtime, label in ((TensorRtRuntime(tmp / "model.onnx", precision="default"), "at its default "
+                                    "precision"), (TensorRtRuntime(tmp / "model.fp16.onnx", precision="f16"),
+                                                   "on the --fp16 export")):
+                log(f"running {runtime.description}")
+                runtime_default(report, runtime, reference, x, report.info["inputs"], label)
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 

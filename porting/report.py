@@ -20,7 +20,7 @@ TOLERANCE = "max_abs <= rtol * max(1, max|reference|); logits top-1 agree on eve
 @dataclass
 class Row:
     layer: str  # the source's name for it ('block5.rep.1'), or 'logits'
-    runtime: str  # mindspore | onnx | mindir
+    runtime: str  # mindspore | onnx | openvino | tensorrt | mindir
     shape: list[int]
     max_abs: float
     max_rel: float
@@ -119,6 +119,14 @@ def verdict(report: Report) -> list[str]:
     lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|), and the logits "
              f"give the same top-1 for every input"]
     lines += [f"[red]problem:[/red] {_escape(e)}" for e in report.errors]
+    for name, d in report.info.get("default_precision", {}).items():
+        lines.append(f"{_escape(d.get('runtime', name))} ({_escape(d['precision'])}): logits max abs "
+                     f"{d['max_abs']:.2e}, max rel {d['max_rel']:.2e}, top-1 agreement {d['top1_agree']:.0%} on "
+                     f"{_escape(d['inputs'])}"
+                     + ("" if d["within_tolerance"] else " [yellow](outside the tolerance)[/yellow]")
+                     + " (not in the verdict, which is f32: README 'Deployment runtimes' says how to pin it)")
+    for name, why in report.info.get("skipped", {}).items():
+        lines.append(f"{name}: skipped, {_escape(why)}")
     failure = report.first_failure()
     if report.ok:
         lines.append(f"[bold green]PASS[/bold green] {report.spec}: {len(report.rows)} comparisons within tolerance "

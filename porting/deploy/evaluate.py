@@ -29,10 +29,12 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
              progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
-             results: Path | None = None, topk: int = 5) -> tuple[dict, np.ndarray, np.ndarray]:
+             results: Path | None = None, topk: int = 5, runtime: str = "ort",
+             precision: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
-    (data.labelled_images); `results` gets the deployment guide's per-image top-k lines."""
-    artifact = open_artifact(model, device)
+    (data.labelled_images); `results` gets the deployment guide's per-image top-k lines. `runtime` and
+    `precision`: how an .onnx runs (deploy.runtimes.open_artifact)."""
+    artifact = open_artifact(model, device, runtime, precision)
     card = artifact.card
     pre = preprocessing(card, **(overrides or {}))
     archs.check_input_size(card.arch, pre.size)
@@ -49,7 +51,7 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
         names = label_names(card, None)
         with files.atomic_output(results, (model,)) as staged:
             write_topk(staged.file, samples.paths, logits, names, min(topk, len(names)))
-    return scores(logits, labels), logits, labels
+    return dict(scores(logits, labels), runtime=artifact.runtime, precision=artifact.precision), logits, labels
 
 
 def run_dataset(run, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +116,9 @@ def label_names(card: ModelCard, labels_file: Path | None) -> list[str]:
 
 
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
-            device: str | None = None, overrides: dict | None = None) -> list[dict]:
-    artifact = open_artifact(model, device)
+            device: str | None = None, overrides: dict | None = None, runtime: str = "ort",
+            precision: str | None = None) -> list[dict]:
+    artifact = open_artifact(model, device, runtime, precision)
     names = label_names(artifact.card, labels_file)
     if topk is not None and topk > len(names):
         raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")

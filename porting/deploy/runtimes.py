@@ -1,8 +1,9 @@
 """The files a user deploys, behind one call: a normalised NCHW float32 batch in, logits out.
 
 - `.ckpt`: porting's checkpoint, rebuilt and compiled in MindSpore (GRAPH mode), any batch and size;
-- `.onnx`: porting's ONNX export in onnxruntime; its preprocessing comes from the metadata_props the export
-  wrote, its batch and size from its input (fixed or dynamic);
+- `.onnx`: porting's ONNX export in onnxruntime, or in OpenVINO (`runtime="openvino"`, at a stated precision);
+  its preprocessing comes from the metadata_props the export wrote, its batch and size from its input (fixed or
+  dynamic);
 - `.mindir`: porting's MINDIR through mindspore.load; metadata from its user_info, batch and size fixed.
 
 A fixed batch is filled by splitting and padding (the padding's outputs are dropped); a fixed size that differs
@@ -16,6 +17,7 @@ import numpy as np
 
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.options import RUNTIMES
 from porting.runners.runtime import LOGITS, Runtime
 
 KINDS = {".ckpt": "MindSpore checkpoint", ".onnx": "ONNX (onnxruntime)", ".mindir": "MINDIR (MindSpore)"}
@@ -23,7 +25,9 @@ KINDS = {".ckpt": "MindSpore checkpoint", ".onnx": "ONNX (onnxruntime)", ".mindi
 
 class Artifact(Runtime):
     """A model file ready to run, for any batch of x: `artifact(x)` gives its logits (a file's runtime shows
-    no taps)."""
+    no taps). `runtime`: what runs it (mindspore, ort, openvino), at `precision` (what the runtime reports)."""
+
+    runtime, precision = "mindspore", "f32"
 
     def __init__(self, path: Path, kind: str, card: ModelCard, run, batch: int | None, size: int | None):
         self.path, self.kind, self.card, self._run = path, kind, card, run
@@ -59,15 +63,23 @@ class Artifact(Runtime):
         return np.concatenate(outs)
 
 
-def _onnx(path: Path) -> Artifact:
+def _onnx(path: Path, runtime: str, precision: str | None) -> Artifact:
     from porting.runners.onnx_runtime import OnnxRuntime
 
-    runtime = OnnxRuntime(path)
-    card = ModelCard.from_props(runtime.custom_metadata, path)
-    shape = runtime.input_shape
+    ort = OnnxRuntime(path)  # also where the model card is read, for either runtime
+    card = ModelCard.from_props(ort.custom_metadata, path)
+    run, kind = ort, KINDS[".onnx"]
+    if runtime == "openvino":
+        from porting.runners.openvino_runtime import OpenVinoRuntime
+
+        run = OpenVinoRuntime(path, precision=precision or "f32")
+        kind = f"ONNX (OpenVINO CPU, {run.said()})"
+    shape = run.input_shape
     batch = shape[0] if isinstance(shape[0], int) else None
     size = shape[2] if isinstance(shape[2], int) else None
-    return Artifact(path, KINDS[".onnx"], card, runtime.logits, batch, size)
+    artifact = Artifact(path, kind, card, run.logits, batch, size)
+    artifact.runtime, artifact.precision = runtime, getattr(run, "precision", "f32")
+    return artifact
 
 
 def _mindir(path: Path, device: str | None) -> Artifact:
@@ -90,14 +102,37 @@ def _ckpt(path: Path, device: str | None) -> Artifact:
     return Artifact(path, KINDS[".ckpt"], card, MindSporeRuntime(net).logits, None, None)
 
 
-def open_artifact(path: Path, device: str | None = None) -> Artifact:
+def check_runtime(runtime: str, precision: str | None) -> None:
+    """--runtime and --precision, before anything loads: OpenVINO takes any of its precisions; onnxruntime's CPU
+    provider computes in the file's own types, so it takes none but f32 / default."""
+    from porting.runners.openvino_runtime import check_precision, require_openvino
+
+    if runtime not in RUNTIMES:
+        raise PortingError(f"unknown runtime '{runtime}': use {', '.join(RUNTIMES)}")
+    if precision is not None:
+        check_precision(precision)
+        if runtime == "ort" and precision not in ("default", "f32"):
+            raise PortingError(f"--precision {precision} needs --runtime openvino: onnxruntime's CPU provider "
+                               f"computes in the file's own precision (export --fp16 for a half-float file)")
+    if runtime == "openvino":
+        require_openvino()
+
+
+def open_artifact(path: Path, device: str | None = None, runtime: str = "ort",
+                  precision: str | None = None) -> Artifact:
+    """The model file, ready to run. `runtime` / `precision` choose how an .onnx runs (ort, or openvino at
+    f32 unless said otherwise); other files run in MindSpore and take neither."""
     path = Path(path)
+    check_runtime(runtime, precision)
     if not path.is_file():
         raise PortingError(f"model file '{path}' does not exist" if not path.exists() else
                            f"model file '{path}' is not a file")
     suffix = path.suffix.lower()
+    if suffix != ".onnx" and (runtime != "ort" or precision is not None):
+        raise PortingError(f"--runtime and --precision choose how an .onnx runs; '{path}' runs in MindSpore "
+                           f"(export it with porting export --format onnx)")
     if suffix == ".onnx":
-        return _onnx(path)
+        return _onnx(path, runtime, precision)
     if suffix == ".mindir":
         return _mindir(path, device)
     if suffix == ".air":
