@@ -1,7 +1,7 @@
 """One contender of the benchmark, in a process of its own: `python benchmarks/contender.py SPEC.json`.
 
 It builds what it times (a timm model in PyTorch, porting's MindSpore model in PYNATIVE or GRAPH mode, an ONNX
-file in onnxruntime, mindcv's model, one training step), prints `ready`, then answers each `run` line on stdin
+file in onnxruntime or OpenVINO, mindcv's model, one training step), prints `ready`, then answers each `run` line on stdin
 with the seconds one call took. Frameworks stay apart (each has its own threads and its own oneDNN build,
 which MindSpore's processes cap at AVX2, see porting/msenv.py); the harness (run.py) interleaves the calls.
 """
@@ -37,6 +37,18 @@ def onnxruntime(spec: dict):
     name = session.get_inputs()[0].name
     x = _images(spec)
     return lambda: session.run(None, {name: x})
+
+
+def openvino(spec: dict):
+    """porting's ONNX in OpenVINO's CPU plugin; precision 'default' leaves the choice to OpenVINO."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {} if spec["precision"] == "default" else {"INFERENCE_PRECISION_HINT": spec["precision"]}
+    compiled = core.compile_model(core.read_model(spec["onnx"]), "CPU", config)
+    request = compiled.create_infer_request()
+    x = _images(spec)
+    return lambda: request.infer([x])
 
 
 def _mindspore(graph: bool):
@@ -90,7 +102,7 @@ def _images(spec: dict) -> np.ndarray:
     return rng.normal(0, 1, (spec["batch"], 3, spec["size"], spec["size"])).astype(np.float32)
 
 
-KINDS = {"torch": torch_eager, "onnxruntime": onnxruntime, "porting-mindspore": porting_mindspore,
+KINDS = {"torch": torch_eager, "onnxruntime": onnxruntime, "openvino": openvino, "porting-mindspore": porting_mindspore,
          "mindcv": mindcv_mindspore, "train-step": train_step}
 
 

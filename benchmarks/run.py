@@ -11,6 +11,8 @@ What is compared, each contender in a process of its own (benchmarks/contender.p
   eager; porting's MindSpore model in PYNATIVE and GRAPH mode; porting's ONNX export in onnxruntime; the same
   timm model exported by torch.onnx in onnxruntime; mindcv's model of the same architecture in MindSpore GRAPH
   and PYNATIVE (mindcv is a benchmark-only extra: `pip install --no-deps mindcv==0.3.0`);
+- deploy, per model and batch: porting's ONNX in onnxruntime against OpenVINO at f32 and at OpenVINO's own
+  default precision (bf16 on CPUs that have it);
 - one fine-tuning step of Xception (batch 4, 96 px) in GRAPH against PYNATIVE;
 - `porting port-weights` against a bare script (benchmarks/bare_port.py), whole commands, wall time.
 
@@ -145,6 +147,26 @@ def forward(work: Path, files: dict, models, batches, reps: int, with_mindcv: bo
     return rows
 
 
+def deploy(work: Path, files: dict, models, batches, reps: int) -> list[dict]:
+    """porting's ONNX in onnxruntime against OpenVINO at f32 and at OpenVINO's own default precision."""
+    import openvino as ov
+
+    chosen = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    rows = []
+    for timm_name, _, _, size in models:
+        onnx = str(files[timm_name]["onnx"])
+        for batch in batches:
+            common = dict(batch=batch, size=size, onnx=onnx)
+            contenders = [Contender("onnxruntime", work, kind="onnxruntime", **common),
+                          Contender("OpenVINO f32", work, kind="openvino", precision="f32", **common),
+                          Contender(f"OpenVINO default ({chosen})", work, kind="openvino", precision="default",
+                                    **common)]
+            interleave(contenders, reps, f"{timm_name} batch {batch}: onnxruntime vs OpenVINO")
+            rows.append({"model": timm_name, "batch": batch, "size": size, "default": chosen,
+                         "median_s": {c.label: c.median for c in contenders}})
+    return rows
+
+
 def train(work: Path, files: dict, reps: int) -> dict:
     ckpt = str(files["legacy_xception"]["ckpt"])
     contenders = [Contender(f"train step {mode}", work, kind="train-step", ckpt=ckpt, graph=mode == "GRAPH", batch=4,
@@ -172,6 +194,16 @@ def _print_times(title: str, times: dict, unit: str) -> None:
     print(f"\n{title}")
     for label, seconds in times.items():
         print(f"  {label:32s} {seconds * 1000:9.1f} ms" if unit == "ms" else f"  {label:32s} {seconds:9.2f} s")
+
+
+def report_deploy(rows: list[dict]) -> None:
+    """The deployment runtimes: ratios only (onnxruntime's time / OpenVINO's), no target."""
+    for row in rows:
+        t = row["median_s"]
+        print(f"\n{row['model']} at {row['size']} px, batch {row['batch']}: porting's ONNX, median seconds per call, "
+              f"and onnxruntime's time / this runtime's (x > 1: faster than onnxruntime)")
+        for label, seconds in t.items():
+            print(f"  {label:32s} {seconds * 1000:9.1f} ms  x{t['onnxruntime'] / seconds:5.2f}")
 
 
 def report(rows: list[dict], train_times: dict | None, port_times: dict | None) -> list[tuple[str, float, float]]:
@@ -206,7 +238,8 @@ def report(rows: list[dict], train_times: dict | None, port_times: dict | None) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions per contender (median)")
-    parser.add_argument("--only", default="forward,train,port", help="comma list of forward, train, port")
+    parser.add_argument("--only", default="forward,deploy,train,port",
+                        help="comma list of forward, deploy (onnxruntime vs OpenVINO), train, port")
     parser.add_argument("--models", default=",".join(m[0] for m in MODELS), help="comma list of timm names")
     parser.add_argument("--batches", default="1,8", help="comma list of batch sizes")
     parser.add_argument("--quick", action="store_true", help="legacy_xception only, batch 1, 3 repetitions")
@@ -221,13 +254,19 @@ def main() -> None:
         log("mindcv is not installed (pip install --no-deps mindcv==0.3.0): its columns are left out")
     with tempfile.TemporaryDirectory(prefix="porting-bench-") as tmp:
         work = Path(tmp)
-        files = prepare(work, models if "forward" in only else MODELS[:1])
+        with_openvino = importlib.util.find_spec("openvino") is not None
+        if not with_openvino and "deploy" in only:
+            log("OpenVINO is not installed (pip install 'porting[openvino]'): the deploy section is left out")
+        files = prepare(work, models if only & {"forward", "deploy"} else MODELS[:1])
         rows = forward(work, files, models, batches, reps, with_mindcv) if "forward" in only else []
+        deploy_rows = deploy(work, files, models, batches, reps) if "deploy" in only and with_openvino else []
         train_times = train(work, files, max(reps, 5)) if "train" in only else None
         port_times = port(work, files, reps) if "port" in only else None
+    report_deploy(deploy_rows)
     report(rows, train_times, port_times)
     if args.json:
-        args.json.write_text(json.dumps({"forward": rows, "train": train_times, "port": port_times}, indent=2))
+        args.json.write_text(json.dumps({"forward": rows, "deploy": deploy_rows, "train": train_times,
+                                         "port": port_times}, indent=2))
 
 
 if __name__ == "__main__":

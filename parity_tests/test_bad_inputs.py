@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from porting import api
+from porting.errors import PortingError
 
 TAG = "PORTING_TEST_TAG"
 XCEPTION = "timm:legacy_xception"
@@ -239,11 +240,25 @@ def bad_weights(work, source_weights) -> dict[str, tuple[str, Path]]:
     ("inf.pdparams", "has 2 non-finite"), ("nan.weights.h5", "has 1 non-finite"),
 ])
 def test_bad_weights_file(bad_weights, work, tmp_path, name, culprit):
+    """Through the command for one file per format and for the malicious and non-finite ones (exit 2, one line,
+    nothing left, as every refusal: the boundary is the same for all); the rest through the API, in this
+    process's kept source workers, which raise the same one-line PortingError."""
     spec, path = bad_weights[name]
     out = tmp_path / "out" / "x.ckpt"
-    line = assert_refused(cli(tmp_path, "port-weights", spec, "--weights", path, "-o", out), culprit, [out])
+    if name in CLI_CASES:
+        line = assert_refused(cli(tmp_path, "port-weights", spec, "--weights", path, "-o", out), culprit, [out])
+    else:
+        with pytest.raises(PortingError) as refused:
+            api.port(spec, path, output=out)
+        line = str(refused.value)
+        assert "\n" not in line and culprit.lower() in line.lower(), line
+        assert not out.parent.exists() or not list(out.parent.iterdir())
     assert path.name in line
     assert not list(work.glob("pwned-*")), "a malicious pickle ran code"
+
+
+CLI_CASES = {"truncated.pth", "random.safetensors", "truncated.weights.h5", "random.pdparams", "evil.pth",
+             "evil.pdparams", "wrong_shape.pth", "nan.pth"}
 
 
 def test_nonfinite_weights_port_only_when_allowed(bad_weights, tmp_path):

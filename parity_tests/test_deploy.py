@@ -101,24 +101,23 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
                                                  ("folders", tiny_data, (trained, onnx_file), (146, 128))):
         for model in models:
             out = work / f"{model.suffix[1:]}-{layout}.txt"
-            if model == mindir:  # through the command (its JSON line); the others through the API, in this process
-                run = porting("eval", model, "--data", data, "--resize", resize, "--size", size, "--json",
-                              "--results", out)
-                assert run.code == 0, run.stderr
-                said, results[model.suffix, layout] = run.stderr, json.loads(run.stdout.splitlines()[-1])
-            else:
-                messages = []
-                results[model.suffix, layout] = api.evaluate(model, data, resize=resize, size=size, results=out,
-                                                             log=messages.append)
-                said = "\n".join(messages)
+            # through the API, in this process (the command's JSON line: OpenVINO's eval below)
+            messages = []
+            results[model.suffix, layout] = api.evaluate(model, data, resize=resize, size=size, results=out,
+                                                         log=messages.append)
+            said = "\n".join(messages)
             assert f"resize {resize} (bicubic, pil) -> center crop {size}" in said
             lines = out.read_text().splitlines()
             assert len(lines) == 12 * 3 and ": Relay top-0 id: " in lines[0] and ", class name: " in lines[0]
     # the same .onnx in OpenVINO at f32, through the command; the precision it ran at is said
     run = porting("eval", onnx_file, "--data", tiny_data, "--resize", 146, "--size", 128, "--json",
-                  "--runtime", "openvino", "--precision", "f32")
+                  "--runtime", "openvino", "--precision", "f32", "--results", work / "openvino-folders.txt")
     assert run.code == 0, run.stderr
-    assert "ONNX (OpenVINO CPU, f32)" in run.stderr
+    assert "ONNX (OpenVINO CPU, f32)" in run.stderr and "resize 146 (bicubic, pil) -> center crop 128" in run.stderr
+
+    def ranked(path):  # 'IMAGE: Relay top-K id: N' of every line: the same classes in the same order
+        return [line.split(", prob: ")[0] for line in path.read_text().splitlines()]
+    assert ranked(work / "openvino-folders.txt") == ranked(work / "onnx-folders.txt")
     results["openvino", "folders"] = json.loads(run.stdout.splitlines()[-1])
     assert (results["openvino", "folders"]["runtime"], results["openvino", "folders"]["precision"]) == (
         "openvino", "f32")

@@ -172,13 +172,23 @@ def test_dataset_sink_needs_a_device(ported, tiny_data, tmp_path):
     assert "--dataset-sink" in line and "Ascend or GPU" in line
 
 
-def test_bench_reports_both_runtimes(ported):
+def test_bench_reports_every_runtime(ported):
+    """MindSpore, onnxruntime and OpenVINO (installed here: at f32 and at its own default) side by side; the
+    table's ratios against both; --runtime ort leaves OpenVINO out."""
+    import openvino
+
+    chosen = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     run = porting("bench", ported, "--batch", "1", "--batch", "2", "--size", "64", "--reps", "2", "--json")
     assert run.code == 0, run.stderr
     results = json.loads(run.stdout)
-    assert [(r["batch"], r["runtime"].split(" ")[0]) for r in results] == [
-        (1, "MindSpore"), (1, "ONNX"), (2, "MindSpore"), (2, "ONNX")]
+    assert [(r["batch"], r["runtime"].split(" ")[0], r["precision"]) for r in results] == [
+        (b, name, precision) for b in (1, 2) for name, precision in (
+            ("MindSpore", "f32"), ("ONNX", "f32"), ("OpenVINO", "f32"), ("OpenVINO", chosen))]
+    assert results[3]["runtime"] == f"OpenVINO (CPU, {chosen}: OpenVINO's default on this CPU)"
     assert all(r["size"] == 64 and r["img_per_s"] > 0 and r["median_s"] > 0 for r in results)
+    table = porting("bench", ported, "--batch", "1", "--size", "64", "--reps", "1", "--runtime", "ort")
+    assert table.code == 0, table.stderr
+    assert "vs ONNX Runtime" in table.stdout and "OpenVINO" not in table.stdout
 
 
 def test_amp_fp16_on_cpu_is_a_clear_error(ported, tiny_data, tmp_path):

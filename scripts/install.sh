@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command: a .venv with porting and every framework (MindSpore, PyTorch+timm, TensorFlow/Keras,
-# PaddlePaddle+PaddleClas, ONNX Runtime), then the main job on seeded weights, offline.
+# PaddlePaddle+PaddleClas, mindcv, ONNX Runtime, OpenVINO), then the main job on seeded weights, offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
