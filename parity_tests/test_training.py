@@ -124,7 +124,7 @@ def test_default_recipe_finetunes_at_a_small_batch(ported, tiny_data, tmp_path):
     """Issue 8: the README example with the default recipe at batch 4. The model zoo's lr 0.4 (tuned for a
     global batch of 1024) diverged here; scaled to the batch it trains, and validation is reported per epoch."""
     out = tmp_path / "run"
-    run = porting("finetune", ported, "--data", tiny_data, "--batch-size", "4", "--epochs", "3", "--image-size", "96",
+    run = porting("finetune", ported, "--data", tiny_data, "--batch-size", "4", "--epochs", "3", "--image-size", "64",
                   "--log-every", "1", "--workers", "2", "-o", out)
     assert run.code == 0, run.stderr
     assert "learning rates scaled to the global batch 4" in run.stderr and "lr_max 0.4 -> 0.0015625" in run.stderr
