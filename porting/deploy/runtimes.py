@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from porting.card import ModelCard
-from porting.errors import PortingError
+from porting.errors import PortingError, first_line
 from porting.options import RUNTIMES
 from porting.runners.runtime import LOGITS, Runtime
 
@@ -64,16 +64,23 @@ class Artifact(Runtime):
 
 
 def _onnx(path: Path, runtime: str, precision: str | None) -> Artifact:
-    from porting.runners.onnx_runtime import OnnxRuntime
-
-    ort = OnnxRuntime(path)  # also where the model card is read, for either runtime
-    card = ModelCard.from_props(ort.custom_metadata, path)
-    run, kind = ort, KINDS[".onnx"]
     if runtime == "openvino":
+        import onnx
+
         from porting.runners.openvino_runtime import OpenVinoRuntime
 
+        # the card from the file's metadata_props; one runtime loads the model, not two
+        try:
+            props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own
+            raise PortingError(f"cannot read '{path}' as ONNX: {first_line(exc)}") from None
         run = OpenVinoRuntime(path, precision=precision or "f32")
-        kind = f"ONNX (OpenVINO CPU, {run.said()})"
+        card, kind = ModelCard.from_props(props, path), f"ONNX (OpenVINO CPU, {run.said()})"
+    else:
+        from porting.runners.onnx_runtime import OnnxRuntime
+
+        run = OnnxRuntime(path)
+        card, kind = ModelCard.from_props(run.custom_metadata, path), KINDS[".onnx"]
     shape = run.input_shape
     batch = shape[0] if isinstance(shape[0], int) else None
     size = shape[2] if isinstance(shape[2], int) else None
