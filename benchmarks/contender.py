@@ -85,7 +85,7 @@ def train_step(spec: dict):
     from mindspore import nn
 
     from porting import checkpoint
-    from porting.training.finetune import CrossEntropySmooth, _param_groups
+    from porting.training.step import CrossEntropySmooth, param_groups as _param_groups
 
     net, meta = checkpoint.load_model(spec["ckpt"])
     classes = meta.num_classes  # the checkpoint's ModelCard

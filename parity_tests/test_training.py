@@ -128,6 +128,7 @@ def test_default_recipe_finetunes_at_a_small_batch(ported, tiny_data, tmp_path):
                   "--log-every", "1", "--workers", "2", "-o", out)
     assert run.code == 0, run.stderr
     assert "learning rates scaled to the global batch 4" in run.stderr and "lr_max 0.4 -> 0.0015625" in run.stderr
+    assert "BatchNorm: momentum 0.9 in MindSpore's convention" in run.stderr and "the recipe's own" in run.stderr
     log = (out / "train.log").read_text()
     losses = {e: [float(m) for m in re.findall(rf"^epoch: {e} step: \d+, loss is (\S+)$", log, re.M)] for e in (1, 3)}
     assert len(losses[1]) == len(losses[3]) == 6 and all(np.isfinite(losses[3]))

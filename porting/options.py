@@ -30,6 +30,7 @@ class TrainingRun:
     save_rank_weights: bool = False  # every rank writes OUTPUT/rank_R.npz of its trainable weights at the end
     pynative: bool = False  # run cell by cell (debugging) instead of compiling the training step (GRAPH)
     dataset_sink: bool | None = None  # None: sink on Ascend/GPU, feed from the host on CPU
+    bn_momentum: float | None = None  # MindSpore's convention (0.9: moving = 0.9 x moving + 0.1 x batch); None: 0.9
 
 
 @dataclass(frozen=True)

@@ -31,24 +31,9 @@ from porting.images.preprocessing import preprocessing
 from porting.deploy.evaluate import run_dataset, scores
 from porting.runners.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
+from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
 
 DIVERGED = 3.0  # stop when the recent mean loss is this many times its start (or chance level)
-
-
-class CrossEntropySmooth(nn.Cell):
-    """Softmax cross entropy with label smoothing, as in the model zoo's loss.py."""
-
-    def __init__(self, num_classes: int, smooth_factor: float = 0.0):
-        super().__init__()
-        self.onehot = ops.OneHot()
-        self.on_value = ms.Tensor(1.0 - smooth_factor, ms.float32)
-        self.off_value = ms.Tensor(smooth_factor / max(1, num_classes - 1), ms.float32)
-        self.num_classes = num_classes
-        self.ce = nn.SoftmaxCrossEntropyWithLogits(sparse=False, reduction="mean")
-
-    def construct(self, logits, label):
-        target = self.onehot(label, self.num_classes, self.on_value, self.off_value)
-        return self.ce(logits, target)
 
 
 @dataclass(frozen=True)
@@ -112,14 +97,6 @@ def _checkpoints(output: Path) -> list[tuple[int, int, Path]]:
 def _newest(output: Path) -> Path | None:
     found = _checkpoints(output)
     return found[-1][2] if found else None
-
-
-def _param_groups(net, weight_decay: float):
-    """Weight decay on conv/dense weights only, as the model zoo does (not on BN or biases)."""
-    decay = [p for p in net.trainable_params() if p.name.endswith(".weight")]
-    no_decay = [p for p in net.trainable_params() if not p.name.endswith(".weight")]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
-            {"order_params": net.trainable_params()}]
 
 
 def _train_labels(train_root: Path, card: ModelCard, num_classes: int) -> tuple[dict[str, int], bool]:
@@ -266,19 +243,14 @@ class Trainer:
         self.steps_per_epoch = self.dataset.get_dataset_size()
         self.total_steps = self.steps_per_epoch * recipe.epochs
         lr = ms.Tensor(np.asarray(lr_schedule(recipe, self.steps_per_epoch, recipe.epochs), np.float32))
-        groups = _param_groups(net, recipe.weight_decay)
-        if recipe.optimizer == "momentum":
-            opt = nn.Momentum(groups, lr, recipe.momentum, loss_scale=recipe.loss_scale)
-        else:
-            opt = nn.RMSProp(groups, lr, decay=recipe.rmsprop_decay, momentum=recipe.momentum,
-                             epsilon=recipe.rmsprop_epsilon, loss_scale=recipe.loss_scale)
-        if recipe.amp_level != "O0":
-            self.net = net = ms.amp.auto_mixed_precision(net, recipe.amp_level)
-        loss_fn = CrossEntropySmooth(num_classes, recipe.label_smooth_factor)
-        # Fixed loss scale without overflow skipping, as the model zoo: loss x scale, gradients / scale in the
-        # optimizer.
-        self.step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt, sens=float(recipe.loss_scale))
-        self.step_cell.set_train(True)
+        if opts.run.bn_momentum is not None:
+            set_bn_momentum(net, opts.run.bn_momentum)
+        momenta, eps = bn_settings(net)
+        origin = "from --bn-momentum" if opts.run.bn_momentum is not None else "the recipe's own"
+        self.log(f"BatchNorm: momentum {', '.join(f'{m:g}' for m in momenta)} in MindSpore's convention (moving = m x "
+                 f"moving + (1 - m) x batch: PyTorch's momentum = 1 - m, Keras's and Paddle's m), {origin}; eps "
+                 f"{', '.join(f'{e:g}' for e in eps)}, the checkpoint's ({card.arch} as its source built it)")
+        self.net, self.step_cell = train_step(net, recipe, num_classes, lr)
         self.start = _resume(self.step_cell, output, self.steps_per_epoch, self.log) if opts.run.resume else 0
         if self.start >= self.total_steps:
             raise PortingError(f"nothing to do: '{opts.output}' already holds {self.start} of {self.total_steps} "
