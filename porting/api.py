@@ -218,6 +218,29 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
 check_parity = parity  # its name in porting 0.2.0
 
 
+TRAIN_STEP_SOURCES = ("timm", "keras", "paddleclas")
+
+
+def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
+                      batch: int = 2, size: int | None = None, rtol: float | None = None,
+                      modelzoo: str | Path | None = None, source_changes: dict | None = None, log=lambda msg: None):
+    """One training step of the source library against one call of finetune's step: a Report whose rows are the
+    loss and, per MindSpore parameter, its gradient ('grad'), its update ('update': the source's optimizer on
+    MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
+    porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
+    mutation tests get wrong on purpose)."""
+    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
+
+    model = run_spec(spec, modelzoo)
+    if model.source not in TRAIN_STEP_SOURCES:
+        raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
+                           f"{model.id} is MindSpore code itself (its step is finetune's)")
+    if size is not None:
+        model.check_size(size)
+    return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
+               rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
+
+
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
              results: str | Path | None = None, topk: int = 5, dump_logits: str | Path | None = None,
              workers: int | None = None, device: str | None = None, preprocessing: Preprocess | None = None,

@@ -257,8 +257,9 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                size: Optional[int] = _size_option(help="Input size (default: the model's)."),
                images: Optional[Path] = typer.Option(None, "--images", help="Compare on these image files (a folder, "
                                                                             "or class folders) instead of seeded ones."),
-               rtol: float = typer.Option(1e-4, "--rtol", min=1e-9, max=1.0,
-                                          help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) per layer."),
+               rtol: Optional[float] = typer.Option(
+                   None, "--rtol", min=1e-9, max=1.0, help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) "
+                   "per layer (default 1e-4; with --train-step rtol x max |ref| per tensor, default 1e-3)."),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
                openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "
@@ -272,6 +273,9 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
                modelzoo: Optional[Path] = MODELZOO,
+               train_step: bool = typer.Option(
+                   False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
+                   "update, BN statistics) with the recipe finetune trains with."),
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
     model = api.run_spec(spec, modelzoo)
@@ -290,9 +294,19 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
             with files.atomic_output(report) as staged:
                 staged.file.write_text(json.dumps(result, indent=2))
         return
-    result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                        openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol, log=log)
     from porting import report as rendering
+
+    if train_step:
+        given = [flag for flag, on in (("--onnx", onnx), ("--mindir", mindir), ("--openvino", openvino),
+                                       ("--tensorrt", tensorrt), ("--images", images is not None)) if on]
+        if given:
+            raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
+                               f"inference parity")
+        result = api.train_step_parity(model, weights_path, seed=seed, batch=batch, size=size,
+                                       rtol=rtol, log=log)
+    else:
+        result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
+                            openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol or 1e-4, log=log)
 
     if full:
         out.print(rendering.full_table(result))
@@ -431,6 +445,10 @@ def finetune_cmd(
                                       help="Run cell by cell instead of compiling the training step (debugging)"),
         dataset_sink: Optional[bool] = typer.Option(None, "--dataset-sink/--no-dataset-sink",
                                                     help="Sink the data to the device (default: on Ascend/GPU)"),
+        bn_momentum: Optional[float] = typer.Option(
+            None, "--bn-momentum", min=0.0, max=1.0,
+            help="BatchNorm momentum in MindSpore's convention (moving = m x moving + (1 - m) x batch; default 0.9 "
+                 "= PyTorch's 0.1; Keras trains with 0.99)"),
         print_recipe: bool = typer.Option(False, "--print-recipe",
                                           help="Print the recipe this would train with (JSON) and exit"),
 ) -> None:
@@ -461,7 +479,8 @@ def finetune_cmd(
         raise PortingError("finetune needs --data DIR (an ImageFolder root with train/)")
     run = TrainingRun(num_classes=num_classes, image_size=image_size, device=_value(device), distributed=distributed,
                       resume=resume, workers=workers, log_every=log_every, max_steps=max_steps, shard=shard_pair,
-                      seed=seed, save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink)
+                      seed=seed, save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink,
+                      bn_momentum=bn_momentum)
     with _progress() as progress:
         api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, run=run, log=log, progress=progress,
                      **recipe_values)

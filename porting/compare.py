@@ -19,7 +19,10 @@ from porting.report import LOGITS, RTOL, Report, Row  # noqa: F401 - RTOL and Re
 
 
 def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, rtol: float = RTOL,
-                   target: str = "", kind: str = LOGITS) -> Row:
+                   target: str = "", kind: str = LOGITS, floor: float = 1.0, atol: float = 0.0) -> Row:
+    """One row; `floor` the least scale the bound is relative to (1: activations; 0: purely relative to the
+    tensor's own largest value, for gradients and updates, which are small by nature); `atol` added to the bound
+    (an update known only to the float32 resolution of the weight it changes)."""
     ref, out = np.asarray(ref), np.asarray(out)
     if ref.shape != out.shape:
         return Row(layer, runtime, list(ref.shape), math.inf, math.inf, 0.0, 0.0, False,
@@ -29,12 +32,12 @@ def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, r
     ref, out = ref.astype(np.float64).ravel(), out.astype(np.float64).ravel()
     finite = bool(np.isfinite(out).all())
     ref_max = float(np.abs(ref).max(initial=0.0))
-    scale = max(1.0, ref_max)
+    scale = max(floor, ref_max)
     max_abs = float(np.abs(ref - out).max(initial=0.0))
     max_rel = max_abs / max(ref_max, 1e-12)  # relative to the tensor's scale
     denom = float(np.sqrt(np.dot(ref, ref) * np.dot(out, out)))
     cosine = float(np.dot(ref, out) / denom) if denom > 0 else float(max_abs == 0.0)
-    bound = rtol * scale
+    bound = rtol * scale + atol
     ok = finite and max_abs <= bound
     note = ""
     if not finite:

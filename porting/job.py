@@ -38,6 +38,26 @@ class Training:
 
 
 @dataclass(frozen=True)
+class TrainStep:
+    """parity --train-step: one training step of the library's own model on the job's inputs, the recipe given in
+    MindSpore's terms; each runner converts it to its library's conventions (README "Training-step parity")."""
+
+    labels: list[int]
+    lr: float
+    optimizer: str  # 'momentum' | 'rmsprop' (the recipe's, as MindSpore's nn.Momentum / nn.RMSProp compute it)
+    momentum: float
+    weight_decay: float  # L2 added to the gradient of conv / dense weights (the recipe's), before the update
+    label_smooth_factor: float  # MindSpore's form: 1 - f on the true class, f / (classes - 1) on every other
+    bn_momentum: float  # MindSpore's convention: moving = m x moving + (1 - m) x batch
+    rmsprop_decay: float = 0.9
+    rmsprop_epsilon: float = 1.0
+    decay_bn: bool = False  # weight decay on BN gamma / beta and biases too (what the recipe does not do)
+    grads: str = ""  # .npz of gradients by the library's names: the optimizer alone, on them ('after/NAME' out)
+    out: str = ""  # .npz: per run R ('32', '32p': the images moved by 1e-6, '64'), 'loss/R', 'grad/R/NAME',
+    #                'after/R/NAME'; 'count/NAME' (elements per channel of a BN)
+
+
+@dataclass(frozen=True)
 class SourceJob:
     source: str  # the library: picks the worker's runner (porting.runners.worker.RUNNERS)
     model: str  # the library's own model name (timm's 'model.tag' where a tag is named)
@@ -67,6 +87,7 @@ class SourceJob:
     unassigned: list[str] = field(default_factory=list)
     export_config: dict = field(default_factory=dict)  # what the format has a place for: label_names, preprocessing
     tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
+    train_step: TrainStep | None = None  # one training step (with tensors_out: the tensors before it)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))
@@ -79,6 +100,8 @@ class SourceJob:
             raw["training"] = Training(**raw["training"])
         if raw.get("preprocess"):
             raw["preprocess"] = PipelineRequest(**raw["preprocess"])
+        if raw.get("train_step"):
+            raw["train_step"] = TrainStep(**raw["train_step"])
         return cls(**raw)
 
 
@@ -109,3 +132,4 @@ class SourceResult:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # the source model's named tensors
     outputs: dict[str, np.ndarray] = field(default_factory=dict)  # tapped layer outputs + 'logits'
     preprocessed: np.ndarray | None = None  # images through the library's own pipeline (NCHW float32)
+    step: dict[str, np.ndarray] = field(default_factory=dict)  # a TrainStep's 'loss', 'grad/..', 'after/..', 'count/..'

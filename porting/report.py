@@ -97,6 +97,8 @@ def summary_table(report: Report):
     from rich.table import Table
 
     info = report.info
+    if "train_step" in info:
+        return _train_step_table(report)
     table = Table(title=f"parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
                         f"({info.get('inputs', 'seeded synthetic images')}), weights {info.get('weights')}")
     for col in ("runtime", "compared", "worst layer (MindSpore cell)", "worst error / bound", "top-1 agreement",
@@ -114,8 +116,52 @@ def summary_table(report: Report):
     return table
 
 
+TRAIN_KINDS = {"loss": "loss", "grad": "gradients", "update": "updates", "bn-update": "BN statistics' updates"}
+
+
+def _train_step_table(report: Report):
+    """parity --train-step: per quantity (loss, gradients, updates, BN statistics), the worst tensor and the first
+    failure."""
+    from rich.table import Table
+
+    info, step = report.info, report.info["train_step"]
+    table = Table(title=f"training-step parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
+                        f"({info.get('inputs')}), weights {info.get('weights')}; {step['optimizer']}, lr "
+                        f"{step['lr']:g}, weight decay {step['weight_decay']:g}, label smoothing "
+                        f"{step['label_smooth_factor']:g}, BN momentum {step['bn_momentum']:g}")
+    for col in ("compared", "tensors", "worst tensor (MindSpore)", "worst error / bound", "first failure"):
+        table.add_column(col)
+    for kind, label in TRAIN_KINDS.items():
+        rows = [r for r in report.rows if r.kind == kind]
+        if not rows:
+            continue
+        worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else math.inf)
+        first = next((r for r in rows if not r.ok), None)
+        table.add_row(label, str(len(rows)), _escape(worst.layer),
+                      f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
+                      "[green]none[/green]" if first is None else f"[bold red]{_escape(first.layer)}[/bold red]")
+    return table
+
+
 def verdict(report: Report) -> list[str]:
     """The lines under the summary: the tolerance, problems, PASS or the first diverging layer."""
+    if "train_step" in report.info:
+        info = report.info
+        spread = ", ".join(f"{TRAIN_KINDS.get(k, k)} {v:.1e}" for k, v in info.get("spread", {}).items())
+        lines = [f"tolerance: a tensor passes if max |source float64 - MindSpore| <= (r + {info.get('noise'):g} x "
+                 f"the source's own float32 spread) x max |source|, r = {report.rtol:g} for the loss, the updates (the "
+                 f"source's optimizer on MindSpore's gradients) and the BN statistics, {info.get('grad_rtol'):g} for "
+                 f"the gradients (float32 spread of this run: {spread})"]
+        lines += [f"not compared: {_escape(name)}: {_escape(why)}"
+                  for name, why in report.info.get("skipped", {}).items()]
+        failure = report.first_failure()
+        lines.append(f"[bold green]PASS[/bold green] {report.spec}: {len(report.rows)} tensors of one training step "
+                     f"within tolerance (--full lists them)" if report.ok else
+                     f"[bold red]FAIL[/bold red] {report.spec}: first disagreeing tensor '{_escape(failure.layer)}' "
+                     f"({TRAIN_KINDS.get(failure.kind, failure.kind)}): max abs {failure.max_abs:.3e} > "
+                     f"{failure.bound:.3e} (max rel {failure.max_rel:.3e})" if failure else
+                     f"[bold red]FAIL[/bold red] {report.spec}: {'; '.join(report.errors)}")
+        return lines
     lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|), and the logits "
              f"give the same top-1 for every input"]
     lines += [f"[red]problem:[/red] {_escape(e)}" for e in report.errors]

@@ -82,6 +82,23 @@ class SourceRunner:
     def tensors(self, model) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    # parity --train-step (porting.training.step_parity): a job.TrainStep gives the recipe in MindSpore's terms,
+    # which each library's hooks convert to its own conventions
+
+    def float64(self, model):
+        """A float64 copy of the model (the reference step)."""
+        raise PortingError(f"--train-step runs timm, Keras and PaddleClas models; not {self.library}'s")
+
+    def gradients(self, model, x: np.ndarray, labels: np.ndarray, step) -> tuple[float, dict, dict]:
+        """(loss, gradient per parameter, elements per channel of each BN by its running variance's name) of one
+        forward and backward in train mode, dropout off; the BN running statistics update as in training."""
+        raise PortingError(f"--train-step runs timm, Keras and PaddleClas models; not {self.library}'s")
+
+    def optimizer_step(self, model, grads: dict[str, np.ndarray], step) -> None:
+        """One step of the recipe's optimizer, from the library's own classes, on the given gradients (its
+        parameters without one stay as they are)."""
+        raise PortingError(f"--train-step runs timm, Keras and PaddleClas models; not {self.library}'s")
+
     def save_weights(self, model, path: str) -> None:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ Tensor names are `{layer}/{variable}` (Keras 3 paths), e.g. `block1_conv1/kernel
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -28,6 +29,7 @@ warnings.filterwarnings("ignore")
 
 _SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 ROLES = {"gamma": "gamma", "beta": "beta", "moving_mean": "mean", "moving_variance": "var", "bias": "bias"}
+DECAYED = ("kernel", "depthwise_kernel", "pointwise_kernel")  # conv / separable / Dense weights: the recipe's L2
 
 
 def _keras():
@@ -47,6 +49,20 @@ def _keras():
     if keras.backend.backend() != "tensorflow":  # pragma: no cover - KERAS_BACKEND is forced above
         raise PortingError(f"the keras runner needs the TensorFlow backend, not {keras.backend.backend()}")
     return keras
+
+
+@contextlib.contextmanager
+def _dtype(keras, dtype: str):
+    """Models built inside have their inputs and variables in `dtype` (Keras's floatx and its global dtype policy,
+    which caches floatx's value on first use); both are restored after."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 # ----------------------------------------------------------------------------------------------- adapters
@@ -198,17 +214,19 @@ class KerasRunner(SourceRunner):
             if f"{layer}/{var.name}" in values:
                 var.assign(values[f"{layer}/{var.name}"])
 
-    def _at_size(self, model, size: int):
-        """The model, or the same one built for another input size (Keras fixes it with include_top), sharing
-        values."""
-        if tuple(model.input_shape[1:3]) == (size, size):
+    def _at_size(self, model, size: int, dtype: str | None = None):
+        """The model, or the same one built for another input size (Keras fixes it with include_top) or dtype,
+        with its values (copied: not shared)."""
+        keras, dtype = _keras(), dtype or model.input.dtype
+        if tuple(model.input_shape[1:3]) == (size, size) and model.input.dtype == dtype:
             return model
         classes = int(model.get_layer(self.model.head).units)
         try:
-            other = self.model.build(_keras(), classes, size)
+            with _dtype(keras, dtype):
+                other = self.model.build(keras, classes, size)
         except ValueError as exc:
             raise PortingError(f"keras {self.model.constructor} cannot run at {size}x{size}: {first_line(exc)}") from None
-        other.set_weights(model.get_weights())
+        other.set_weights([w.astype(dtype) for w in model.get_weights()])
         return other
 
     def _outputs(self, model, x: np.ndarray, layers: list[str], tensor: str, training: bool) -> list[np.ndarray]:
@@ -247,6 +265,61 @@ class KerasRunner(SourceRunner):
 
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {f"{layer}/{var.name}": np.asarray(var.numpy()) for layer, var in self._named_weights(model)}
+
+    # -------------------------------------------------------------------- parity --train-step (README)
+
+    def float64(self, model):
+        """The same model built with Keras's floatx and dtype policy float64, its float32 values cast."""
+        return self._at_size(model, int(model.input_shape[1]), "float64")
+
+    def gradients(self, model, x, labels, step):
+        """model(x, training=True) under tf.GradientTape (x NCHW -> NHWC in the model's dtype, built at x's size
+        if the model is not, the BN statistics copied back): BN on batch statistics, its moving ones updated with
+        momentum m (Keras's convention is MindSpore's), Dropout at rate 0; the recipe's smoothing f as Keras's
+        eps = f K / (K - 1). counts: N H W of each BN's input (Keras updates with the biased batch variance)."""
+        import tensorflow as tf
+
+        keras = _keras()
+        run = self._at_size(model, int(x.shape[2]))
+        names = self.model.layer_names(keras, run)
+        counts = {}
+        for layer in run.layers:
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = step.bn_momentum
+                _, h, w, _ = layer.input.shape
+                counts[f"{names[id(layer)]}/{layer.moving_variance.name}"] = x.shape[0] * h * w
+        trainable = [(f"{layer}/{var.name}", var) for layer, var in self._named_weights(run) if var.trainable]
+        with tf.GradientTape() as tape:
+            logits = run(tf.cast(np.transpose(x, (0, 2, 3, 1)), run.input.dtype), training=True)
+            classes = int(logits.shape[-1])
+            loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+                tf.one_hot(labels, classes, dtype=logits.dtype), logits, from_logits=True,
+                label_smoothing=step.label_smooth_factor * classes / (classes - 1)))
+        grads = tape.gradient(loss, [var for _, var in trainable])
+        if run is not model:
+            model.set_weights(run.get_weights())
+        return float(loss), {name: g.numpy() for (name, _), g in zip(trainable, grads)}, counts
+
+    def optimizer_step(self, model, grads, step):
+        """keras.optimizers.SGD for the recipe's Momentum (its first step w -= lr g is MindSpore's v = m v + g,
+        w -= lr v); L2 added to the gradient of conv / separable / Dense kernels only (not Keras's decoupled
+        weight_decay=). RMSProp by hand: Keras's starts its mean square at 0 and adds epsilon outside the root
+        (MindSpore's, as TensorFlow 1's: 1 and inside)."""
+        import tensorflow as tf
+
+        given = [(var, tf.cast(grads[f"{layer}/{var.name}"], var.dtype)) for layer, var in self._named_weights(model)
+                 if f"{layer}/{var.name}" in grads]
+        given = [(var, g + step.weight_decay * var if step.decay_bn or var.name in DECAYED else g)
+                 for var, g in given]
+        if step.optimizer == "momentum":
+            _keras().optimizers.SGD(learning_rate=step.lr, momentum=step.momentum).apply_gradients(
+                [(g, var) for var, g in given])
+            return
+        for var, g in given:
+            mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * g * g  # from 1
+            var.assign_sub(step.lr * g / tf.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
     def save_weights(self, model, path: str) -> None:
         """By suffix: .weights.h5 (model.save_weights), .h5/.hdf5 (Keras's legacy HDF5 weights writer, the layout

@@ -12,6 +12,7 @@ written with the ParamAttr names instead (what the old PaddleClas pretrained fil
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import io
@@ -272,6 +273,67 @@ class PaddleRunner(SourceRunner):
 
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
+
+    # -------------------------------------------------------------------- parity --train-step (README)
+
+    def float64(self, model):
+        """A deep copy with every parameter and BN statistic cast to float64 (the BN statistics are parameters)."""
+        double = copy.deepcopy(model)
+        double.to(dtype="float64")
+        return double
+
+    def gradients(self, model, x, labels, step):
+        """Forward in train mode (every Dropout in eval mode: PaddleClas's downscale_in_infer scales by 1 - p there,
+        which the port folds into the head), BN on batch statistics with the step's momentum (Paddle's convention
+        is MindSpore's), the recipe's label-smoothed cross entropy, paddle autograd."""
+        import paddle.nn.functional as F
+
+        model.train()
+        bns, counts = {}, {}
+        for path, layer in model.named_sublayers():
+            if isinstance(layer, paddle.nn.Dropout):
+                layer.eval()
+            if isinstance(layer, _BN_TYPES):
+                layer._momentum = step.bn_momentum  # forward passes it to the op on every call
+                bns[f"{path}._variance"] = layer
+        handles = [layer.register_forward_pre_hook(
+            lambda _layer, inputs, key=key: counts.__setitem__(key, int(inputs[0].size) // inputs[0].shape[1]))
+            for key, layer in bns.items()]
+        model.clear_gradients()
+        try:
+            logits = model(paddle.to_tensor(x).astype(model.parameters()[0].dtype))
+        finally:
+            for handle in handles:
+                handle.remove()
+        classes = logits.shape[-1]
+        # MindSpore's smoothing puts f / (K - 1) on every wrong class; Paddle's eps / K: eps = f K / (K - 1)
+        loss = F.cross_entropy(logits, paddle.to_tensor(labels),
+                               label_smoothing=step.label_smooth_factor * classes / (classes - 1))
+        loss.backward()
+        grads = {n: np.array(p.grad.numpy(), copy=True) for n, p in model.named_parameters() if not p.stop_gradient}
+        model.eval()
+        return float(loss), grads, counts
+
+    def optimizer_step(self, model, grads, step):
+        """paddle.optimizer.Momentum for the recipe's Momentum (its first step w -= lr g, as MindSpore's); the L2
+        decay added to the gradient of Conv2D / Linear weights here, with any ParamAttr regularizer (PaddleClas
+        sets L2Decay(0.0) on some BNs) cleared so that nothing else decays. RMSProp by hand in paddle ops:
+        MindSpore's starts its mean square at 1 and adds epsilon inside the root, as no Paddle optimizer does."""
+        decayed = {f"{path}.weight" for path, layer in model.named_sublayers()
+                   if isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear))}
+        params = {n: p for n, p in model.named_parameters() if n in grads}
+        with paddle.no_grad():
+            for n, p in params.items():
+                g = paddle.to_tensor(grads[n]).astype(p.dtype)
+                p.grad = g + step.weight_decay * p if step.decay_bn or n in decayed else g
+                p.regularizer = None
+            if step.optimizer == "momentum":
+                paddle.optimizer.Momentum(learning_rate=step.lr, momentum=step.momentum,
+                                          parameters=list(params.values())).step()
+            else:
+                for p in params.values():
+                    mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * p.grad * p.grad  # from 1
+                    p.set_value(p - step.lr * p.grad / paddle.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
     def save_weights(self, model, path: str) -> None:
         if not path.endswith(".pdparams"):

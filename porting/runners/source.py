@@ -7,6 +7,7 @@ torch and timm take about 7 s of CPU to import, TensorFlow 5 s, against a second
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError
-from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training
+from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
 from porting.runners.runtime import LOGITS, Runtime
 from porting.specs import ModelSpec
 
@@ -210,7 +211,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
                untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None,
                training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
-               unassigned: list[str] | None = None, export_config: dict | None = None
+               unassigned: list[str] | None = None, export_config: dict | None = None,
+               train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None
                ) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
@@ -224,7 +226,9 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     the state of (the model zoo's), for save_weights. assign: tensors (the library's names) put into the untrained
     model before save_weights, every one but `unassigned` patterns; with inputs or tensors, the saved file is read
     back by the library's loader and that model answers (export --to); export_config: label names and
-    preprocessing for the formats that hold them.
+    preprocessing for the formats that hold them. train_step: one training step of the model on `inputs` (its
+    labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
+    with step_grads (the library's names), the recipe's optimizer alone on those gradients.
     """
     code = None
     if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
@@ -244,8 +248,13 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             preprocess=PipelineRequest(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
             if preprocess is not None else None, tmpdir=str(tmp / "tmp"),
             assign=str(tmp / "assign.npz") if assign is not None else None, unassigned=list(unassigned or []),
-            export_config=dict(export_config or {}))
+            export_config=dict(export_config or {}),
+            train_step=dataclasses.replace(train_step, out=str(tmp / "step.npz"),
+                                           grads=str(tmp / "grads.npz") if step_grads is not None else "")
+            if train_step else None)
         (tmp / "tmp").mkdir()
+        if step_grads is not None:
+            np.savez(job.train_step.grads, **step_grads)
         if inputs is not None:
             np.save(job.inputs, inputs)
         if assign is not None:
@@ -260,7 +269,10 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                 if want_tensors:
                     with np.load(job.tensors_out) as npz:
                         done.tensors = {k: npz[k] for k in npz.files}
-                if inputs is not None:
+                if train_step is not None:
+                    with np.load(job.train_step.out) as npz:
+                        done.step = {k: npz[k] for k in npz.files}
+                elif inputs is not None:
                     with np.load(job.outputs_out) as npz:
                         done.outputs = {k: npz[k] for k in npz.files}
                 if preprocess is not None:

@@ -140,6 +140,66 @@ class TimmRunner(SourceRunner):
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
+    # -------------------------------------------------------------------- parity --train-step (README)
+
+    def float64(self, model):
+        import copy
+
+        return copy.deepcopy(model).double()
+
+    def gradients(self, model, x, labels, step):
+        """Forward in train mode (dropout off, BN on batch statistics with the step's momentum), the recipe's
+        label-smoothed cross entropy, torch autograd."""
+        import torch.nn.functional as F
+
+        model.train()
+        bns, counts = {}, {}
+        for path, module in model.named_modules():
+            if isinstance(module, nn.Dropout):
+                module.eval()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = 1.0 - step.bn_momentum  # PyTorch's: moving = (1 - m) moving + m batch
+                bns[f"{path}.running_var"] = module
+        if hasattr(model, "drop_rate"):
+            model.drop_rate = 0.0  # timm's heads apply F.dropout with it
+        handles = [m.register_forward_pre_hook(lambda _m, i, p=p: counts.__setitem__(p, i[0][:, 0].numel()))
+                   for p, m in bns.items()]
+        model.zero_grad(set_to_none=True)
+        try:
+            logits = model(torch.from_numpy(x).to(next(model.parameters()).dtype))
+        finally:
+            for handle in handles:
+                handle.remove()
+        classes = logits.shape[-1]
+        # MindSpore's smoothing puts f / (K - 1) on every wrong class; PyTorch's eps / K: eps = f K / (K - 1)
+        loss = F.cross_entropy(logits, torch.from_numpy(labels),
+                               label_smoothing=step.label_smooth_factor * classes / (classes - 1))
+        loss.backward()
+        grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+        model.eval()
+        return float(loss), grads, counts
+
+    def optimizer_step(self, model, grads, step):
+        """torch.optim.SGD for the recipe's Momentum (MindSpore's v = m v + g, w -= lr v; L2 in the gradient of
+        conv / dense weights only); RMSProp by hand: torch's starts its mean square at 0 and adds epsilon outside
+        the root (MindSpore's, as TensorFlow 1's: 1 and inside)."""
+        decayed = {f"{path}.weight" for path, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        params = {n: p for n, p in model.named_parameters() if n in grads}
+        for n, p in params.items():
+            p.grad = torch.from_numpy(np.ascontiguousarray(grads[n])).to(p.dtype)
+        decay = [p for n, p in params.items() if step.decay_bn or n in decayed]
+        rest = [p for n, p in params.items() if not (step.decay_bn or n in decayed)]
+        groups = [{"params": decay, "weight_decay": step.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        with torch.no_grad():
+            if step.optimizer == "momentum":
+                torch.optim.SGD(groups, lr=step.lr, momentum=step.momentum).step()
+            else:
+                for group in groups:
+                    for p in group["params"]:
+                        g = p.grad + group["weight_decay"] * p
+                        mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * g * g  # from 1
+                        p -= step.lr * g / torch.sqrt(mean_square + step.rmsprop_epsilon)  # moment from 0
+
     def save_weights(self, model, path: str) -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         if not path.endswith((".safetensors", ".pth", ".pt", ".bin")):  # a folder timm's `local-dir:` loads

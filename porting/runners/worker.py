@@ -66,6 +66,10 @@ def _run(job: SourceJob) -> None:
     info = SourceInfo(**found)
     if job.tensors_out:
         np.savez(job.tensors_out, **runner.tensors(model))
+    if job.train_step:  # parity --train-step: the tensors above are the ones before the step
+        _train_step(runner, model, job)
+        info.write(job.result_out)
+        return
     if job.inputs:
         outputs, order = runner.forward(model, np.load(job.inputs), job.taps)
         np.savez(job.outputs_out, **outputs)
@@ -75,6 +79,38 @@ def _run(job: SourceJob) -> None:
         arrays, info.pipeline = runner.preprocess(model, todo.images, todo.size, todo.resize)
         np.save(todo.out, arrays)
     info.write(job.result_out)
+
+
+# parity --train-step's runs of one step: float32 as given; float32 on the images moved by 1e-6 of themselves (a
+# second sample of float32's rounding, as deep in the network as float32's own error already is); float64 (the
+# reference, on the images as given)
+STEP_RUNS = (("32", False, 0.0), ("32p", False, 1e-6), ("64", True, 0.0))
+
+
+def _train_step(runner, model, job: SourceJob) -> None:
+    """The step's runs from the same tensors, or, given gradients, the optimizer alone on them."""
+    step = job.train_step
+    before = {k: np.array(v, copy=True) for k, v in runner.tensors(model).items()}  # torch's share memory
+    arrays = {}
+    if step.grads:
+        with np.load(step.grads) as npz:
+            runner.optimizer_step(model, {k: npz[k] for k in npz.files}, step)
+        arrays = {f"after/{k}": np.array(v, copy=True) for k, v in runner.tensors(model).items()}
+    else:
+        x, labels = np.load(job.inputs), np.asarray(step.labels, np.int64)
+        for run, float64, moved in STEP_RUNS:
+            runner.assign(model, before)
+            taken = runner.float64(model) if float64 else model
+            if moved:
+                x_run = (x * (1.0 + moved * np.random.default_rng(0).standard_normal(x.shape))).astype(x.dtype)
+            else:
+                x_run = x
+            loss, grads, counts = runner.gradients(taken, x_run, labels, step)
+            runner.optimizer_step(taken, grads, step)
+            arrays.update({f"loss/{run}": np.float64(loss), **{f"grad/{run}/{k}": v for k, v in grads.items()},
+                           **{f"after/{run}/{k}": np.array(v, copy=True) for k, v in runner.tensors(taken).items()},
+                           **{f"count/{k}": np.int64(v) for k, v in counts.items()}})
+    np.savez(step.out, **arrays)
 
 
 def attempt(job: SourceJob) -> tuple[str | None, bool]:
