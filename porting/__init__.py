@@ -2,14 +2,14 @@
 
 The Python API (porting.api) is reachable from here: porting.port, load, export, parity, evaluate, predict,
 quantize, benchmark, check_preprocessing, resolve, models, weight_map, random_weights, finetune, finetune_recipe,
-reusing_workers (and check_parity, parity's name in 0.2.0). Importing porting itself loads no framework; each
+reusing_workers, train_step_parity (and check_parity, parity's name in 0.2.0). Importing porting itself loads no framework; each
 function loads what it needs.
 """
 
 from porting.version import __version__  # noqa: F401 - porting.__version__
 __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
-           "reusing_workers"]
+           "reusing_workers", "train_step_parity"]
 
 
 def __getattr__(name: str):

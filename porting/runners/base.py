@@ -205,6 +205,12 @@ class SourceRunner:
         return outputs, order
 
 
+def library_smoothing(factor: float, classes: int) -> float:
+    """MindSpore's label smoothing f (1 - f on the class, f / (K - 1) on every other) as PyTorch's, Keras's and
+    Paddle's eps (1 - eps + eps / K on the class, eps / K on every other): eps = f K / (K - 1)."""
+    return factor * classes / (classes - 1)
+
+
 def channel_statistics(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and unbiased variance (what a BN's running statistics estimate) of an N-D batch."""
     x = np.asarray(x, np.float64)

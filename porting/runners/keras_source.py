@@ -20,7 +20,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
-from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics  # noqa: E402
+from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
 from porting.job import SourceJob
 from porting.weight_maps.conventions import KerasModel
 from porting.threads import cpu_threads
@@ -296,7 +296,7 @@ class KerasRunner(SourceRunner):
             classes = int(logits.shape[-1])
             loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
                 tf.one_hot(labels, classes, dtype=logits.dtype), logits, from_logits=True,
-                label_smoothing=step.label_smooth_factor * classes / (classes - 1)))
+                label_smoothing=library_smoothing(step.label_smooth_factor, classes)))
         grads = tape.gradient(loss, [var for _, var in trainable])
         if run is not model:
             model.set_weights(run.get_weights())

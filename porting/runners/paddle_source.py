@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor
+from porting.runners.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
 from porting.threads import cpu_threads
 
@@ -306,9 +306,8 @@ class PaddleRunner(SourceRunner):
             for handle in handles:
                 handle.remove()
         classes = logits.shape[-1]
-        # MindSpore's smoothing puts f / (K - 1) on every wrong class; Paddle's eps / K: eps = f K / (K - 1)
         loss = F.cross_entropy(logits, paddle.to_tensor(labels),
-                               label_smoothing=step.label_smooth_factor * classes / (classes - 1))
+                               label_smoothing=library_smoothing(step.label_smooth_factor, classes))
         loss.backward()
         grads = {n: np.array(p.grad.numpy(), copy=True) for n, p in model.named_parameters() if not p.stop_gradient}
         model.eval()

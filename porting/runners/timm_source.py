@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor
+from porting.runners.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
 from porting.threads import cpu_threads
 
@@ -171,9 +171,8 @@ class TimmRunner(SourceRunner):
             for handle in handles:
                 handle.remove()
         classes = logits.shape[-1]
-        # MindSpore's smoothing puts f / (K - 1) on every wrong class; PyTorch's eps / K: eps = f K / (K - 1)
         loss = F.cross_entropy(logits, torch.from_numpy(labels),
-                               label_smoothing=step.label_smooth_factor * classes / (classes - 1))
+                               label_smoothing=library_smoothing(step.label_smooth_factor, classes))
         loss.backward()
         grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
         model.eval()
