@@ -259,7 +259,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                                                                             "or class folders) instead of seeded ones."),
                rtol: Optional[float] = typer.Option(
                    None, "--rtol", min=1e-9, max=1.0, help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) "
-                   "per layer (default 1e-4; with --train-step rtol x max |ref| per tensor, default 1e-3)."),
+                   "per layer (default 1e-4; with --train-step the loss's, updates' and BN statistics' r, default "
+                   "1e-4: README 'Training-step parity')."),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
                openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "

@@ -4,13 +4,14 @@ Same weights, one seeded batch of images and labels, dropout off on both sides. 
 worker, runs forward in train mode, the recipe's loss, backward and one step of the recipe's optimizer, written
 from its own classes with the conversions below. porting runs one call of the step cell `finetune` trains with
 (porting.training.step.train_step, GRAPH mode). Compared, each source tensor moved to MindSpore's names and
-layouts by the spec's weight map: the loss, the gradient of every parameter, the update of every parameter
-(after - before: the weights themselves would hide an update 1e-4 of their size) and the update of every BN
-moving mean and variance.
+layouts by the spec's weight map: the loss, the gradient of every parameter, the update of every parameter (after
+- before: the weights themselves would hide an update 1e-4 of their size), which the source library's optimizer
+makes from MindSpore's own gradients in a second job, and the update of every BN moving mean and variance.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -35,13 +36,13 @@ from porting.training.step import BN_MOMENTUM
 # the same weights: the same arithmetic on the same numbers, 1e-4. Gradients are not that well defined in float32:
 # a random network in train mode has pre-activations within rounding of a ReLU's kink (and max pools with
 # near-ties); which of them flip depends on the summation order, and a train-mode BN's backward spreads each flip
-# over its whole channel (its mean terms), moving every gradient before it by ~1 / (N x H x W). PyTorch's own float32
-# step differs from its float64 step by up to GRAD_RTOL / 2 of a tensor's largest gradient, depending on nothing
-# but the order it sums in (measured, README). spread_k is the source's own float32 error in this very run (two
-# samples: the images as given and moved by 1e-6), the largest over the kind's tensors, for a model or size beyond those
-# measured.
+# over its whole channel (its mean terms), moving every gradient before it by ~1 / (N x H x W). PyTorch's own
+# float32 step differs from its float64 step by up to 1.3e-1 of a tensor's largest gradient (Xception,
+# SE-ResNeXt50), depending on nothing but the order it sums in (measured, README). spread_k is the source's own
+# float32 error in this very run (two samples: the images as given and moved by 1e-6), the largest over the kind's
+# tensors: for a model or size beyond those measured (InceptionV4, without residuals, far more).
 TRAIN_RTOL = 1e-4
-GRAD_RTOL = 1e-1
+GRAD_RTOL = 2e-1
 NOISE = 2.0
 ZERO = 1e-6  # a gradient under this fraction of the step's largest is zero at float32's resolution
 
@@ -77,8 +78,6 @@ def request(spec: ModelSpec, labels: np.ndarray, batch: int, **changes) -> tuple
                      momentum=recipe.momentum, weight_decay=recipe.weight_decay,
                      label_smooth_factor=recipe.label_smooth_factor, bn_momentum=BN_MOMENTUM,
                      rmsprop_decay=recipe.rmsprop_decay, rmsprop_epsilon=recipe.rmsprop_epsilon)
-    from dataclasses import replace
-
     return replace(step, **changes), recipe
 
 
