@@ -8,6 +8,8 @@ lets OpenVINO choose), and `precision` is what the compiled model reports it run
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +37,21 @@ def require_openvino():
     return openvino
 
 
+@contextlib.contextmanager
+def _onednn_uncapped():
+    """OpenVINO's CPU plugin under the oneDNN ISA cap porting sets for MindSpore's kernels (porting.msenv:
+    ONEDNN_MAX_CPU_ISA=AVX2) finds no kernel for its max pools on an AVX-512 + AMX CPU ('Supported primitive
+    descriptors list is empty for node ...MaxPool', measured 2026-12-05). Each oneDNN copy reads the variable once,
+    at its first use: OpenVINO's reads it unset here, MindSpore's keeps the cap (read before, or after, this)."""
+    capped = os.environ.get("PORTING_CAPPED_ONEDNN") == "1" and "ONEDNN_MAX_CPU_ISA" in os.environ
+    saved = os.environ.pop("ONEDNN_MAX_CPU_ISA") if capped else None
+    try:
+        yield
+    finally:
+        if capped:
+            os.environ["ONEDNN_MAX_CPU_ISA"] = saved
+
+
 def _short(ov_type) -> str:
     """OpenVINO's element type as the hint spells it: 'f32', 'bf16', 'f16'."""
     return ov_type.get_type_name() if hasattr(ov_type, "get_type_name") else str(ov_type)
@@ -52,9 +69,10 @@ class OpenVinoRuntime(Runtime):
         config = {"INFERENCE_NUM_THREADS": cpu_threads()}
         if precision != "default":
             config["INFERENCE_PRECISION_HINT"] = precision
-        core = ov.Core()
         try:
-            self.compiled = core.compile_model(core.read_model(source), "CPU", config)
+            with _onednn_uncapped():
+                core = ov.Core()
+                self.compiled = core.compile_model(core.read_model(source), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError for everything
             raise PortingError(f"cannot load '{what or model}' in OpenVINO: {first_line(exc)}") from None
         self.precision = _short(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
