@@ -19,10 +19,12 @@ from porting.report import LOGITS, RTOL, Report, Row  # noqa: F401 - RTOL and Re
 
 
 def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, rtol: float = RTOL,
-                   target: str = "", kind: str = LOGITS, floor: float = 1.0, atol: float = 0.0) -> Row:
+                   target: str = "", kind: str = LOGITS, floor: float = 1.0, atol: float = 0.0,
+                   constant_ok: bool = False) -> Row:
     """One row; `floor` the least scale the bound is relative to (1: activations; 0: purely relative to the
     tensor's own largest value, for gradients and updates, which are small by nature); `atol` added to the bound
-    (an update known only to the float32 resolution of the weight it changes)."""
+    (an update known only to the float32 resolution of the weight it changes); `constant_ok` where a constant
+    reference is a result, not a dead layer (a gradient that is zero in exact arithmetic, and its zero update)."""
     ref, out = np.asarray(ref), np.asarray(out)
     if ref.shape != out.shape:
         return Row(layer, runtime, list(ref.shape), math.inf, math.inf, 0.0, 0.0, False,
@@ -42,7 +44,7 @@ def compare_tensor(layer: str, runtime: str, ref: np.ndarray, out: np.ndarray, r
     note = ""
     if not finite:
         note = "non-finite values"
-    elif ref.size > 1 and ref.min() == ref.max():  # its standard deviation is 0
+    elif ref.size > 1 and ref.min() == ref.max() and not constant_ok:  # its standard deviation is 0
         ok, note = False, "degenerate reference (constant): check proves nothing"
     return Row(layer, runtime, shape, max_abs, max_rel, cosine, bound, ok, note, target, kind)
 
