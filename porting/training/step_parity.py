@@ -11,7 +11,7 @@ makes from MindSpore's own gradients in a second job, and the update of every BN
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def request(spec: ModelSpec, labels: np.ndarray, batch: int, **changes) -> tuple
 
 def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
                       size: int | None = None, input_seed: int = 1234, rtol: float = TRAIN_RTOL,
-                      noise: float = NOISE, variants: list[dict] | None = None, log=lambda msg: None) -> list[Report]:
+                      variants: list[dict] | None = None, log=lambda msg: None) -> list[Report]:
     """One report per variant of the source's step (rows 'loss', 'grad', 'update', 'bn-update' per MindSpore
     tensor), against one MindSpore step. A variant alters the source's step only (TrainStep fields: what the
     mutation tests get wrong on purpose); [{}] (the default) is the step as the recipe says."""
@@ -115,17 +115,17 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
     import mindspore as ms
 
     net, cell = train_step(net, recipe, spec.num_classes, float(recipe.lr_max), return_grad=True)
-    ms_before = {p.name: p.asnumpy().astype(np.float64) for p in net.get_parameters()}
+    before = {p.name: p.asnumpy().astype(np.float64) for p in net.get_parameters()}
     log("one call of finetune's training step in MindSpore (GRAPH mode)")
-    loss, ms_grads = cell(ms.Tensor(x), ms.Tensor(labels.astype(np.int32)))
-    ms_after = {p.name: p.asnumpy().astype(np.float64) for p in net.get_parameters()}
-    ms_grads = {k: v.asnumpy().astype(np.float64) / recipe.loss_scale for k, v in ms_grads.items()}
-    ms_loss = np.float64(loss.asnumpy())
+    loss, grads = cell(ms.Tensor(x), ms.Tensor(labels.astype(np.int32)))
+    ours = MindSporeStep(np.float64(loss.asnumpy()),
+                         {k: v.asnumpy().astype(np.float64) / recipe.loss_scale for k, v in grads.items()},
+                         before, {p.name: p.asnumpy().astype(np.float64) for p in net.get_parameters()})
     # MindSpore's gradients in the source's names and layouts, for the source's optimizer (folded rows aside)
-    given = wm.invert({**{k: np.zeros(v.shape, np.float32) for k, v in ms_before.items()},
-                       **{k: v.astype(np.float32) for k, v in ms_grads.items()}}, context=spec.id)
+    given = wm.invert({**{k: np.zeros(v.shape, np.float32) for k, v in ours.before.items()},
+                       **{k: v.astype(np.float32) for k, v in ours.grads.items()}}, context=spec.id)
     given_for = {row.source: row.target for row in wm.rows if not row.parts}
-    given = {k: v for k, v in given.items() if given_for.get(k) in ms_grads and given_for[k] not in folded}
+    given = {k: v for k, v in given.items() if given_for.get(k) in ours.grads and given_for[k] not in folded}
 
     reports = []
     for i, (step, _) in enumerate(steps):
@@ -134,22 +134,35 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
             result = run_source(spec, weights=weights, seed=seed, inputs=x, train_step=step)
         log(f"the {spec.source} optimizer on MindSpore's gradients")
         optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given)
-        reports.append(_report(spec, wm, shapes, folded, result, optimized, step, recipe, batch, size, weights, seed,
-                               variants[i], ms_loss, ms_grads, ms_before, ms_after, rtol, noise))
+        reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol))
+        reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
+                                weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
+        if variants[i]:
+            reports[-1].info["train_step"]["source_changes"] = variants[i]
         reports[-1].info["seconds"] = round(time.perf_counter() - t0, 1)
     return reports
 
 
-def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceResult, step: TrainStep, recipe, batch,
-            size, weights, seed, changes, ms_loss, ms_grads, ms_before, ms_after, rtol, noise) -> Report:
+@dataclass
+class MindSporeStep:
+    """One call of finetune's step cell: its loss, its gradients (loss scale divided out), the parameters and BN
+    statistics before and after it, all float64 copies by MindSpore name."""
+
+    loss: np.float64
+    grads: dict[str, np.ndarray]
+    before: dict[str, np.ndarray]
+    after: dict[str, np.ndarray]
+
+
+def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceResult, ours: MindSporeStep,
+            step: TrainStep, recipe, rtol: float) -> Report:
+    """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
+    MindSpore's (`ours`)."""
     report = Report(spec=spec.id, rtol=rtol, info={
-        "batch": batch, "size": size, "inputs": "seeded synthetic images and labels", "noise": noise,
-        "grad_rtol": GRAD_RTOL,
-        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained"),
+        "noise": NOISE, "grad_rtol": GRAD_RTOL,
         "train_step": {"optimizer": recipe.optimizer, "lr": recipe.lr_max, "momentum": recipe.momentum,
                        "weight_decay": recipe.weight_decay, "label_smooth_factor": recipe.label_smooth_factor,
-                       "loss_scale": recipe.loss_scale, "bn_momentum": BN_MOMENTUM,
-                       "conversions": CONVERSIONS, **({"source_changes": changes} if changes else {})}})
+                       "loss_scale": recipe.loss_scale, "bn_momentum": BN_MOMENTUM, "conversions": CONVERSIONS}})
     before = {k: v.astype(np.float64) for k, v in result.tensors.items()}
 
     def mapped(prefix: str, arrays: dict, default=None) -> dict[str, np.ndarray]:
@@ -165,27 +178,27 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
 
     # (name, kind, reference, the source's float32 runs, MindSpore, resolution)
     entries: list[tuple] = [("loss", "loss", result.step["loss/64"], [result.step["loss/32"], result.step["loss/32p"]],
-                             ms_loss, 0.0)]
+                             ours.loss, 0.0)]
     skipped = {}
-    trainable = list(ms_grads)
+    trainable = list(ours.grads)
     for name in trainable:
         if name in folded:  # W = f W_src: its gradient is g_src / f and one SGD step moves f W_src by lr g_src / f
             skipped[name] = (f"{folded[name]}: a folded inference scale f; its update differs from the source's by "
                              f"f squared, so a port with it fine-tunes that layer at lr / f^2")
             continue
         entries.append((name, "grad", runs["64"][0][name], [runs[r][0][name] for r in ("32", "32p")],
-                        ms_grads[name], 0.0))
+                        ours.grads[name], 0.0))
     for name in trainable:  # the source's optimizer on MindSpore's own gradients: the same arithmetic
         if name not in folded:
             entries.append((name, "update", optimizer_after[name] - src_before[name], [],
-                            ms_after[name] - ms_before[name], _resolution(ms_after[name])))
-    for name in [n for n in ms_before if n.endswith((".moving_mean", ".moving_variance"))]:
+                            ours.after[name] - ours.before[name], _resolution(ours.after[name])))
+    for name in [n for n in ours.before if n.endswith((".moving_mean", ".moving_variance"))]:
         deltas = [runs[r][1][name] - src_before[name] for r in ("64", "32", "32p")]
         if name.endswith(".moving_variance") and spec.source in BIASED_VARIANCE:
             n = counts[variance_of[name]]
             deltas = [_unbiased_update(d, src_before[name], n, step.bn_momentum) for d in deltas]
-        entries.append((name, "bn-update", deltas[0], deltas[1:], ms_after[name] - ms_before[name],
-                        _resolution(ms_after[name])))
+        entries.append((name, "bn-update", deltas[0], deltas[1:], ours.after[name] - ours.before[name],
+                        _resolution(ours.after[name])))
     # A gradient that is zero in exact arithmetic (a BN's beta before a linear layer and another train-mode BN,
     # which removes any shift) is float32's rounding in every library: compared at the step's scale, not its own;
     # it and its update (zero at the weights' resolution) may be constant: a result, not a dead tensor.
@@ -194,16 +207,13 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
     spread = spreads(entries, floor)
     for name, kind, ref, _singles, got, resolution in entries:
         report.rows.append(compare_tensor(name, "mindspore", ref, got,
-                                          (GRAD_RTOL if kind == "grad" else rtol) + noise * spread.get(kind, 0.0),
+                                          (GRAD_RTOL if kind == "grad" else rtol) + NOISE * spread.get(kind, 0.0),
                                           target="" if kind == "loss" else name, kind=kind,
                                           floor=floor.get(kind, 0.0), atol=resolution,
                                           constant_ok=name in zero and kind in ("grad", "update")))
     if skipped:
         report.info["skipped"] = skipped
     report.info["spread"] = spread
-    # MindSpore's worst error per kind, in units of the source's own float32 spread (README's measurements)
-    report.info["ratio"] = {kind: max((r.max_rel for r in report.rows if r.kind == kind), default=0.0)
-                            / max(value, 1e-30) for kind, value in spread.items()}
     return report
 
 
