@@ -2,6 +2,7 @@
 refusals, on one timm checkpoint (a file of its own, so that CI's two workers share the export tests)."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -14,6 +15,15 @@ from porting.errors import PortingError
 
 def test_round_trip_gives_the_timm_file_back(ported, tmp_path):
     assert_round_trip(ported, "timm:legacy_xception", ".pth", "timm", "x.safetensors", tmp_path)
+
+
+def test_the_proofs_size_stays_out_of_timms_config(ported, tmp_path):
+    """export --to timm --size 96: --size is the size of the proof's inputs; config.json keeps the checkpoint's own
+    input size, which timm's resolve_data_config hands to every user of the folder."""
+    _, ckpt = ported("timm:legacy_xception", ".pth")
+    api.export_to(ckpt, tmp_path / "x", "timm", size=96, check=False)
+    config = json.loads((tmp_path / "x" / "config.json").read_text())["pretrained_cfg"]
+    assert config["input_size"] == [3, 299, 299] and "test_input_size" not in config, config
 
 
 def test_paddleclas_se_resnext_into_timms_model(ported, tmp_path):

@@ -131,10 +131,12 @@ def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, 
     return out
 
 
-def export_config(card: ModelCard, size: int) -> dict:
-    """What the target's format has a place for (timm's config.json): class names and preprocessing."""
+def export_config(card: ModelCard) -> dict:
+    """What the target's format has a place for (timm's config.json): class names and the checkpoint's
+    preprocessing, its own input size included (never the proof's --size)."""
     return {"label_names": card.class_names, "mean": list(card.mean), "std": list(card.std),
-            "crop_pct": card.crop_pct, "interpolation": card.interpolation, "input_size": size}
+            "crop_pct": card.crop_pct, "interpolation": card.interpolation, "input_size": card.input_size,
+            "test_input_size": card.test_input_size, "test_crop_pct": card.test_crop_pct}
 
 
 def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, check: bool = True,
@@ -201,7 +203,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                 + (", then reading it back with its loader and running it" if proof else ""))
             taps = [layer.source for layer in wm.layers] if proof else []
             with source_job(spec, untrained=True, num_classes=card.num_classes, assign=tensors,
-                            unassigned=wm.ignore, export_config=export_config(card, size),
+                            unassigned=wm.ignore, export_config=export_config(card),
                             save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
                             inputs=x if proof else None, taps=taps) as done:
                 reference = MindSporeRuntime(net()).infer(x, [layer.target for layer in wm.layers]) if proof else {}

@@ -227,8 +227,10 @@ def _save_folder(timm, model, path: str, config: dict) -> None:
     """timm's own saver for the Hub layout (config.json + model.safetensors): the architecture, the class count,
     the preprocessing in its pretrained config, and the class names where the checkpoint has them."""
     size = int(config.get("input_size") or model.pretrained_cfg.get("input_size", (3, 299, 299))[-1])
-    data = {"input_size": (3, size, size), **{k: config[k] for k in ("mean", "std", "crop_pct", "interpolation")
-                                              if config.get(k) is not None}}
+    data = {"input_size": (3, size, size), **{k: config[k] for k in ("mean", "std", "crop_pct", "interpolation",
+                                                                     "test_crop_pct") if config.get(k) is not None}}
+    if config.get("test_input_size"):  # the size timm evaluates these weights at (racm_in1k: 288, trained at 224)
+        data["test_input_size"] = (3, int(config["test_input_size"]), int(config["test_input_size"]))
     labels = {"label_names": list(config["label_names"])} if config.get("label_names") else {}
     timm.models.save_for_hf(model, path, model_config=labels, safe_serialization=True, data_config=data)
 
