@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import error_line, porting
@@ -11,6 +14,8 @@ from test_targets import PROOF, assert_round_trip
 
 from porting import api
 from porting.errors import PortingError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_round_trip_gives_the_timm_file_back(ported, tmp_path):
@@ -76,3 +81,37 @@ def test_refusals_are_one_line_and_write_nothing(ported, tmp_path):
         cli._export_to(ckpt, tmp_path / "h", "timm", None, False, False, None, None, fp16=True)
 
 
+
+
+# appended to the README's lines (which leave `model`): which tensors of the model differ from the written file
+LOADED = {
+    "timm": ("xception_timm", "timm:legacy_xception", ".pth", """
+import json, torch
+from safetensors.torch import load_file
+written, state = load_file("xception_timm/model.safetensors"), model.state_dict()
+print(json.dumps([k for k, v in written.items() if k not in state or not torch.equal(state[k], v)]))
+"""),
+    "paddleclas": ("SE_ResNeXt50_32x4d.pdparams", "paddleclas:SE_ResNeXt50_32x4d", ".pdparams", """
+import json
+import numpy as np
+written, state = paddle.load("SE_ResNeXt50_32x4d.pdparams"), model.state_dict()
+print(json.dumps([k for k, v in written.items() if k not in state or not np.array_equal(state[k].numpy(), v.numpy())]
+                 + [k for k in state if k not in written]))
+"""),
+}
+
+
+@pytest.mark.parametrize("library", list(LOADED))
+def test_the_readmes_lines_load_the_export(ported, tmp_path, library):
+    """README "Back to your framework": its Python lines, run as they are in a fresh process of porting's own
+    environment (the library alone, as in a worker) beside the file `export --to` wrote, give a model holding every
+    tensor of the file (timm's local-dir loads nothing without pretrained=True; `import paddleclas` needs the
+    application's own dependencies)."""
+    name, spec, suffix, check = LOADED[library]
+    _, ckpt = ported(spec, suffix)
+    api.export_to(ckpt, tmp_path / name, library, check=False)
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if name in b]
+    assert len(blocks) == 1, f"README shows {len(blocks)} Python blocks loading {name}"
+    proc = subprocess.run([sys.executable, "-c", blocks[0] + check], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [], "tensors the README's lines did not load"

@@ -25,9 +25,9 @@ install() {
     { echo "(uv could not install; pip instead)"; .venv/bin/python -m pip install -q "$@"; }
 }
 install -e '.[all]'
-# PaddleClas pins numpy==1.24.4 and opencv<=4.6, which break everything else (PORTING_NOTES.md section 1).
-# porting imports only its backbone modules, which need requests and tqdm (in the [paddle] extra), so it is
-# installed without its pins and without the application's own dependencies (cv2, faiss, sklearn...).
+# PaddleClas pins numpy==1.24.4 and opencv<=4.6, which break everything else (PORTING_NOTES.md section 1), so it
+# is installed without its pins; what `import paddleclas` needs (cv2, faiss, sklearn, prettytable...) comes with
+# the [paddle] extra above, at versions that keep numpy 1.26.
 install --no-deps 'paddleclas==2.6.0'
 # (pip check would flag paddleclas's own pins, deliberately not installed)
 echo "installed in $(( $(date +%s) - start ))s; $(du -sh .venv | cut -f1) in .venv"
