@@ -201,7 +201,7 @@ def test_quantize_gives_an_int8_onnx_that_agrees(trained, tiny_data, work):
     report = json.loads(run.stdout)
     assert report["calibration_images"] == 9 and report["classes_covered"] == 3 and report["held_out"] == 15
     assert report["top1_agreement"] >= INT8_TOP1_FLOOR, report
-    assert report["size_mb"]["int8"] < report["size_mb"]["float32"] / 3
+    assert report["size_mib"]["int8"] < report["size_mib"]["float32"] / 3
     assert {"float32", "int8", "top5_overlap", "max_logit_error"} <= set(report)
     import onnx
 
@@ -226,6 +226,24 @@ def test_quantize_uses_a_small_folder_whole_unless_a_count_is_asked(trained, tin
     int8.unlink()
     line = error_line(porting("quantize", onnx_file, "--calib", tiny_data / "train", "--images", "1000", "-o", int8))
     assert "--images 1000" in line and "holds 24 images" in line and not int8.exists()
+
+
+def test_quantize_at_the_files_own_size_on_any_class_folders_keeping_its_holdout(trained, tiny_data, tmp_path):
+    """An ONNX exported at another size than the checkpoint's (trained at 64, exported at 96) is calibrated, compared
+    and evaluated at its own; class folders that are not the model's classes calibrate unlabelled (calibration needs
+    no labels); --holdout without --images keeps that many images out; sizes in MiB."""
+    onnx_file, int8 = tmp_path / "q96.onnx", tmp_path / "q96.int8.onnx"
+    api.export(trained, onnx_file, size=96)
+    calib = tmp_path / "calib"
+    for i, folder in enumerate(sorted((tiny_data / "train").iterdir())):
+        shutil.copytree(folder, calib / f"kind{i}")
+    run = porting("quantize", onnx_file, "--calib", calib, "--holdout", "6", "-o", int8, "--json")
+    assert run.code == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert (report["calibration_images"], report["held_out"], report["input_size"]) == (18, 6, 96), report
+    assert report["classes_covered"] == 3 and "float32" not in report, report  # unlabelled: no accuracies
+    assert "not named as the checkpoint's 3 classes" in run.stderr and " MiB, from " in run.stderr
+    assert api.evaluate(onnx_file, tiny_data)["samples"] == 12  # eval feeds it at 96 too
 
 
 # --------------------------------------------------------------------------------------------- export options

@@ -500,7 +500,8 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
                  output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx"),
                  images: Optional[int] = typer.Option(None, "--images", min=1,
                                                       help="Calibration images, drawn to cover every class "
-                                                           "(default 1000, or all the folder has if fewer)"),
+                                                           "(default 1000, or what the folder holds beside the "
+                                                           "--holdout images)"),
                  holdout: int = typer.Option(200, "--holdout", min=0, help="Images kept out of calibration to "
                                                                            "compare float32 and int8"),
                  method: QuantMethod = typer.Option(QuantMethod.minmax, "--method", case_sensitive=False,
@@ -511,11 +512,12 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
     with _progress() as progress:
         report = api.quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
                               label_file=label_file, log=log, progress=progress)
+    log(f"wrote {output} ({report['size_mib']['int8']} MiB, from {report['size_mib']['float32']} MiB)")
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    log(f"wrote {output} ({report['size_mb']['int8']} MB, from {report['size_mb']['float32']} MB)")
-    table = Table(title=f"float32 vs int8 on {report['held_out'] or 'the calibration'} held-out images")
+    table = Table(title=f"float32 vs int8 on {report['held_out']} held-out images" if report["held_out"] else
+                  f"float32 vs int8 on {report['compared_images']} calibration images (none held out)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("top-1 agreement", f"{report['top1_agreement']:.2%}")

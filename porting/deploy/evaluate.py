@@ -12,7 +12,6 @@ from porting.deploy.runtimes import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import imagenet_classes, labelled_images
 from porting.images.pipelines import file_dataset, load_image, pipeline_cwd
-from porting.images.preprocessing import preprocessing
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -36,9 +35,8 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
     `precision`: how an .onnx runs (deploy.runtimes.open_artifact)."""
     artifact = open_artifact(model, device, runtime, precision)
     card = artifact.card
-    pre = preprocessing(card, **(overrides or {}))
+    pre = artifact.preprocessing(overrides)
     archs.check_input_size(card.arch, pre.size)
-    artifact.check_size(pre.size)
     if results is not None:
         files.check_output(results, (model,))
     samples = labelled_images(data, card, label_file, log)
@@ -123,8 +121,7 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
     if topk is not None and topk > len(names):
         raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
     topk = topk or min(5, len(names))
-    pre = preprocessing(artifact.card, **(overrides or {}))
-    artifact.check_size(pre.size)
+    pre = artifact.preprocessing(overrides)
     batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
     probs = softmax(artifact(batch).astype(np.float64))
     results = []

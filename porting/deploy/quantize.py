@@ -18,18 +18,17 @@ from porting.deploy.runtimes import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import Samples, labelled_images
 from porting.images.pipelines import file_dataset, pipeline_cwd
-from porting.images.preprocessing import preprocessing
 
 METHODS = ("minmax", "percentile", "entropy")
 
 
-def draw(samples: Samples, count: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """(calibration indices, the rest): round-robin over the classes in a seeded order, so that `count` images
-    cover every class before any class gets a second one."""
+def draw(groups: np.ndarray, count: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(calibration indices, the rest): round-robin over the groups (the images' classes, or their class folders)
+    in a seeded order, so that `count` images cover every group before any group gets a second one."""
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
-    for i in rng.permutation(len(samples.paths)):
-        by_class.setdefault(int(samples.labels[i]), []).append(int(i))
+    for i in rng.permutation(len(groups)):
+        by_class.setdefault(int(groups[i]), []).append(int(i))
     queues = [by_class[c] for c in sorted(by_class)]
     chosen: list[int] = []
     while len(chosen) < count and any(queues):
@@ -37,7 +36,7 @@ def draw(samples: Samples, count: int, seed: int = 0) -> tuple[list[int], list[i
             if queue and len(chosen) < count:
                 chosen.append(queue.pop())
     taken = set(chosen)
-    return chosen, [i for i in rng.permutation(len(samples.paths)).tolist() if i not in taken]
+    return chosen, [i for i in rng.permutation(len(groups)).tolist() if i not in taken]
 
 
 def _subset(samples: Samples, indices: list[int]) -> Samples:
@@ -66,43 +65,51 @@ DEFAULT_IMAGES = 1000  # the deployment guide's: one ImageNet image per class
 
 def quantize(model: Path, calib: Path, out: Path, images: int | None = None, holdout: int = 200,
              method: str = "minmax", label_file: Path | None = None, log=lambda msg: None, progress=None) -> dict:
-    """`images`: how many calibration images; None: DEFAULT_IMAGES, or all the folder holds if it holds fewer."""
+    """`images`: how many calibration images; None: DEFAULT_IMAGES, or what the folder holds beside the `holdout`
+    images if that is fewer (all of it when it holds no more than `holdout`)."""
+    model, out = Path(os.path.abspath(model)), Path(os.path.abspath(out))  # the pipeline runs from a scratch cwd
+    if model.suffix.lower() != ".onnx":
+        raise PortingError(f"'{model}': quantize takes an ONNX file exported by porting (porting export -f onnx)")
+    files.check_output(out, (model,), what="int8 ONNX output")  # before onnxruntime loads
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     from porting.deploy.evaluate import run_dataset, scores
 
-    model, out = Path(os.path.abspath(model)), Path(os.path.abspath(out))  # the pipeline runs from a scratch cwd
-    if model.suffix.lower() != ".onnx":
-        raise PortingError(f"'{model}': quantize takes an ONNX file exported by porting (porting export -f onnx)")
-    files.check_output(out, (model,), what="int8 ONNX output")
     fp32 = open_artifact(model)
     card = fp32.card
     if card.export_options.get("precision") == "float16":
         raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
+    pre = fp32.preprocessing()  # at the file's own input size (an export at --size 96 takes 96)
     samples = labelled_images(calib, card, label_file, log, unlabelled_ok=True)
-    classes = len(set(samples.labels.tolist()) - {-1})
-    if images is None:  # the default is a wish, not a demand: a smaller folder is used whole, and said so
-        images = min(DEFAULT_IMAGES, len(samples.paths))
+    groups = samples.labels if samples.groups is None else samples.groups  # what the calibration draw covers
+    kind = "classes" if samples.groups is None else "folders"
+    classes, total = len(set(groups.tolist()) - {-1}), len(samples.paths)
+    if images is None:  # the default is a wish, not a demand: a smaller folder gives what it holds, and says so
+        room = total - holdout  # the held-out images come first: they are what --holdout asked for
+        images = min(DEFAULT_IMAGES, room if room > 0 else total)
         if images < DEFAULT_IMAGES:
-            log(f"'{samples.root}' holds {images} images, fewer than the default {DEFAULT_IMAGES}: calibrating on "
-                f"those (--images N picks another count)")
-    elif images > len(samples.paths):
-        raise PortingError(f"--images {images}: '{samples.root}' holds {len(samples.paths)} images")
+            beside = f" plus --holdout {holdout}: calibrating on the {images} beside the held-out ones" \
+                if room > 0 and holdout else f": calibrating on {'those' if room > 0 else 'all of them'}"
+            log(f"'{samples.root}' holds {total} images, fewer than the default {DEFAULT_IMAGES}{beside} (--images N "
+                f"picks another count)")
+    elif images > total:
+        raise PortingError(f"--images {images}: '{samples.root}' holds {total} images")
     if not classes:
         log(f"warning: the images in '{samples.root}' have no labels: calibration images are drawn at random, "
             f"whatever classes they show")
     elif images < classes:
-        log(f"warning: {images} calibration images cannot cover the {classes} classes in '{samples.root}'")
-    chosen, rest = draw(samples, images)
+        log(f"warning: {images} calibration images cannot cover the {classes} {kind} in '{samples.root}'")
+    chosen, rest = draw(groups, images)
     held = rest[:holdout] or chosen[: max(1, holdout)]  # no images left: compare on calibration images
+    held_out = not set(held) & set(chosen)
     # only the images this run reads (1,200 of ImageNet's 50,000 by default)
     check_images(samples.root, log, progress, images=[samples.paths[i] for i in sorted({*chosen, *held})])
-    covered = len({int(samples.labels[i]) for i in chosen} - {-1})
-    log(f"calibrating on {len(chosen)} images covering {covered} of {classes} classes ({method}); "
-        + (f"{len(held)} held out for the comparison" if not set(held) & set(chosen) else
-           "warning: no images left to hold out: the comparison runs on calibration images"))
-    pre = preprocessing(card)
+    covered = len({int(groups[i]) for i in chosen} - {-1})
+    log(f"calibrating on {len(chosen)} images covering {covered} of {classes} {kind} ({method}); "
+        + (f"{len(held)} held out for the comparison" if held_out else
+           "warning: no images left to hold out: the comparison runs on calibration images")
+        + f"; preprocessing: {pre.describe()}")
     batch = fp32.batch or 8
     reader = _Reader(file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -128,9 +135,10 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
         for key, value in card.replace(export=export).to_props().items():
             quantized.metadata_props.add(key=key, value=value)
         onnx.save(quantized, str(staged.file))
-    report = {"calibration_images": reader.used, "classes_covered": covered, "held_out": len(held),
-              "method": method, "size_mb": {"float32": round(Path(model).stat().st_size / 2**20, 1),
-                                            "int8": round(Path(out).stat().st_size / 2**20, 1)}}
+    report = {"calibration_images": reader.used, "classes_covered": covered, "compared_images": len(held),
+              "held_out": len(held) if held_out else 0, "method": method, "input_size": pre.size,
+              "size_mib": {"float32": round(Path(model).stat().st_size / 2**20, 1),
+                           "int8": round(Path(out).stat().st_size / 2**20, 1)}}
     int8 = open_artifact(out)
     with pipeline_cwd():  # one pass over the held-out images feeds both models
         both, labels = run_dataset(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),

@@ -6,8 +6,8 @@
   dynamic);
 - `.mindir`: porting's MINDIR through mindspore.load; metadata from its user_info, batch and size fixed.
 
-A fixed batch is filled by splitting and padding (the padding's outputs are dropped); a fixed size that differs
-from the requested one is refused.
+A fixed batch is filled by splitting and padding (the padding's outputs are dropped); a file of a fixed size is
+fed at that size unless another is asked for, which is refused.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from porting.card import ModelCard
 from porting.errors import PortingError, first_line
+from porting.images.preprocessing import Preprocessing, preprocessing
 from porting.options import RUNTIMES
 from porting.runners.runtime import LOGITS, Runtime
 
@@ -37,6 +38,16 @@ class Artifact(Runtime):
         if self.size is not None and size != self.size:
             raise PortingError(f"'{self.path}' takes {self.size}x{self.size} inputs, not {size}x{size}: export it "
                                f"with --size {size}, or (ONNX) with --dynamic-size")
+
+    def preprocessing(self, overrides: dict | None = None) -> Preprocessing:
+        """The card's preprocessing with `overrides` (porting.options.Preprocess fields). A file of a fixed size is
+        fed at its own size (exported with --size 96: 96), unless --size asks for another, which it refuses."""
+        overrides = dict(overrides or {})
+        if overrides.get("size") is None and self.size is not None:
+            overrides["size"] = self.size
+        pre = preprocessing(self.card, **overrides)
+        self.check_size(pre.size)
+        return pre
 
     @property
     def name(self) -> str:

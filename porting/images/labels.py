@@ -58,7 +58,8 @@ class Samples:
 
     root: Path
     paths: list[Path]
-    labels: np.ndarray
+    labels: np.ndarray  # -1: unlabelled
+    groups: np.ndarray | None = None  # unlabelled images in class folders: each one's folder (to draw from all)
 
 
 def labelled_images(data: Path, card: ModelCard, label_file: Path | None = None, log=lambda msg: None,
@@ -66,7 +67,8 @@ def labelled_images(data: Path, card: ModelCard, label_file: Path | None = None,
     """DATA/val/<class>/<image> (or DATA/<class>/<image>): labels from the folder names (label_mapping).
     The deployment guide's layout, a flat folder of images (DATA/val/*.JPEG or DATA/*.JPEG) with a label file
     of `FILENAME LABEL` lines (--label-file, else val_label.txt beside the images or beside their folder).
-    unlabelled_ok: a flat folder without a label file gives label -1 for every image."""
+    unlabelled_ok: a flat folder without a label file, or class folders that are not the checkpoint's classes, give
+    label -1 for every image (class folders: with the folder of each as its group)."""
     data = Path(os.path.abspath(data))
     if not data.is_dir():
         raise PortingError(f"dataset folder '{data}' does not exist")
@@ -75,7 +77,17 @@ def labelled_images(data: Path, card: ModelCard, label_file: Path | None = None,
         if label_file is not None:
             raise PortingError(f"'{root}' holds class folders: their names are the labels, --label-file applies to "
                                f"a flat folder of images")
-        mapping = label_mapping(root, card)
+        try:
+            mapping = label_mapping(root, card)
+        except PortingError:
+            if not unlabelled_ok:
+                raise
+            folders = class_names(root)
+            log(f"'{root}': its {len(folders)} class folder(s) are not named as the checkpoint's {card.num_classes} "
+                f"classes; their images are used unlabelled (no accuracy), drawn across the folders")
+            paths = folder_images(root, log)
+            return Samples(root, paths, np.full(len(paths), -1, np.int32),
+                           np.array([folders.index(p.parent.name) for p in paths], np.int32))
         paths = folder_images(root, log)
         return Samples(root, paths, np.array([mapping[p.parent.name] for p in paths], np.int32))
     candidates = [label_file] if label_file else [root / "val_label.txt", root.parent / "val_label.txt"]
