@@ -350,6 +350,71 @@ def test_bad_finetune_config(ported3, data, tmp_path, text, culprit):
     assert_refused(cli(tmp_path, "finetune", ported3, "--data", data, "--config", config, "-o", out), culprit, [out])
 
 
+# --------------------------------------------------------------------------------------------- at once
+
+SHIMMED = ("mindspore", "torch", "tensorflow", "keras", "paddle", "onnxruntime", "timm", "openvino", "mindcv")
+
+
+@pytest.fixture(scope="module")
+def no_frameworks(work) -> dict:
+    """An environment in which importing any framework fails: a mistake refused there is refused before one loads,
+    within about a second whatever the machine (no timing needed)."""
+    shim = work / "no-frameworks"
+    for name in SHIMMED:
+        (shim / name).mkdir(parents=True)
+        (shim / name / "__init__.py").write_text(f"raise ImportError('{name} loaded before the mistake was seen')\n")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)}
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (["parity", XCEPTION, "--random-init", "0", "--plot", "OUT/p.txt"], "name it .png, .pdf or .svg"),
+    (["port-weights", XCEPTION, "--weights", "PNG", "-o", "OUT/x.ckpt"], "it is a PNG image"),
+    (["port-weights", XCEPTION, "--weights", "H5", "-o", "OUT/x.ckpt"], ".h5 is Keras's"),
+    (["port-weights", XCEPTION, "--weights", "FAKE_PTH", "-o", "OUT/x.ckpt"], "is a PNG image, not a zip archive or"),
+    (["port-weights", "timm:xception65.in22k", "--random-init", "0", "-o", "OUT/x.ckpt"], "no pretrained tag 'in22k'"),
+    (["port-weights", XCEPTION, "--random-init", "0", "-o", "OUT/x.pth"], "is not named .ckpt"),
+    (["random-weights", XCEPTION, "-o", "OUT/x.h5"], "weights are written as .pth"),
+    (["export", "CKPT", "--format", "onnx", "-o", "CKPT"], "is the input"),
+    (["export", "CKPT", "--format", "onnx", "-o", "FOLDER"], "is a folder"),
+    (["export", "CKPT", "--format", "onnx", "-o", "OUT/m.mindir"], "(a .mindir file is --format mindir)"),
+    (["export", "CKPT", "--format", "mindir", "-o", "OUT/m"], "name it m.mindir"),
+    (["export", "PTH", "--format", "onnx", "-o", "OUT/x.onnx"], "holds timm (PyTorch) weights, not a porting checkpoint"),
+    (["export", "CKPT", "--to", "timm", "-o", "OUT/x.h5"], "is written as a folder (no suffix), .safetensors, .pth"),
+    (["export", "CKPT", "--to", "timm:nosuchnet", "-o", "OUT/x"], "unknown model 'nosuchnet'"),
+    (["quantize", "ONNX", "--calib", "DATA", "-o", "ONNX"], "is the input"),
+    (["quantize", "ONNX", "--calib", "DATA", "-o", "OUT/q.mindir"], "quantize writes an int8 ONNX"),
+    (["finetune", "CKPT", "--data", "DATA", "--distributed", "-o", "OUT/run"], "msrun --worker_num=N"),
+    (["finetune", "CKPT", "--data", "IMG", "-o", "OUT/run"], "--data"),
+    (["eval", "CKPT", "--data", "IMG"], "is a file: give the dataset's folder"),
+    (["predict", "CKPT", "DATA"], "is a folder: predict takes image files"),
+    (["predict", "PTH", "IMG"], "holds timm (PyTorch) weights, not a porting checkpoint"),
+])
+def test_mistakes_in_the_command_line_are_refused_before_any_framework_loads(
+        ported, data, tmp_path, no_frameworks, args, culprit):
+    """A wrong file, name or flag is seen in the command line: one line at once, not after a framework's import or
+    a worker's start (the parity --plot mistake used to surface after a whole 32 s run)."""
+    png = tmp_path / "circle_0.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(png)
+    fake = tmp_path / "fake.pth"
+    fake.write_bytes(png.read_bytes())
+    h5 = tmp_path / "keras.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    pth = tmp_path / "xception.pth"
+    pth.write_bytes(b"PK\x03\x04" + bytes(100))
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"\x08\x08")
+    (tmp_path / "folder").mkdir()
+    sub = {"CKPT": str(ported), "DATA": str(data), "IMG": str(_jpeg(tmp_path / "a.jpg")), "PNG": str(png),
+           "FAKE_PTH": str(fake), "H5": str(h5), "PTH": str(pth), "ONNX": str(onnx_file),
+           "FOLDER": str(tmp_path / "folder")}
+    out = tmp_path / "OUT"
+    args = [sub.get(a, a.replace("OUT", str(out))) for a in args]
+    assert_refused(cli(tmp_path, *args, env=no_frameworks), culprit, [out / "x"])
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------------------------- output paths
 
 def test_output_that_is_the_input_is_refused(ported, tmp_path):

@@ -101,6 +101,23 @@ def test_models_lists_the_registry_without_building_networks_and_fits_the_termin
         assert spec.id in run.stdout, spec.id
 
 
+def test_timm_tags_are_timms_own():
+    """The tags checked before torch loads (porting.specs.TIMM_TAGS) are timm's own for every timm model porting has;
+    an unknown one is refused by resolve, in one line listing them."""
+    import timm
+
+    from porting.errors import PortingError
+    from porting.specs import TIMM_TAGS
+
+    names = {s.name.split(".")[0] for s in all_specs() if s.source == "timm"}
+    assert set(TIMM_TAGS) == names
+    for name, tags in TIMM_TAGS.items():
+        assert sorted(f"{name}.{t}" for t in tags) == sorted(timm.list_pretrained(f"{name}.*")), name
+    with pytest.raises(PortingError, match="no pretrained tag 'ra3_in1k' for xception41; its tags: xception41.tf_in1k"):
+        resolve("timm:xception41.ra3_in1k")
+    assert resolve("hf-hub:timm/xception65.ra3_in1k").tag == "ra3_in1k"
+
+
 def test_the_license_is_an_spdx_string():
     """pip warns that `project.license` as a TOML table is deprecated: the SPDX expression form."""
     import tomllib

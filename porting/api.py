@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from porting import files
+from porting import files, formats
 from porting.errors import PortingError
 from porting.options import Preprocess, TrainingRun
 from porting.specs import ModelSpec, resolve
@@ -85,6 +85,7 @@ def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
     from porting.runners.source import run_source
 
     model = run_spec(spec, modelzoo)
+    formats.check_weights_output(output, model.source, model.id)
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
                    save_weights_as=str(output), training=_training(model) if model.source == "modelzoo" else None)
@@ -115,8 +116,11 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
     weights = str(weights) if weights is not None else None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
-    if output is not None:
-        files.check_output(output, (weights,), what="checkpoint")  # before minutes of work, not after
+    if weights is not None:
+        formats.check_weights(weights, model.source, model.id)
+    if output is not None:  # before minutes of work, not after
+        files.check_output(output, (weights,), what="checkpoint")
+        formats.check_checkpoint_output(output)
     log(f"building {model.id} in a {model.source} worker process")
     with source_job(model, weights=weights, seed=seed) as source_result:
         from porting import msenv
@@ -135,6 +139,7 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
 
 def load(path: str | Path, device: str | None = None):
     """(MindSpore network in inference mode, porting.card.ModelCard) from a porting .ckpt, digests verified."""
+    formats.check_checkpoint(path)
     from porting import checkpoint, msenv
 
     msenv.setup(device)
@@ -146,9 +151,6 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
            fold_bn: bool = False, device: str | None = None):
     """Export a .ckpt to ONNX (checked by onnx.checker), MINDIR or AIR; returns (path, input shape). For the way
     back to a source library, see export_to."""
-    from porting import archs, checkpoint, msenv
-    from porting.converters import export as exporter
-
     fmt = format.lower()
     if fmt not in ("onnx", "mindir", "air"):
         raise PortingError(f"unknown format '{format}': use onnx, mindir or air")
@@ -156,7 +158,12 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
                                        ("--opset", opset != 17)) if on]
     if fmt != "onnx" and onnx_only:
         raise PortingError(f"{', '.join(onnx_only)} apply to ONNX exports, not {fmt.upper()}")
+    formats.check_checkpoint(ckpt)  # the command line's mistakes before MindSpore loads
     files.check_output(output, (ckpt,), what=f"{fmt.upper()} output")
+    formats.check_export_output(output, fmt)
+    from porting import archs, checkpoint, msenv
+    from porting.converters import export as exporter
+
     msenv.setup(device)
     if fmt == "air" and msenv.device() != "Ascend":
         raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
@@ -208,6 +215,8 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     model = run_spec(spec, modelzoo)
     if size is not None:
         model.check_size(size)
+    if weights is not None:
+        formats.check_weights(weights, model.source, model.id)
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log,
@@ -237,6 +246,8 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:
         model.check_size(size)
+    if weights is not None:
+        formats.check_weights(weights, model.source, model.id)
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
                rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
 
@@ -256,6 +267,9 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
 
     from porting.deploy.evaluate import evaluate as run_eval
 
+    if Path(data).is_file():  # before any runtime loads
+        raise PortingError(f"--data '{data}' is a file: give the dataset's folder (class folders, or a flat folder of "
+                           f"images with their val_label.txt)")
     if dump_logits is not None:
         files.check_output(dump_logits, (model,))
     result, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
@@ -276,6 +290,12 @@ def predict(model: str | Path, images: list[str | Path], *, topk: int | None = N
     and precision as for evaluate."""
     from porting.deploy.evaluate import predict as run_predict
 
+    for image in map(Path, images):  # before any runtime loads
+        if image.is_dir():
+            raise PortingError(f"'{image}' is a folder: predict takes image files ({image}/*.jpg...); for a "
+                               f"folder's accuracy, porting eval --data {image}")
+        if not image.is_file():
+            raise PortingError(f"image '{image}' does not exist")
     return run_predict(Path(model), [Path(p) for p in images], topk=topk, labels_file=Path(labels) if labels else None,
                        device=device, overrides=replace(preprocessing or Preprocess(), **overrides).as_dict(),
                        runtime=runtime, precision=precision)
@@ -291,6 +311,8 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
 
     if method not in METHODS:
         raise PortingError(f"unknown calibration method '{method}': use {', '.join(METHODS)}")
+    files.check_output(output, (model,), what="int8 ONNX output")
+    formats.check_named(output, ".onnx", "quantize writes an int8 ONNX")
     return run_quantize(Path(model), Path(calib), Path(output), images=images, holdout=holdout, method=method,
                         label_file=Path(label_file) if label_file else None, log=log, progress=progress)
 
@@ -327,6 +349,7 @@ def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str 
     """(recipe, settings, device): what `finetune` would train `ckpt` with on `device` (default: the config's
     device_target, else $PORTING_DEVICE, else MindSpore's own): the model-zoo recipe of its architecture (or
     `recipe`) for that device, `config` (a YAML) and `recipe_values` overriding it, in that order."""
+    formats.check_checkpoint(ckpt)
     from porting import checkpoint, msenv
     from porting.training import recipes
 
@@ -338,6 +361,14 @@ def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str 
     return chosen, settings, device
 
 
+def _launched_as_ranks() -> bool:
+    """Started as one rank of a data-parallel job: by msrun (MindSpore's dynamic cluster: MS_ROLE), mpirun, or an
+    Ascend rank table; mindspore.communication.init() needs one of them."""
+    import os
+
+    return any(os.environ.get(v) for v in ("MS_ROLE", "OMPI_COMM_WORLD_RANK", "RANK_TABLE_FILE"))
+
+
 def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_out", *, recipe: str | None = None,
              config: str | Path | None = None, run: TrainingRun | None = None, log=lambda msg: None, progress=None,
              **options) -> Path:
@@ -346,12 +377,23 @@ def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_
     (porting.options.TrainingRun: device, resume, distributed...) or its fields as keywords says how it runs.
     Returns the output folder."""
     from porting.options import split
-    from porting.training.finetune import Options
-    from porting.training.finetune import finetune as run_finetune
     from porting.training.recipes import Recipe
 
     run_fields, recipe_values = split(options, TrainingRun, Recipe)
     run = replace(run or TrainingRun(), **run_fields)
+    # what the command line alone says is wrong, before MindSpore loads
+    if run.distributed and not _launched_as_ranks():
+        raise PortingError("--distributed trains one process per device, and MindSpore's msrun starts them: msrun "
+                           "--worker_num=N --local_worker_num=N --master_port=8118 --log_dir=msrun_log --join=True "
+                           "\"$(which porting)\" finetune ... --distributed (README 'Data parallel with msrun'); on "
+                           "one device, leave --distributed out")
+    if not Path(data).is_dir():
+        raise PortingError(f"--data '{data}' {'is a file' if Path(data).exists() else 'does not exist'}: give the "
+                           f"dataset's folder ({data}/train/<class>/<image>)")
+    files.writable_folder(output)
+    from porting.training.finetune import Options
+    from porting.training.finetune import finetune as run_finetune
+
     chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=run.device, log=log,
                                                **recipe_values)
     opts = Options(ckpt=Path(ckpt), data=Path(data), output=Path(output), recipe=chosen,

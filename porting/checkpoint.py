@@ -19,7 +19,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from porting import files
+from porting import files, formats
 from porting.card import ModelCard
 from porting.errors import PortingError, first_line
 
@@ -52,13 +52,7 @@ def save(params: dict[str, np.ndarray], path: str | Path, card: ModelCard, input
 def load(path: str | Path) -> tuple[dict[str, np.ndarray], ModelCard]:
     """(tensors, card), both verified against the digests stored in the file."""
     path = Path(path)
-    if path.is_dir():
-        raise PortingError(f"checkpoint '{path}' is a folder, not a .ckpt file")
-    if not path.is_file():
-        raise PortingError(f"checkpoint '{path}' does not exist")
-    if path.suffix in (".onnx", ".mindir", ".air"):
-        raise PortingError(f"'{path}' is an exported {path.suffix[1:].upper()} model; this command reads the "
-                           f".ckpt written by port-weights or finetune")
+    formats.check_checkpoint(path)  # there, and not a source library's weights or an export
     try:
         raw = ms.load_checkpoint(str(path))
     except Exception as exc:  # noqa: BLE001 - MindSpore raises ValueError/RuntimeError/TypeError for bad files

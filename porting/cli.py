@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from porting import api, boundary, files
+from porting import api, boundary, files, formats
 from porting.errors import PortingError
 from porting.options import PRECISIONS, RUNTIMES, Preprocess, TrainingRun
 from porting.training.recipes import RECIPES
@@ -272,7 +272,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                    False, "--check-preprocessing",
                    help="Compare porting's image pipeline with the source library's own on --images (no network)."),
                report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
-               plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a PNG."),
+               plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a .png, .pdf or "
+                                                                         ".svg file."),
                modelzoo: Optional[Path] = MODELZOO,
                train_step: bool = typer.Option(
                    False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
@@ -286,6 +287,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     for path in (report, plot):
         if path is not None:
             files.check_output(path, (weights_path,))
+    if plot is not None:
+        formats.check_named_as(plot, formats.PLOT_SUFFIXES, "--plot")
     if check_preprocessing:
         if images is None:
             raise PortingError("--check-preprocessing compares image pipelines: give --images DIR")

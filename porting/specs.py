@@ -13,6 +13,15 @@ from porting.card import ModelCard
 from porting.errors import PortingError
 
 
+# timm 1.0.31's pretrained tags of the timm models porting has (timm.list_pretrained('MODEL.*')): a tag is checked
+# here, before torch loads (the worker checks again with timm itself); parity_tests/test_registry.py keeps this
+# table equal to timm's own
+TIMM_TAGS = {"inception_v4": ("tf_in1k",), "seresnext50_32x4d": ("gluon_in1k", "racm_in1k"),
+             "seresnext101_32x4d": ("gluon_in1k",), "legacy_seresnext50_32x4d": ("in1k",),
+             "legacy_xception": ("tf_in1k",), "xception41": ("tf_in1k",), "xception65": ("ra3_in1k", "tf_in1k"),
+             "xception71": ("tf_in1k",), "xception41p": ("ra3_in1k",), "xception65p": ("ra3_in1k",)}
+
+
 def spec_card(spec: ModelSpec) -> ModelCard:
     """The card a port of `spec` starts from: its architecture and the source's own preprocessing."""
     return ModelCard(arch=spec.arch, arch_config=spec.arch_config, num_classes=spec.num_classes, head=spec.head,
@@ -35,7 +44,7 @@ def resolve(text: str) -> ModelSpec:
     """'timm:xception' -> the legacy_xception spec. Case-insensitive; unknown names list the supported ones.
 
     timm names may carry timm's pretrained tag (`timm:xception65.tf_in1k`), and `hf-hub:timm/MODEL.TAG` names
-    the same model on the Hugging Face Hub; timm checks the tag when the worker builds the model.
+    the same model on the Hugging Face Hub; the tag must be one of timm's (TIMM_TAGS).
     """
     if text.strip().lower().startswith("hf-hub:"):
         repo = text.strip()[len("hf-hub:"):]
@@ -60,6 +69,10 @@ def resolve(text: str) -> ModelSpec:
     if dot and key_source == "timm" and tag:
         for spec in matches:
             if base == spec.name.lower() or base in (a.lower() for a in spec.aliases):
+                tags = TIMM_TAGS.get(spec.name)
+                if tags is not None and tag not in tags:
+                    raise PortingError(f"timm has no pretrained tag '{tag}' for {spec.name}; its tags: "
+                                       f"{', '.join(f'{spec.name}.{t}' for t in tags)}")
                 return replace(spec, tag=tag)
     names = ", ".join(s.id + (f" (alias {', '.join(s.aliases)})" if s.aliases else "") for s in matches)
     # a model that other sources have but this library does not ship (keras:inception_v4, keras:seresnext50_32x4d)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from porting import files
+from porting import files, formats
 from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Structure
 from porting.card import ModelCard
 from porting.errors import PortingError
@@ -93,14 +93,29 @@ def target_spec(text: str, card: ModelCard) -> ModelSpec:
 
 def check_suffix(spec: ModelSpec, output: Path) -> bool:
     """True when the output is a folder (timm's local-dir layout)."""
+    return _written_as(spec.source, spec.id, output)
+
+
+def _written_as(library: str, target: str, output: Path) -> bool:
     name = output.name
-    suffixes = SUFFIXES[spec.source]
+    suffixes = SUFFIXES[library]
     if any(name.endswith(s) for s in suffixes if s):
         return False
     if "" in suffixes and "." not in name:
         return True
     shown = ", ".join("a folder (no suffix)" if not s else s for s in suffixes)
-    raise PortingError(f"output '{output}': {spec.id} is written as {shown}")
+    raise PortingError(f"output '{output}': {target} is written as {shown}")
+
+
+def check_early(ckpt: Path, output: Path, to: str) -> None:
+    """What the command line alone says is wrong, before MindSpore loads to read the checkpoint's card: the
+    checkpoint, the target's name, and the output's name and place."""
+    formats.check_checkpoint(ckpt)
+    library = to.split(":", 1)[0].strip().lower()
+    if ":" in to:
+        resolve(to)  # an unknown spec
+    if library in SUFFIXES:
+        files.check_output(output, (ckpt,), what=f"{library} output", folder=_written_as(library, to, output))
 
 
 def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
@@ -143,6 +158,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
               modelzoo=None, size: int | None = None, batch: int = 2, input_seed: int = 1234, log=lambda msg: None):
     """(report or None, Fit, target spec): the checkpoint in the target library's format at `output`, proven on
     `batch` seeded inputs of `size` (default: the checkpoint's input size, where the target runs at it)."""
+    check_early(ckpt, output, to)
     from porting import archs, checkpoint, msenv
     from porting import modelzoo as zoo
     from porting.compare import Report, compare

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from porting import formats
 from porting.card import ModelCard
 from porting.errors import PortingError, first_line
 from porting.images.preprocessing import Preprocessing, preprocessing
@@ -149,6 +150,10 @@ def open_artifact(path: Path, device: str | None = None, runtime: str = "ort",
     if suffix != ".onnx" and (runtime != "ort" or precision is not None):
         raise PortingError(f"--runtime and --precision choose how an .onnx runs; '{path}' runs in MindSpore "
                            f"(export it with porting export --format onnx)")
+    if suffix in (".onnx", ".mindir"):  # a PNG renamed, timm weights given as a model...: said before any runtime
+        formats.check_content(path, "model file")
+    elif suffix != ".air":
+        formats.check_checkpoint(path, "model file")
     if suffix == ".onnx":
         return _onnx(path, runtime, precision)
     if suffix == ".mindir":

@@ -71,7 +71,8 @@ def labelled_images(data: Path, card: ModelCard, label_file: Path | None = None,
     label -1 for every image (class folders: with the folder of each as its group)."""
     data = Path(os.path.abspath(data))
     if not data.is_dir():
-        raise PortingError(f"dataset folder '{data}' does not exist")
+        raise PortingError(f"dataset '{data}' is a file: give the folder that holds the images" if data.exists()
+                           else f"dataset folder '{data}' does not exist")
     root = data / "val" if (data / "val").is_dir() else data
     if any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir()):
         if label_file is not None:

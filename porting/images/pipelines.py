@@ -130,7 +130,8 @@ def train_folder(root: Path, card: ModelCard, size: int, batch_size: int, labels
 def load_image(path: Path, pre: Preprocessing) -> np.ndarray:
     """One image file -> CHW float32, through the very ops evaluation runs (decode included)."""
     if not path.is_file():
-        raise PortingError(f"image '{path}' does not exist")
+        raise PortingError(f"image '{path}' is a folder, not an image file" if path.is_dir() else
+                           f"image '{path}' does not exist")
     why = unreadable(path)
     if why:
         raise PortingError(f"cannot read image '{path}': {why}")
