@@ -370,7 +370,7 @@ def no_frameworks(work) -> dict:
     (["parity", XCEPTION, "--random-init", "0", "--plot", "OUT/p.txt"], "name it .png, .pdf or .svg"),
     (["port-weights", XCEPTION, "--weights", "PNG", "-o", "OUT/x.ckpt"], "it is a PNG image"),
     (["port-weights", XCEPTION, "--weights", "H5", "-o", "OUT/x.ckpt"], ".h5 is Keras's"),
-    (["port-weights", XCEPTION, "--weights", "FAKE_PTH", "-o", "OUT/x.ckpt"], "is a PNG image, not a zip archive or"),
+    (["port-weights", XCEPTION, "--weights", "FAKE_PTH", "-o", "OUT/x.ckpt"], "is a PNG image, not the zip archive or pickle"),
     (["port-weights", "timm:xception65.in22k", "--random-init", "0", "-o", "OUT/x.ckpt"], "no pretrained tag 'in22k'"),
     (["port-weights", XCEPTION, "--random-init", "0", "-o", "OUT/x.pth"], "is not named .ckpt"),
     (["random-weights", XCEPTION, "-o", "OUT/x.h5"], "weights are written as .pth"),

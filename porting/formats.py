@@ -65,10 +65,11 @@ def check_content(path: Path, what: str) -> None:
     protobuf = expected == ("protobuf",)  # no signature: only a file that is recognisably something else is refused
     if (found == "other" and protobuf) or found in expected:
         return
-    said = _SAID.get(found, found if found != "other" else "none of those")
-    wanted = " or ".join(_SAID[e] for e in expected)
-    raise PortingError(f"{what} '{path}' is {said}, not {wanted} as its suffix {_suffix(path)} says: not a file "
-                       f"it could be (corrupt, or another format renamed?)")
+    wanted = " or ".join(_SAID[e].split(" ", 1)[1] for e in expected)
+    if found == "other":
+        raise PortingError(f"{what} '{path}' is not the {wanted} a {_suffix(path)} file is (corrupt, or another format "
+                           f"renamed?)")
+    raise PortingError(f"{what} '{path}' is {_SAID.get(found, found)}, not the {wanted} a {_suffix(path)} file is")
 
 
 def _library_of(suffix: str) -> str:
@@ -129,7 +130,7 @@ def check_named(path: str | Path, suffix: str, writes: str) -> None:
         other = next((f for f, s in EXPORT_SUFFIXES.items() if s == path.suffix.lower()), None)
         raise PortingError(f"output '{path}' is not named {suffix}, but {writes}"
                            + (f" (a {path.suffix} file is --format {other})" if other and suffix != ".ckpt" else "")
-                           + f": name it {path.stem if path.suffix else path.name}{suffix}")
+                           + f": name it {path.stem if path.suffix.lower() in _CONTENTS else path.name}{suffix}")
 
 
 def check_named_as(path: str | Path, suffixes: tuple[str, ...], flag: str) -> None:
