@@ -350,6 +350,24 @@ def test_bad_finetune_config(ported3, data, tmp_path, text, culprit):
     assert_refused(cli(tmp_path, "finetune", ported3, "--data", data, "--config", config, "-o", out), culprit, [out])
 
 
+def test_a_config_for_a_device_this_machine_lacks_names_the_flag_that_overrides_it(ported3, data, tmp_path):
+    """A model-zoo default_config.yaml says device_target: "Ascend": where MindSpore has no Ascend, the line names
+    --device CPU, with which the file's recipe values apply."""
+    import mindspore as ms
+
+    if ms.hal.is_available("Ascend"):
+        pytest.skip("this MindSpore can use an Ascend device")
+    config = tmp_path / "default_config.yaml"
+    config.write_text('device_target: "Ascend"\nepoch_size: 7\n')
+    out = tmp_path / "run"
+    line = assert_refused(cli(tmp_path, "finetune", ported3, "--data", data, "--config", config, "-o", out),
+                          "sets device_target: Ascend", [out])
+    assert "--device CPU overrides it" in line, line
+    run = cli(tmp_path, "finetune", ported3, "--config", config, "--device", "CPU", "--print-recipe")
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["device"] == "CPU" and json.loads(run.stdout)["recipe"]["epochs"] == 7
+
+
 # --------------------------------------------------------------------------------------------- at once
 
 SHIMMED = ("mindspore", "torch", "tensorflow", "keras", "paddle", "onnxruntime", "timm", "openvino", "mindcv")

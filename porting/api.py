@@ -348,15 +348,21 @@ def finetune_recipe(ckpt: str | Path, *, recipe: str | None = None, config: str 
                     device: str | None = None, log=lambda msg: None, **recipe_values):
     """(recipe, settings, device): what `finetune` would train `ckpt` with on `device` (default: the config's
     device_target, else $PORTING_DEVICE, else MindSpore's own): the model-zoo recipe of its architecture (or
-    `recipe`) for that device, `config` (a YAML) and `recipe_values` overriding it, in that order."""
+    `recipe`) for that device, `config` (a YAML) and `recipe_values` overriding it, in that order. A config's
+    device_target that this machine cannot use is refused, naming the --device that overrides it."""
     formats.check_checkpoint(ckpt)
     from porting import checkpoint, msenv
     from porting.training import recipes
 
     _, card = checkpoint.load(ckpt)
     config = Path(config) if config else None
-    device = msenv.canonical_device(device) if device else (
-        (recipes.config_device(config) if config else None) or msenv.default_device())
+    named = recipes.config_device(config) if config and not device else None
+    if named and named not in msenv.usable_devices():  # a model-zoo default_config.yaml, written for Ascend
+        here = msenv.usable_devices()
+        raise PortingError(f"config file '{config}' sets device_target: {named}, which this MindSpore cannot use "
+                           f"here; --device {here[-1]} overrides it (the file's recipe values still apply; "
+                           f"usable here: {', '.join(here)})")
+    device = msenv.canonical_device(device) if device else (named or msenv.default_device())
     chosen, settings = recipes.load(recipe, card.arch, config, recipe_values, log=log, device=device)
     return chosen, settings, device
 

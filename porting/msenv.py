@@ -34,6 +34,11 @@ def canonical_device(name: str) -> str:
     raise PortingError(f"unknown device '{name}': use {', '.join(DEVICES)}")
 
 
+def usable_devices() -> list[str]:
+    """The devices this MindSpore build can run on here."""
+    return [d for d in DEVICES if ms.hal.is_available(d)]
+
+
 def default_device() -> str:
     """The device a command runs on when none is named: $PORTING_DEVICE, else this MindSpore build's own."""
     return canonical_device(os.environ.get("PORTING_DEVICE") or ms.get_context("device_target"))
@@ -51,7 +56,7 @@ def setup(device: str | None = None, graph: bool = False) -> str:
     if _DONE["device"] is not None:
         raise PortingError(f"MindSpore already runs on {_DONE['device']} in this process; cannot switch to {device}")
     if not ms.hal.is_available(device):
-        usable = [d for d in DEVICES if ms.hal.is_available(d)]
+        usable = usable_devices()
         raise PortingError(f"--device {device}: this MindSpore installation cannot use a {device} here (no "
                            f"{'CUDA' if device == 'GPU' else 'CANN'} runtime or device found); it can use "
                            f"{', '.join(usable)}")
