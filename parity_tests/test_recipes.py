@@ -63,7 +63,10 @@ def test_print_recipe_is_the_apis_recipe(ckpt, modelzoo_checkout):
                   "--config", config)
     assert run.code == 0, run.stderr
     printed = json.loads(run.stdout)
-    assert printed == {"device": CONFIGS[0][2], "recipe": recipe(ckpt, *CONFIGS[0][::2], "--config", config)}
+    assert {k: printed[k] for k in ("device", "recipe")} == {
+        "device": CONFIGS[0][2], "recipe": recipe(ckpt, *CONFIGS[0][::2], "--config", config)}
+    # the file sets its learning rates: used as given, not scaled to the batch (README "Fine-tuning")
+    assert printed["trained_with"]["lr_max"] == printed["recipe"]["lr_max"] and printed["trained_with"]["lr_as_given"]
 
 
 def first_document(path) -> dict:

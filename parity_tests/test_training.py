@@ -137,6 +137,19 @@ def test_default_recipe_finetunes_at_a_small_batch(ported, tiny_data, tmp_path):
     assert len(tops) == 3 and "epoch: 3 validation: top-1" in run.stderr
 
 
+def test_print_recipe_shows_the_learning_rates_the_run_trains_with(ported):
+    """The recipe's lr_max 0.4 is the model zoo's for a global batch of 1024; beside it, what batch 2 trains with
+    (0.4 x 2 / 1024, as the run logs it), and a learning rate the user set, as given."""
+    run = porting("finetune", ported, "--print-recipe", "--batch-size", "2", "--lr-end", "0.001")
+    assert run.code == 0, run.stderr
+    printed = json.loads(run.stdout)
+    assert printed["recipe"]["lr_max"] == 0.4 and printed["recipe"]["batch_size"] == 2
+    trained = printed["trained_with"]
+    assert trained["global_batch"] == 2 and trained["lr_max"] == pytest.approx(0.00078125), trained
+    assert trained["lr_init"] == pytest.approx(4e-5 * 2 / 1024) and trained["lr_end"] == 0.001, trained
+    assert trained["lr_as_given"] == ["lr_end"]
+
+
 def test_a_diverging_run_stops_with_the_fix(ported, tiny_data, tmp_path):
     run = porting("finetune", ported, "--data", tiny_data, "--batch-size", "4", "--epochs", "2", "--image-size", "64",
                   "--lr-max", "50", "--lr-init", "50", "--workers", "2", "-o", tmp_path / "run")

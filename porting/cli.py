@@ -454,7 +454,8 @@ def finetune_cmd(
             help="BatchNorm momentum in MindSpore's convention (moving = m x moving + (1 - m) x batch; default 0.9 "
                  "= PyTorch's 0.1; Keras trains with 0.99)"),
         print_recipe: bool = typer.Option(False, "--print-recipe",
-                                          help="Print the recipe this would train with (JSON) and exit"),
+                                          help="Print the recipe (JSON) and the learning rates this run would train "
+                                               "with, scaled to its global batch, and exit"),
 ) -> None:
     """Fine-tune with the MindSpore model-zoo recipes; one device or data-parallel under msrun."""
 
@@ -473,11 +474,13 @@ def finetune_cmd(
             raise PortingError(f"--shard must look like K/N with 0 <= K < N, not '{shard}'") from None
         shard_pair = (k, n)
     if print_recipe:
-        from porting.training.recipes import as_dict
+        from porting.training.recipes import as_dict, trained_with
 
-        chosen, _, on = api.finetune_recipe(ckpt, recipe=_value(recipe), config=config, device=_value(device),
-                                            log=log, **recipe_values)
-        print(json.dumps({"device": on, "recipe": as_dict(chosen)}, indent=2))
+        chosen, settings, on = api.finetune_recipe(ckpt, recipe=_value(recipe), config=config, device=_value(device),
+                                                   log=log, **recipe_values)
+        ranks = int(os.environ.get("MS_WORKER_NUM", "1")) if distributed else 1  # msrun's rank count
+        print(json.dumps({"device": on, "recipe": as_dict(chosen),
+                          "trained_with": trained_with(chosen, ranks, settings["lr_given"])}, indent=2))
         return
     if data is None:
         raise PortingError("finetune needs --data DIR (an ImageFolder root with train/)")

@@ -193,6 +193,15 @@ def scaled(recipe: Recipe, global_batch: int, given=()) -> tuple[Recipe, float]:
     return replace(recipe, **{k: getattr(recipe, k) * factor for k in LR_KEYS if k not in given}), factor
 
 
+def trained_with(recipe: Recipe, ranks: int = 1, given=()) -> dict:
+    """The learning rates a run of `ranks` ranks trains with (finetune's scaling, `scaled`): what --print-recipe
+    shows beside the recipe, whose own are the model zoo's for its reference batch."""
+    global_batch = recipe.batch_size * ranks
+    run, factor = scaled(recipe, global_batch, given)
+    return {"global_batch": global_batch, "lr_scale": factor, **{k: getattr(run, k) for k in LR_KEYS},
+            "lr_as_given": [k for k in LR_KEYS if k in given]}
+
+
 def as_dict(recipe: Recipe) -> dict:
     return asdict(recipe)
 
