@@ -738,6 +738,20 @@ def test_interrupted_runs_leave_nothing_behind(ported, ported3, data, tmp_path, 
                        code=130 if sig == signal.SIGINT else 2)
 
 
+def test_the_api_leaves_nothing_in_tmpdir_or_home(tmp_path):
+    """The Python API runs in the user's own TMPDIR (not the CLI's private one): what its frameworks write on the
+    way (onnxruntime's telemetry: $TMPDIR/.ses, ~/.cache/Microsoft/...) must not be left there."""
+    tmpdir, home = tmp_path / "tmp", tmp_path / "home"
+    tmpdir.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    code = "import porting, onnxruntime"  # as every API call that runs an ONNX: porting first, then onnxruntime
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(env, TMPDIR=str(tmpdir), HOME=str(home)))
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(tmpdir) == [] and [str(p.relative_to(home)) for p in home.rglob("*")] == []
+
+
 LIBRARY_THAT_SWALLOWS_THE_SIGNAL = """
 import os, signal, sys, time
 import typer

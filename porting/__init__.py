@@ -6,7 +6,14 @@ reusing_workers, train_step_parity (and check_parity, parity's name in 0.2.0). I
 function loads what it needs.
 """
 
+import os
+
 from porting.version import __version__  # noqa: F401 - porting.__version__
+
+# onnxruntime's telemetry (its 1DS client) writes $TMPDIR/.ses and ~/.cache/Microsoft/DeveloperTools/.onnxruntime/
+# when it is imported, and the API runs without the CLI's private TMPDIR: nothing of porting's runs may leave files
+# behind, so it is off unless the variable says otherwise (read when onnxruntime loads, after `import porting`)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
            "reusing_workers", "train_step_parity"]
