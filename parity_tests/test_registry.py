@@ -118,6 +118,33 @@ def test_timm_tags_are_timms_own():
     assert resolve("hf-hub:timm/xception65.ra3_in1k").tag == "ra3_in1k"
 
 
+def test_every_flag_of_every_command_has_help_and_shows_its_default():
+    """`porting CMD --help` explains each option and says what happens without it: its value, or (where it is
+    decided at run time) what decides it; switches that are off unless given say so by being switches. A metavar
+    never suggests a syntax the option does not take (--mean takes three values, not 'a,b,c')."""
+    import typer
+    from typer import _click
+
+    from porting.cli import app
+
+    command = typer.main.get_command(app)
+    problems = []
+    for name, sub in command.commands.items():
+        ctx = _click.Context(sub, info_name=name)
+        for param in sub.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            flag, text = param.get_help_record(ctx)
+            switch = param.is_flag and not param.secondary_opts and param.default is False
+            if not param.help:
+                problems.append(f"{name} {flag}: no help")
+            elif not (switch or param.required or "default: " in text):
+                problems.append(f"{name} {flag}: no default shown")
+            if "," in flag.split(max(param.opts, key=len), 1)[1]:
+                problems.append(f"{name} {flag}: a metavar with commas")
+    assert not problems, problems
+
+
 def test_the_license_is_an_spdx_string():
     """pip warns that `project.license` as a TOML table is deprecated: the SPDX expression form."""
     import tomllib

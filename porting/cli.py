@@ -71,24 +71,46 @@ def _value(choice) -> str | None:
     return None if choice is None else str(choice.value)
 
 
+# Every option has its help and shows its default: typer shows a value's own; where the default is decided at run
+# time (None here), show_default says what it is
 WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
                                                       ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv or "
-                                                      "model-zoo .ckpt.")
+                                                      "model-zoo .ckpt.",
+                       show_default="none: the library's own pretrained download, unless --random-init")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
-                      help="Seeded synthetic weights instead of a file: checks the pipeline offline.")
-SIZE_HELP = "Input size in pixels (default: the model's)."
-DEVICE = typer.Option(None, "--device", case_sensitive=False,
-                      help="CPU | GPU | Ascend (default: $PORTING_DEVICE or MindSpore's own).")
-NUM_CLASSES_HELP = "Re-initialise the head for N classes."
+                      help="Seeded synthetic weights instead of a file: checks the pipeline offline.",
+                      show_default="none: real weights")
+DEVICE = typer.Option(None, "--device", case_sensitive=False, help="CPU | GPU | Ascend.",
+                      show_default="$PORTING_DEVICE, else MindSpore's own")
 MODELZOO = typer.Option(None, "--modelzoo", metavar="DIR",
                         help="modelzoo: specs: your checkout of the MindSpore models repository (its root, or the "
-                             "model's folder); default $PORTING_MODELZOO.")
+                             "model's folder).", show_default="$PORTING_MODELZOO")
+NONE = "none"  # an optional output or input that is simply not written or read unless given
 
 
-def _size_option(flag: str = "--size", help: str = SIZE_HELP):
+def _size_option(flag: str = "--size", help: str = "Input size in pixels.", default: str = "the model's"):
     from porting.archs import MAX_INPUT_SIZE, MIN_SIZE_FLOOR
 
-    return typer.Option(None, flag, min=MIN_SIZE_FLOOR, max=MAX_INPUT_SIZE, help=help)
+    return typer.Option(None, flag, min=MIN_SIZE_FLOOR, max=MAX_INPUT_SIZE, help=help, show_default=default)
+
+
+def _recipe_default(key: str) -> str:
+    """finetune's default for a recipe value: the architecture's model-zoo recipe (--print-recipe: the run's own)."""
+    from porting.archs import DEVICE_CHANGES
+    from porting.training.recipes import LR_KEYS
+
+    def shown(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    values = {name: shown(getattr(recipe, key)) for name, recipe in RECIPES.items()}
+    scaled = f" x global batch / {next(iter(RECIPES.values())).reference_batch}" if key in LR_KEYS else ""
+    if len(set(values.values())) == 1:
+        text = f"the recipe's, {next(iter(values.values()))}{scaled}"
+    else:
+        text = f"the recipe's{scaled}: " + ", ".join(f"{name} {value}" for name, value in values.items())
+    if any(key in changes for per_device in DEVICE_CHANGES.values() for changes in per_device.values()):
+        text += " on Ascend; --print-recipe shows the device's"
+    return text
 
 
 @app.command("models")
@@ -161,8 +183,11 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                  weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
                  output: Optional[Path] = typer.Option(None, "-o", "--output",
                                                        help="Output .ckpt (replaced if it exists, only once the "
-                                                            "new one is complete)."),
-                 num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2, help=NUM_CLASSES_HELP),
+                                                            "new one is complete).",
+                                                       show_default="SOURCE_MODEL.ckpt"),
+                 num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2,
+                                                           help="Re-initialise the head for N classes.",
+                                                           show_default="the source's, kept"),
                  keep_background: bool = typer.Option(
                      False, "--keep-background",
                      help="Keep the background class (index 0) of a 1001-class TF-slim head instead of dropping it."),
@@ -188,10 +213,13 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
 @app.command("export")
 def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
                fmt: Optional[Format] = typer.Option(None, "--format", "-f", case_sensitive=False,
-                                                    help="onnx | mindir | air"),
+                                                    help="onnx | mindir | air; the output is named for it "
+                                                         "(x.onnx, x.mindir, x.air).",
+                                                    show_default="none: give it, or --to"),
                to: Optional[str] = typer.Option(None, "--to", help="Back to a source library instead: a spec "
                                                 "(keras:xception) or a library (timm: the checkpoint's own spec); "
-                                                "`porting models --targets` says which go exactly."),
+                                                "`porting models --targets` says which go exactly.",
+                                                show_default="none: --format"),
                approximate: bool = typer.Option(False, "--approximate", help="--to: write a target that computes "
                                                 "differently too, and report the measured agreement."),
                no_check: bool = typer.Option(False, "--no-check", help="--to: skip the proof in the target "
@@ -199,10 +227,10 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-we
                modelzoo: Optional[Path] = MODELZOO,
                output: Path = typer.Option(..., "-o", "--output",
                                            help="Output file (replaced if it exists, once the new one is whole)."),
-               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's; with --to, of the "
-                                                       "proof's inputs)."),
-               batch: Optional[int] = typer.Option(None, "--batch", min=1, max=4096,
-                                                   help="A fixed batch (MINDIR/AIR: default 1; ONNX: default dynamic)."),
+               size: Optional[int] = _size_option(help="Input size of the export; with --to, of the proof's "
+                                                       "inputs only.", default="the checkpoint's"),
+               batch: Optional[int] = typer.Option(None, "--batch", min=1, max=4096, help="A fixed batch.",
+                                                   show_default="1 for MINDIR / AIR, dynamic for ONNX"),
                opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21."),
                dynamic_size: bool = typer.Option(False, "--dynamic-size",
                                                  help="ONNX: dynamic height and width (the models pool globally)."),
@@ -254,13 +282,14 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
                batch: int = typer.Option(2, "--batch", min=1, max=256, help="Inputs compared (with --images: "
                                                                              "the first N files)."),
-               size: Optional[int] = _size_option(help="Input size (default: the model's)."),
+               size: Optional[int] = _size_option(),
                images: Optional[Path] = typer.Option(None, "--images", help="Compare on these image files (a folder, "
-                                                                            "or class folders) instead of seeded ones."),
+                                                                            "or class folders) instead of seeded ones.",
+                                                     show_default="seeded synthetic images"),
                rtol: Optional[float] = typer.Option(
                    None, "--rtol", min=1e-9, max=1.0, help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) "
-                   "per layer (default 1e-4; with --train-step the loss's, updates' and BN statistics' r, default "
-                   "1e-4: README 'Training-step parity')."),
+                   "per layer (with --train-step: the loss's, updates' and BN statistics' r; README 'Training-step "
+                   "parity').", show_default="1e-4"),
                onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
                mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
                openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "
@@ -271,9 +300,10 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                check_preprocessing: bool = typer.Option(
                    False, "--check-preprocessing",
                    help="Compare porting's image pipeline with the source library's own on --images (no network)."),
-               report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON."),
+               report: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON.",
+                                                     show_default=NONE),
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a .png, .pdf or "
-                                                                         ".svg file."),
+                                                                         ".svg file.", show_default=NONE),
                modelzoo: Optional[Path] = MODELZOO,
                train_step: bool = typer.Option(
                    False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
@@ -348,10 +378,11 @@ def _print_pipelines(result: dict) -> None:
 
 @app.command("random-weights")
 def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
-                   seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
+                   seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the synthetic weights."),
                    output: Path = typer.Option(..., "-o", "--output", help="File in the source's own format "
                                                                            "(.pth or .safetensors for timm)."),
-                   num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2),
+                   num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2,
+                                                             help="Classes of the head.", show_default="the model's"),
                    modelzoo: Optional[Path] = MODELZOO) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
 
@@ -363,7 +394,7 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
 @app.command("bench")
 def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-weights or finetune"),
               batch: list[int] = typer.Option([1, 8], "--batch", min=1, max=1024, help="Batch sizes (repeatable)"),
-              size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
+              size: Optional[int] = _size_option(default="the checkpoint's"),
               reps: int = typer.Option(10, "--reps", min=1, max=1000, help="Timed calls per runtime and batch"),
               device: Optional[Device] = DEVICE,
               runtime: Optional[list[RuntimeName]] = typer.Option(
@@ -405,54 +436,83 @@ def _progress():
                     console=err, disable=not err.is_terminal)
 
 
-def _nonneg(flag: str, help: str | None = None):
-    return typer.Option(None, flag, min=0.0, help=help)
+def _nonneg(flag: str, help: str):
+    """A recipe value of finetune's (a float >= 0), its default the recipe's."""
+    key = {"--weight-decay": "weight_decay"}.get(flag, flag[2:].replace("-", "_"))
+    return typer.Option(None, flag, min=0.0, help=help, show_default=_recipe_default(key))
 
 
 @app.command("finetune")
 def finetune_cmd(
         ckpt: Path = typer.Argument(..., help="A ported (or fine-tuned) .ckpt"),
         data: Optional[Path] = typer.Option(None, "--data", help="ImageFolder root with train/ (and optionally "
-                                                                 "val/); required unless --print-recipe"),
-        output: Path = typer.Option(Path("finetune_out"), "-o", "--output-dir", help="Checkpoints and train.log"),
+                                                                 "val/).", show_default="none: required, unless "
+                                                                                        "--print-recipe"),
+        output: Path = typer.Option(Path("finetune_out"), "-o", "--output-dir", help="Checkpoints and train.log."),
         recipe: Optional[RecipeName] = typer.Option(None, "--recipe", case_sensitive=False,
-                                                    help="Model-zoo recipe (default: the architecture's)"),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML of recipe keys overriding the recipe"),
-        num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2, help="New head for N classes"),
-        epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=65536, help="Per device"),
-        lr_max: Optional[float] = _nonneg("--lr-max", "Peak learning rate, used as given (not batch-scaled)"),
-        lr_init: Optional[float] = _nonneg("--lr-init"),
-        lr_end: Optional[float] = _nonneg("--lr-end"),
-        warmup_epochs: Optional[float] = _nonneg("--warmup-epochs"),
-        lr_decay_mode: Optional[Decay] = typer.Option(None, "--lr-decay-mode", case_sensitive=False),
-        optimizer: Optional[Optim] = typer.Option(None, "--optimizer", case_sensitive=False),
-        weight_decay: Optional[float] = _nonneg("--weight-decay"),
-        label_smooth: Optional[float] = typer.Option(None, "--label-smooth-factor", min=0.0, max=1.0),
-        loss_scale: Optional[float] = typer.Option(None, "--loss-scale", min=1.0),
-        amp_level: Optional[Amp] = typer.Option(None, "--amp-level", case_sensitive=False),
-        save_epochs: Optional[int] = typer.Option(None, "--save-checkpoint-epochs", min=1),
-        save_steps: Optional[int] = typer.Option(None, "--save-checkpoint-steps", min=0),
-        keep_max: Optional[int] = typer.Option(None, "--keep-checkpoint-max", min=1),
-        image_size: Optional[int] = _size_option("--image-size", "Train/eval size (default: the checkpoint's)"),
+                                                    help="Model-zoo recipe.", show_default="the architecture's"),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML of recipe keys overriding the recipe "
+                                                                     "(a model zoo's default_config.yaml works).",
+                                              show_default=NONE),
+        num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2, help="New head for N classes.",
+                                                  show_default="the class folders'"),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs.",
+                                             show_default=_recipe_default("epochs")),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=65536, help="Batch per device.",
+                                                 show_default=_recipe_default("batch_size")),
+        lr_max: Optional[float] = _nonneg("--lr-max", "Peak learning rate, used as given (not batch-scaled)."),
+        lr_init: Optional[float] = _nonneg("--lr-init", "Learning rate the warmup starts from, used as given."),
+        lr_end: Optional[float] = _nonneg("--lr-end", "Learning rate the decay ends at, used as given."),
+        warmup_epochs: Optional[float] = _nonneg("--warmup-epochs", "Epochs of linear warmup to --lr-max."),
+        lr_decay_mode: Optional[Decay] = typer.Option(None, "--lr-decay-mode", case_sensitive=False,
+                                                      help="How the learning rate decays after the warmup.",
+                                                      show_default=_recipe_default("lr_decay_mode")),
+        optimizer: Optional[Optim] = typer.Option(None, "--optimizer", case_sensitive=False, help="Optimizer.",
+                                                  show_default=_recipe_default("optimizer")),
+        weight_decay: Optional[float] = _nonneg("--weight-decay", "L2 weight decay of conv and dense weights."),
+        label_smooth: Optional[float] = typer.Option(None, "--label-smooth-factor", min=0.0, max=1.0,
+                                                     help="Label smoothing.",
+                                                     show_default=_recipe_default("label_smooth_factor")),
+        loss_scale: Optional[float] = typer.Option(None, "--loss-scale", min=1.0, help="Fixed loss scale.",
+                                                   show_default=_recipe_default("loss_scale")),
+        amp_level: Optional[Amp] = typer.Option(None, "--amp-level", case_sensitive=False,
+                                                help="Mixed precision: O0 float32; O1-O3 float16 (GPU, Ascend).",
+                                                show_default="the recipe's for the device; O0 on CPU"),
+        save_epochs: Optional[int] = typer.Option(None, "--save-checkpoint-epochs", min=1,
+                                                  help="Save a checkpoint every N epochs.",
+                                                  show_default=_recipe_default("save_checkpoint_epochs")),
+        save_steps: Optional[int] = typer.Option(None, "--save-checkpoint-steps", min=0,
+                                                 help="Save every N steps instead (0: by epochs).",
+                                                 show_default=_recipe_default("save_checkpoint_steps")),
+        keep_max: Optional[int] = typer.Option(None, "--keep-checkpoint-max", min=1,
+                                               help="Checkpoints kept (the oldest go).",
+                                               show_default=_recipe_default("keep_checkpoint_max")),
+        image_size: Optional[int] = _size_option("--image-size", "Train and validation size.", "the checkpoint's"),
         device: Optional[Device] = DEVICE,
-        distributed: bool = typer.Option(False, "--distributed", help="Data parallel; launch with msrun"),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir"),
-        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers"),
-        log_every: int = typer.Option(0, "--log-every", min=0, help="Log the loss every N steps (0: once per epoch)"),
-        max_steps: int = typer.Option(0, "--max-steps", min=0, help="Stop this run after N steps (--resume continues)"),
-        shard: Optional[str] = typer.Option(None, "--shard", help="K/N: train on shard K of N (single worker)"),
-        seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
+        distributed: bool = typer.Option(False, "--distributed", help="Data parallel, one process per device: "
+                                                                      "launch with msrun."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers.",
+                                              show_default="the cores, at most 8"),
+        log_every: int = typer.Option(0, "--log-every", min=0, help="Log the loss every N steps (0: once per "
+                                                                    "epoch)."),
+        max_steps: int = typer.Option(0, "--max-steps", min=0, help="Stop this run after N steps (0: no stop; "
+                                                                    "--resume continues)."),
+        shard: Optional[str] = typer.Option(None, "--shard", help="K/N: train on shard K of N (single worker).",
+                                            show_default="none: all the data"),
+        seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
+                                 help="Seed of a new head, the data order and the augmentation."),
         save_rank_weights: bool = typer.Option(False, "--save-rank-weights",
-                                               help="Every rank writes OUTPUT/rank_R.npz of its trainable weights"),
+                                               help="Every rank writes OUTPUT/rank_R.npz of its trainable weights."),
         pynative: bool = typer.Option(False, "--pynative",
-                                      help="Run cell by cell instead of compiling the training step (debugging)"),
+                                      help="Run cell by cell instead of compiling the training step (debugging)."),
         dataset_sink: Optional[bool] = typer.Option(None, "--dataset-sink/--no-dataset-sink",
-                                                    help="Sink the data to the device (default: on Ascend/GPU)"),
+                                                    help="Sink the data to the device.",
+                                                    show_default="on Ascend / GPU, off on CPU"),
         bn_momentum: Optional[float] = typer.Option(
             None, "--bn-momentum", min=0.0, max=1.0,
-            help="BatchNorm momentum in MindSpore's convention (moving = m x moving + (1 - m) x batch; default 0.9 "
-                 "= PyTorch's 0.1; Keras trains with 0.99)"),
+            help="BatchNorm momentum in MindSpore's convention (moving = m x moving + (1 - m) x batch: PyTorch's "
+                 "momentum is 1 - m; Keras trains with 0.99).", show_default="0.9, PyTorch's 0.1"),
         print_recipe: bool = typer.Option(False, "--print-recipe",
                                           help="Print the recipe (JSON) and the learning rates this run would train "
                                                "with, scaled to its global batch, and exit"),
@@ -501,19 +561,20 @@ class QuantMethod(StrEnum):
 
 @app.command("quantize")
 def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written by porting export"),
-                 calib: Path = typer.Option(..., "--calib", help="Calibration images: ImageFolder, or a flat folder "
-                                                                 "(with a 'FILENAME LABEL' file, or unlabelled)"),
-                 output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx"),
+                 calib: Path = typer.Option(..., "--calib", help="Calibration images: class folders, or a flat "
+                                                                 "folder (with a 'FILENAME LABEL' file, or unlabelled)."),
+                 output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx."),
                  images: Optional[int] = typer.Option(None, "--images", min=1,
-                                                      help="Calibration images, drawn to cover every class "
-                                                           "(default 1000, or what the folder holds beside the "
-                                                           "--holdout images)"),
+                                                      help="Calibration images, drawn to cover every class.",
+                                                      show_default="1000, or what the folder holds beside the "
+                                                                   "--holdout images"),
                  holdout: int = typer.Option(200, "--holdout", min=0, help="Images kept out of calibration to "
-                                                                           "compare float32 and int8"),
+                                                                           "compare float32 and int8."),
                  method: QuantMethod = typer.Option(QuantMethod.minmax, "--method", case_sensitive=False,
-                                                    help="How activation ranges are calibrated"),
-                 label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat folder"),
-                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
+                                                    help="How activation ranges are calibrated."),
+                 label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat folder.",
+                                                           show_default="val_label.txt beside it, else none"),
+                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """int8 ONNX by ONNX Runtime's static QDQ quantization (per-channel), compared with the float32 model."""
     with _progress() as progress:
         report = api.quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
@@ -548,38 +609,48 @@ def _preprocessing_options(size, resize, crop_pct, interpolation, mean, std) -> 
 
 
 RESIZE = typer.Option(None, "--resize", min=8, max=4096, help="Resize the short side to N before the center crop "
-                                                             "(--resize 342 --size 299: the deployment guide's).")
-CROP_PCT = typer.Option(None, "--crop-pct", min=0.05, max=1.0, help="Crop fraction: resize to size / crop-pct.")
-INTERP = typer.Option(None, "--interpolation", case_sensitive=False, help="Resize interpolation (default: the model's).")
-MEAN = typer.Option(None, "--mean", help="R G B mean in [0, 1] units (default: the model's).")
-STD = typer.Option(None, "--std", help="R G B std in [0, 1] units (default: the model's).")
+                                                             "(--resize 342 --size 299: the deployment guide's).",
+                      show_default="size / crop-pct")
+CROP_PCT = typer.Option(None, "--crop-pct", min=0.05, max=1.0, help="Crop fraction: resize to size / crop-pct.",
+                        show_default="the model's")
+INTERP = typer.Option(None, "--interpolation", case_sensitive=False, help="Resize interpolation.",
+                      show_default="the model's")
+# three values after one flag (--mean 0.5 0.5 0.5): typer's own metavar would suggest commas
+MEAN = typer.Option(None, "--mean", metavar="R G B", help="Mean in [0, 1] units, three values.",
+                    show_default="the model's")
+STD = typer.Option(None, "--std", metavar="R G B", help="Std in [0, 1] units, three values.",
+                   show_default="the model's")
 MODEL_FILE = typer.Argument(..., help="A .ckpt (port-weights / finetune), or an .onnx / .mindir from porting export")
 RUNTIME = typer.Option(RuntimeName.ort, "--runtime", case_sensitive=False,
                        help="How an .onnx runs: ort (onnxruntime) or openvino (pip install 'porting[openvino]').")
 PRECISION = typer.Option(None, "--precision", case_sensitive=False,
-                         help="OpenVINO's inference precision (default f32; 'default': OpenVINO's own choice, bf16 "
-                              "on CPUs that have it).")
+                         help="OpenVINO's inference precision ('default': OpenVINO's own choice, bf16 on CPUs that "
+                              "have it).", show_default="f32")
 
 
 @app.command("eval")
 def eval_cmd(model: Path = MODEL_FILE,
              data: Path = typer.Option(..., "--data", help="ImageFolder root (uses val/ if present), or a flat folder "
                                                            "of images with a 'FILENAME LABEL' file"),
-             label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat image folder "
-                                                                                  "(default: val_label.txt beside it)"),
-             batch_size: int = typer.Option(32, "--batch-size", min=1, max=65536),
-             size: Optional[int] = _size_option(help="Crop size (default: the model's; timm's test size if it has one)."),
+             label_file: Optional[Path] = typer.Option(None, "--label-file", help="Labels of a flat image folder.",
+                                                       show_default="val_label.txt beside it"),
+             batch_size: int = typer.Option(32, "--batch-size", min=1, max=65536, help="Images per batch."),
+             size: Optional[int] = _size_option(help="Crop size.", default="the model's: timm's test size if it has "
+                                                                           "one, a fixed-size file's own"),
              resize: Optional[int] = RESIZE, crop_pct: Optional[float] = CROP_PCT,
              interpolation: Optional[Interp] = INTERP,
              mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
              device: Optional[Device] = DEVICE,
-             workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers"),
+             workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, help="Dataset workers.",
+                                                   show_default="the cores, at most 8"),
              results: Optional[Path] = typer.Option(None, "--results", help="Write per-image top-k lines (the "
-                                                                            "deployment guide's eval_topk format)"),
-             topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results"),
+                                                                            "deployment guide's eval_topk format).",
+                                                    show_default=NONE),
+             topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results."),
              runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
-             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
-             dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+             dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits and labels (.npz).",
+                                                        show_default=NONE)) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
     with _progress() as progress:
         result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
@@ -594,16 +665,17 @@ def eval_cmd(model: Path = MODEL_FILE,
 
 @app.command("predict")
 def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..., help="Image files"),
-                topk: Optional[int] = typer.Option(None, "--topk", min=1,
-                                                   help="How many classes to show (default 5, or all if fewer)."),
-                labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (label.txt)"),
-                size: Optional[int] = _size_option(help="Crop size (default: the model's)."),
+                topk: Optional[int] = typer.Option(None, "--topk", min=1, help="How many classes to show.",
+                                                   show_default="5, or all if fewer"),
+                labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (label.txt).",
+                                                      show_default="the model's (ImageNet's for 1000 classes)"),
+                size: Optional[int] = _size_option(help="Crop size.", default="the model's, a fixed-size file's own"),
                 resize: Optional[int] = RESIZE, crop_pct: Optional[float] = CROP_PCT,
                 interpolation: Optional[Interp] = INTERP,
                 mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
                 device: Optional[Device] = DEVICE,
                 runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
-                as_json: bool = typer.Option(False, "--json")) -> None:
+                as_json: bool = typer.Option(False, "--json", help="Print the results as JSON.")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
     results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtime=_value(runtime),
                           precision=_value(precision),
