@@ -7,7 +7,8 @@ tensor, a number) stays whole on one line; prose wraps between words. It tries, 
 1. every column side by side;
 2. each `under=` column moved into the cell of the column it names, as a second line (layer over its cell);
 3. then the `drop=` columns left out, 1 first (a caption says which);
-4. records: per row its key (`key=`, else the first column) on a line, then `header: value` fields, packed; nothing left out.
+4. records: per row its key (`key=`, else the first column) on a line, then `header: value` fields, packed;
+   nothing left out.
 
 Only a name longer than the whole terminal is folded onto the next line.
 """
@@ -52,8 +53,8 @@ class Fitted:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = options.max_width
+        droppable = sorted({c.drop for c in self.columns if c.drop})
         for stacked in (False, True):
-            droppable = sorted({c.drop for c in self.columns if c.drop})
             for dropped in range(len(droppable) + 1 if stacked else 1):
                 table = self._table(width, stacked, set(droppable[:dropped]))
                 if table is not None:
@@ -97,8 +98,8 @@ class Fitted:
         title_word = max((cell_len(w) for w in self.title.split()), default=0)  # the title's names stay whole too
         table = Table(title=Text(self.title, overflow="fold"), caption=caption, min_width=min(width, title_word))
         for k, group in enumerate(groups):
-            table.add_column(_wrapped(headers[k], widths[k]), justify=self.columns[group[0]].justify, width=widths[k],
-                             no_wrap=not prose[k], overflow="fold")
+            table.add_column(_wrapped(headers[k], widths[k]), justify=self.columns[group[0]].justify,
+                             width=widths[k], no_wrap=not prose[k], overflow="fold")
         for row in cells:
             table.add_row(*row)
         return table
@@ -113,14 +114,14 @@ class Fitted:
         for row in self.rows:
             key = row[first].copy()
             key.stylize("bold")
-            yield _whole(key)
+            yield _as_packed(key)
             lines: list[Text] = []
             wrapped = False
             for k, (column, value) in enumerate(zip(self.columns, row)):
                 if k != first and value.plain.strip():
                     wrapped = _pack(lines, column, value, room, new_line=wrapped)
             for line in lines:
-                yield _whole(Text.assemble(INDENT, line))
+                yield _as_packed(Text.assemble(INDENT, line))
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -170,8 +171,8 @@ def _wrapped(text: Text, width: int) -> Text:
     return Text("\n".join(lines))
 
 
-def _whole(text: Text) -> Text:
-    """A line packed to fit: rich leaves it alone (only a name wider than the terminal folds)."""
+def _as_packed(text: Text) -> Text:
+    """A line already packed to fit: rich leaves it as it is (only a name wider than the terminal folds)."""
     text.overflow = "fold"
     return text
 
@@ -183,12 +184,12 @@ def _pack(lines: list[Text], column: Column, value: Text, room: int, new_line: b
     label = Text(f"{column.header}: ", style="dim") if column.header else Text("")
     pieces = value.split("\n")
     words = [w for piece in pieces for w in _words(piece)] if column.prose else list(pieces)
-    field_text = Text.assemble(label, Text(" ").join(words))
-    if lines and not new_line and cell_len(lines[-1].plain) + cell_len(FIELD_GAP) + cell_len(field_text.plain) <= room:
-        lines[-1] = Text.assemble(lines[-1], FIELD_GAP, field_text)
+    whole = Text.assemble(label, Text(" ").join(words))
+    if lines and not new_line and cell_len(lines[-1].plain) + cell_len(FIELD_GAP) + cell_len(whole.plain) <= room:
+        lines[-1] = Text.assemble(lines[-1], FIELD_GAP, whole)
         return False
-    if cell_len(field_text.plain) <= room:
-        lines.append(field_text)
+    if cell_len(whole.plain) <= room:
+        lines.append(whole)
         return False
     first = Text.assemble(label, words[0])
     if cell_len(first.plain) <= room:
