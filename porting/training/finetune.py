@@ -246,7 +246,7 @@ class Trainer:
         # the augmentation's random draws depend on the number of workers: a resumed run keeps its run's
         workers = opts.run.workers or (resumed.settings.get("workers") if resumed else None) or default_workers()
         self.settings = {"seed": opts.run.seed, "workers": workers, "image_size": size, "num_classes": num_classes,
-                         "ranks": world, "shard": list(opts.run.shard) if opts.run.shard else None,
+                         "ranks": world, "shard": "{}/{}".format(*opts.run.shard) if opts.run.shard else None,
                          "bn_momentum": opts.run.bn_momentum,
                          **{k: v for k, v in as_dict(recipe).items() if k not in CHECKPOINTING}}
         if resumed:
@@ -385,6 +385,10 @@ class Trainer:
             self.train_log.close()
 
 
+def _shown(setting) -> str:
+    return "unset" if setting is None else str(setting)
+
+
 @dataclass(frozen=True)
 class Resumed:
     """The newest checkpoint of the run that --resume continues: its tensors (model and optimizer state) and
@@ -408,7 +412,7 @@ class Resumed:
         """A resumed run is the run it continues only with the same settings (recipe, seed, workers...): refuse
         others. (Checkpoints written before the settings were recorded have none to check.)"""
         current = json.loads(json.dumps(settings))  # as the checkpoint keeps them: tuples become lists
-        changed = [f"{key} {self.settings[key]} (this run: {value})" for key, value in current.items()
+        changed = [f"{key} {_shown(self.settings[key])} (this run: {_shown(value)})" for key, value in current.items()
                    if key in self.settings and self.settings[key] != value]
         if changed:
             raise PortingError(f"--resume: {self.path.name} was trained with {', '.join(changed)}; resume with its "
