@@ -132,7 +132,8 @@ def test_a_resumed_run_is_the_run_it_resumes(ported, finetuned, tiny_data, tmp_p
     drawn from where the iterator left the one before, which a resumed run does not replay."""
     out = tmp_path / "parts"
     args = ["finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "-o", out]
-    for extra, stopped in ((["--max-steps", "6"], "xception-1_6.ckpt"), (["--max-steps", "3", "--resume"], "xception-2_3.ckpt")):
+    for extra, stopped in ((["--max-steps", "6"], "xception-1_6.ckpt"),
+                           (["--max-steps", "3", "--resume"], "xception-2_3.ckpt")):
         run = porting(*args, *extra)
         assert run.code == 0, run.stderr
         assert (out / stopped).exists(), os.listdir(out)

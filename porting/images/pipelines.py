@@ -122,7 +122,7 @@ class TrainFolder:
     pipeline per epoch.
 
     One mindspore.dataset iterator over several epochs draws epoch e's order and crops from where epoch e - 1 left
-    its generators (the sampler reshuffles with seed + e, each random op's generator just runs on), so an iterator
+    its generators (the sampler's reshuffle and each random op's generator run on from there), so an iterator
     started at epoch e (a resumed run) replays epoch 0's draws. Here each epoch is a pipeline of its own, seeded
     by epoch_seed(seed, epoch): epoch e is the same whether the run reached it or resumed in it. The draws also
     depend on the number of workers (each has its own generators), so a resumed run keeps its run's `workers`."""
@@ -149,8 +149,9 @@ class TrainFolder:
         data = ds.ImageFolderDataset(str(self.root), shuffle=True, num_parallel_workers=self.workers,
                                      extensions=self.suffixes, class_indexing=self.labels, num_shards=self.num_shards,
                                      shard_id=self.shard_id, decode=False)
-        ops = [vision.RandomCropDecodeResize(self.size, scale=(0.08, 1.0), interpolation=_inter(self.card.interpolation)),
-               vision.RandomHorizontalFlip(), *_normalise(self.card.mean, self.card.std)]
+        crop = vision.RandomCropDecodeResize(self.size, scale=(0.08, 1.0),
+                                             interpolation=_inter(self.card.interpolation))
+        ops = [crop, vision.RandomHorizontalFlip(), *_normalise(self.card.mean, self.card.std)]
         data = data.map(ops, input_columns="image", num_parallel_workers=self.workers)
         data = data.map(ds.transforms.TypeCast(ms.int32), input_columns="label")
         return data.batch(self.batch_size, drop_remainder=True)
