@@ -426,7 +426,8 @@ class Resumed:
         """Model and optimizer state into `step_cell`; returns the global step to continue from."""
         if self.train_state.get("steps_per_epoch") not in (None, steps_per_epoch):
             raise PortingError(f"--resume: '{self.path}' was saved with {self.train_state['steps_per_epoch']} steps "
-                               f"per epoch, this run has {steps_per_epoch}: the training folder changed")
+                               f"per epoch, this run has {steps_per_epoch}: the training folder or the batch size "
+                               f"changed")
         restored = 0
         for _, param in step_cell.parameters_and_names():
             if param.name in self.tensors:
