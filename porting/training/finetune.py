@@ -200,7 +200,7 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
     if opts.run.resume and newest is None:
         raise PortingError(f"--resume: no checkpoint named like '*-E_S.ckpt' in '{opts.output}'")
     rank, world = _parallel_setup(opts.run.distributed)
-    ms.set_seed(opts.run.seed)  # every rank draws the same new head (and the data's epochs: TrainFolder)
+    ms.set_seed(opts.run.seed)  # every rank draws the same new head (the data seeds each epoch: TrainFolder)
     trainer = Trainer(opts, ckpt, data, output, device, rank, world, log, progress)
     with pipeline_cwd():
         trainer.train(sink)
