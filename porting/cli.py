@@ -586,7 +586,8 @@ class QuantMethod(StrEnum):
 @app.command("quantize")
 def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written by porting export"),
                  calib: Path = typer.Option(..., "--calib", help="Calibration images: class folders, or a flat "
-                                                                 "folder (with a 'FILENAME LABEL' file, or unlabelled)."),
+                                                                 "folder (with a 'FILENAME LABEL' file, or "
+                                                                 "unlabelled)."),
                  output: Path = typer.Option(..., "-o", "--output", help="The int8 .onnx."),
                  images: Optional[int] = typer.Option(None, "--images", min=1,
                                                       help="Calibration images, drawn to cover every class.",

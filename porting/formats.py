@@ -9,9 +9,11 @@ from pathlib import Path
 
 from porting.errors import PortingError
 
-# what each source library's runner reads and writes ('': a folder, timm's local-dir layout)
-WEIGHTS_SUFFIXES = {"timm": (".pth", ".pt", ".bin", ".safetensors"), "keras": (".weights.h5", ".h5", ".hdf5", ".keras"),
+# what each source library's runner reads and writes (timm also reads a model folder, its local-dir layout)
+WEIGHTS_SUFFIXES = {"timm": (".pth", ".pt", ".bin", ".safetensors"),
+                    "keras": (".weights.h5", ".h5", ".hdf5", ".keras"),
                     "paddleclas": (".pdparams",), "mindcv": (".ckpt",), "modelzoo": (".ckpt",)}
+_LIBRARY_NAMES = {"timm": "timm (PyTorch)", "keras": "Keras", "paddleclas": "PaddleClas", "mindcv": "MindSpore"}
 # what porting's own files are named: a checkpoint (port-weights, finetune) and each export --format
 CHECKPOINT_SUFFIX = ".ckpt"
 EXPORT_SUFFIXES = {"onnx": ".onnx", "mindir": ".mindir", "air": ".air"}
@@ -21,8 +23,8 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # parity --plot: matplotlib writes the
 # pickle, Keras 3 a zip (.keras) or HDF5; a MindSpore .ckpt is protobuf, which has no signature
 _CONTENTS = {".pth": ("zip", "pickle"), ".pt": ("zip", "pickle"), ".bin": ("zip", "pickle"),
              ".safetensors": ("safetensors",), ".weights.h5": ("hdf5",), ".h5": ("hdf5",), ".hdf5": ("hdf5",),
-             ".keras": ("zip",),
-             ".pdparams": ("pickle",), ".onnx": ("protobuf",), ".ckpt": ("protobuf",), ".mindir": ("protobuf",)}
+             ".keras": ("zip",), ".pdparams": ("pickle",),
+             ".onnx": ("protobuf",), ".ckpt": ("protobuf",), ".mindir": ("protobuf",)}
 _SAID = {"zip": "a zip archive", "pickle": "a pickle", "hdf5": "an HDF5 file", "safetensors": "a safetensors file",
          "protobuf": "a protobuf file"}
 _IMAGES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
@@ -73,9 +75,9 @@ def check_content(path: Path, what: str) -> None:
 
 
 def _library_of(suffix: str) -> str:
+    """Whose weights files a suffix names ('' for none): '.h5' -> 'Keras'; '.ckpt' -> 'MindSpore'."""
     owners = [lib for lib, suffixes in WEIGHTS_SUFFIXES.items() if suffix in suffixes]
-    return {"timm": "timm (PyTorch)", "keras": "Keras", "paddleclas": "PaddleClas"}.get(owners[0], owners[0]) \
-        if owners else ""
+    return _LIBRARY_NAMES[owners[0]] if owners else ""
 
 
 def check_weights(path: str | Path, library: str, spec: str) -> None:
