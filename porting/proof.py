@@ -17,7 +17,7 @@ from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
 from porting.runners.inputs import make_images
-from porting.runners.runtime import LOGITS
+from porting.runtimes.base import LOGITS
 from porting.runners.source import SourceRuntime, run_source, source_job
 from porting.specs import ModelSpec, spec_card
 
@@ -57,17 +57,17 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     from porting import archs, checkpoint, msenv
     from porting.converters.export import (OnnxOptions, export_ms, trace_onnx, without_extra_outputs,
                                            write_onnx)
-    from porting.runners.mindspore_runtime import MindirRuntime, MindSporeRuntime
-    from porting.runners.onnx_runtime import OnnxRuntime
+    from porting.runtimes.mindspore_runtime import MindirRuntime, MindSporeRuntime
+    from porting.runtimes.onnx_runtime import OnnxRuntime
 
     # a missing extra is one line at once, before the source runs
     skipped = {}
     if openvino:
-        from porting.runners.openvino_runtime import OpenVinoRuntime, require_openvino
+        from porting.runtimes.openvino_runtime import OpenVinoRuntime, require_openvino
 
         require_openvino()
     if tensorrt:
-        from porting.runners.tensorrt_runtime import TensorRtRuntime, cuda_devices, require_tensorrt
+        from porting.runtimes.tensorrt_runtime import TensorRtRuntime, cuda_devices, require_tensorrt
 
         if cuda_devices():
             require_tensorrt()

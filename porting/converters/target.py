@@ -146,7 +146,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     from porting.compare import Report, compare
     from porting.converters.port import target_shapes
     from porting.runners.inputs import make_images
-    from porting.runners.mindspore_runtime import MindSporeRuntime
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
     from porting.runners.source import source_job
 
     params, card = checkpoint.load(ckpt)

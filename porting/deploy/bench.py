@@ -19,7 +19,7 @@ from porting.runners.inputs import make_images
 
 def _openvino_wanted(runtimes: tuple[str, ...] | None, log) -> bool:
     """OpenVINO joins when asked, or by default when installed (a missing extra is then one log line)."""
-    from porting.runners.openvino_runtime import INSTALL, require_openvino
+    from porting.runtimes.openvino_runtime import INSTALL, require_openvino
 
     if runtimes is not None:
         if "openvino" in runtimes:
@@ -40,15 +40,15 @@ def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None
     (default: ort, and openvino when installed), onnxruntime and OpenVINO at each of `precisions`."""
     from porting import msenv
     from porting.converters.export import export_onnx
-    from porting.runners.mindspore_runtime import MindSporeRuntime
-    from porting.runners.onnx_runtime import OnnxRuntime
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
+    from porting.runtimes.onnx_runtime import OnnxRuntime
 
     for runtime in runtimes or ():
         if runtime not in RUNTIMES:
             raise PortingError(f"unknown runtime '{runtime}': use {', '.join(RUNTIMES)}")
     with_openvino = _openvino_wanted(runtimes, log)
     if with_openvino:
-        from porting.runners.openvino_runtime import OpenVinoRuntime, check_precision
+        from porting.runtimes.openvino_runtime import OpenVinoRuntime, check_precision
 
         for precision in precisions:
             check_precision(precision)

@@ -8,7 +8,7 @@ import numpy as np
 from porting import archs, files
 from porting.card import ModelCard
 from porting.errors import PortingError
-from porting.deploy.runtimes import open_artifact
+from porting.deploy.artifacts import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import imagenet_classes, labelled_images
 from porting.images.pipelines import file_dataset, load_image, pipeline_cwd
@@ -33,7 +33,7 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
              precision: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
     (data.labelled_images); `results` gets the deployment guide's per-image top-k lines. `runtime` and
-    `precision`: how an .onnx runs (deploy.runtimes.open_artifact)."""
+    `precision`: how an .onnx runs (deploy.artifacts.open_artifact)."""
     artifact = open_artifact(model, device, runtime, precision)
     card = artifact.card
     pre = preprocessing(card, **(overrides or {}))

@@ -14,7 +14,7 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError, first_line
-from porting.deploy.runtimes import open_artifact
+from porting.deploy.artifacts import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import Samples, labelled_images
 from porting.images.pipelines import file_dataset, pipeline_cwd

@@ -29,7 +29,7 @@ from porting.images.labels import label_mapping
 from porting.images.pipelines import folder_dataset, pipeline_cwd, train_folder
 from porting.images.preprocessing import preprocessing
 from porting.deploy.evaluate import run_dataset, scores
-from porting.runners.mindspore_runtime import MindSporeRuntime
+from porting.runtimes.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
 

@@ -18,7 +18,7 @@ import numpy as np
 from porting.card import ModelCard
 from porting.errors import PortingError, first_line
 from porting.options import RUNTIMES
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
 
 KINDS = {".ckpt": "MindSpore checkpoint", ".onnx": "ONNX (onnxruntime)", ".mindir": "MINDIR (MindSpore)"}
 
@@ -67,7 +67,7 @@ def _onnx(path: Path, runtime: str, precision: str | None) -> Artifact:
     if runtime == "openvino":
         import onnx
 
-        from porting.runners.openvino_runtime import OpenVinoRuntime
+        from porting.runtimes.openvino_runtime import OpenVinoRuntime
 
         # the card from the file's metadata_props; one runtime loads the model, not two
         try:
@@ -77,7 +77,7 @@ def _onnx(path: Path, runtime: str, precision: str | None) -> Artifact:
         run = OpenVinoRuntime(path, precision=precision or "f32")
         card, kind = ModelCard.from_props(props, path), f"ONNX (OpenVINO CPU, {run.said()})"
     else:
-        from porting.runners.onnx_runtime import OnnxRuntime
+        from porting.runtimes.onnx_runtime import OnnxRuntime
 
         run = OnnxRuntime(path)
         card, kind = ModelCard.from_props(run.custom_metadata, path), KINDS[".onnx"]
@@ -92,7 +92,7 @@ def _onnx(path: Path, runtime: str, precision: str | None) -> Artifact:
 def _mindir(path: Path, device: str | None) -> Artifact:
     from porting import msenv
     from porting.converters.export import read_mindir_metadata
-    from porting.runners.mindspore_runtime import MindirRuntime
+    from porting.runtimes.mindspore_runtime import MindirRuntime
 
     msenv.setup(device, graph=True)
     card = ModelCard.from_props(read_mindir_metadata(path), path)
@@ -102,7 +102,7 @@ def _mindir(path: Path, device: str | None) -> Artifact:
 
 def _ckpt(path: Path, device: str | None) -> Artifact:
     from porting import checkpoint, msenv
-    from porting.runners.mindspore_runtime import MindSporeRuntime
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
 
     msenv.setup(device, graph=True)
     net, card = checkpoint.load_model(path)
@@ -112,7 +112,7 @@ def _ckpt(path: Path, device: str | None) -> Artifact:
 def check_runtime(runtime: str, precision: str | None) -> None:
     """--runtime and --precision, before anything loads: OpenVINO takes any of its precisions; onnxruntime's CPU
     provider computes in the file's own types, so it takes none but f32 / default."""
-    from porting.runners.openvino_runtime import check_precision, require_openvino
+    from porting.runtimes.openvino_runtime import check_precision, require_openvino
 
     if runtime not in RUNTIMES:
         raise PortingError(f"unknown runtime '{runtime}': use {', '.join(RUNTIMES)}")

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from porting.errors import PortingError, first_line
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
 
 
 class MindSporeRuntime(Runtime):

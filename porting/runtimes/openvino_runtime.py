@@ -17,7 +17,7 @@ import numpy as np
 
 from porting.errors import PortingError, first_line
 from porting.options import PRECISIONS
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
 from porting.threads import cpu_threads
 
 INSTALL = "pip install 'porting[openvino]'"

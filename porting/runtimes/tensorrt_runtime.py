@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from porting.errors import PortingError
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
 
 INSTALL = "pip install 'porting[tensorrt]'"
 PRECISIONS = ("default", "f32", "f16")
