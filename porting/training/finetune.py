@@ -289,7 +289,8 @@ class Trainer:
 
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
-        result = scores(*run_dataset(MindSporeRuntime(self.net).logits, self.val_set, self.progress, f"val {epoch}"))
+        with MindSporeRuntime(self.net) as runtime:
+            result = scores(*run_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}"))
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")
