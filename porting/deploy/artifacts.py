@@ -162,7 +162,7 @@ def _onnx(path: Path, records: list[RuntimeRecord], precision: str, opened) -> l
 
 
 def _read_onnx(path: Path) -> tuple[dict[str, str], list]:
-    """The file's metadata_props and input shape, read by onnx itself (its weights left on disk)."""
+    """The file's metadata_props and input shape, read by onnx itself (external weights left on disk)."""
     import onnx
 
     try:
