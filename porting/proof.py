@@ -8,6 +8,7 @@ source's.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Sequence
@@ -129,21 +130,26 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
                 return tmp / "model.fp16.onnx", None, ""
             return tmp / "model.onnx", None, ""
 
-        for record in [runtime_record("mindspore"), *chosen]:
-            model, taps, what = model_for(record)
-            with record.runtime(model, taps=taps, precision="f32", what=what) as runtime:
+        with contextlib.ExitStack() as opened:  # every runtime open before the first input, closed at the end
+            runtimes = []
+            for record in [runtime_record("mindspore"), *chosen]:
+                model, taps, what = model_for(record)
+                runtimes.append(opened.enter_context(record.runtime(model, taps=taps, precision="f32", what=what)))
+            beside = []  # what a deployer gets at the runtime's other precisions, reported beside the verdict
+            for record in chosen:
+                for precision in record.beside:
+                    label = ("at its default precision" if precision == "default" else "on the --fp16 export"
+                             if precision == "f16" and record.f16_from_file else f"at {precision}")
+                    model, _, _ = model_for(record, precision)
+                    beside.append((opened.enter_context(record.runtime(model, precision=precision)), label))
+            for runtime in runtimes:
                 log(f"running {runtime.description}")
                 outputs = runtime.infer(x, cells)
                 compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()},
                         layers)
-        for record in chosen:  # what a deployer gets at the runtime's other precisions, beside the verdict
-            for precision in record.beside:
-                label = ("at its default precision" if precision == "default" else "on the --fp16 export"
-                         if precision == "f16" and record.f16_from_file else f"at {precision}")
-                model, _, _ = model_for(record, precision)
-                with record.runtime(model, precision=precision) as runtime:
-                    log(f"running {runtime.description}")
-                    runtime_default(report, runtime, reference, x, report.info["inputs"], label)
+            for runtime, label in beside:
+                log(f"running {runtime.description}")
+                runtime_default(report, runtime, reference, x, report.info["inputs"], label)
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
