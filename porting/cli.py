@@ -19,7 +19,8 @@ from rich.markup import escape
 
 from porting import api, boundary, files, formats
 from porting.errors import PortingError
-from porting.options import PRECISIONS, RUNTIMES, Preprocess, TrainingRun
+from porting.options import PRECISIONS, Preprocess, TrainingRun
+from porting.runtimes import all_runtimes, runtime_names
 from porting.tables import Column, Fitted
 from porting.training.recipes import RECIPES
 from porting.version import __version__
@@ -63,7 +64,11 @@ RecipeName = StrEnum("RecipeName", {name: name for name in RECIPES})  # the regi
 Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
 Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
 Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
-RuntimeName = StrEnum("RuntimeName", {v: v for v in RUNTIMES})
+RUNTIME_NAMES = runtime_names(leave_out=("mindspore",))  # the registry's, not a copy: MindSpore always runs
+
+
+def _runs_in(form: str) -> str:
+    return " or ".join(r.name for r in all_runtimes() if r.runs == form)
 Precision = StrEnum("Precision", {v: v for v in PRECISIONS})
 
 
@@ -305,12 +310,16 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                    None, "--rtol", min=1e-9, max=1.0, help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) "
                    "per layer (with --train-step: the loss's, updates' and BN statistics' r; README 'Training-step "
                    "parity').", show_default="1e-4"),
-               onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
-               mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
-               openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "
-                                             "f32, and report what its default precision gives."),
-               tensorrt: bool = typer.Option(False, "--tensorrt", help="Also check it in TensorRT at f32 (TF32 and "
-                                             "fp16 reported beside); skipped without a CUDA device."),
+               runtime: Optional[list[str]] = typer.Option(
+                   None, "--runtime", metavar="NAMES", help=f"Also check the port in these runtimes, in this "
+                   f"order, comma-separated or repeated: {RUNTIME_NAMES}. Each at f32 (OpenVINO's default and "
+                   f"TensorRT's TF32 and fp16 reported beside); tensorrt is skipped without a CUDA device.",
+                   show_default="none, MindSpore alone"),
+               onnx: bool = typer.Option(False, "--onnx", help="Same as --runtime ort: the ONNX export in "
+                                                               "onnxruntime."),
+               mindir: bool = typer.Option(False, "--mindir", help="Same as --runtime mindir: the MINDIR export."),
+               openvino: bool = typer.Option(False, "--openvino", help="Same as --runtime openvino."),
+               tensorrt: bool = typer.Option(False, "--tensorrt", help="Same as --runtime tensorrt."),
                full: bool = typer.Option(False, "--full", help="Print every compared layer, not just the summary."),
                check_preprocessing: bool = typer.Option(
                    False, "--check-preprocessing",
@@ -346,16 +355,18 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     from porting import report as rendering
 
     if train_step:
-        given = [flag for flag, on in (("--onnx", onnx), ("--mindir", mindir), ("--openvino", openvino),
-                                       ("--tensorrt", tensorrt), ("--images", images is not None)) if on]
+        given = [flag for flag, on in (("--runtime", runtime), ("--onnx", onnx), ("--mindir", mindir),
+                                       ("--openvino", openvino), ("--tensorrt", tensorrt),
+                                       ("--images", images is not None)) if on]
         if given:
             raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
                                f"inference parity")
         result = api.train_step_parity(model, weights_path, seed=seed, batch=batch, size=size,
                                        rtol=rtol, log=log)
     else:
-        result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                            openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol or 1e-4, log=log)
+        result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, runtimes=runtime or (),
+                            onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, images=images,
+                            rtol=rtol or 1e-4, log=log)
 
     if full:
         out.print(rendering.full_table(result))
@@ -416,17 +427,21 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
               size: Optional[int] = _size_option(default="the checkpoint's"),
               reps: int = typer.Option(10, "--reps", min=1, max=1000, help="Timed calls per runtime and batch"),
               device: Optional[Device] = DEVICE,
-              runtime: Optional[list[RuntimeName]] = typer.Option(
-                  None, "--runtime", case_sensitive=False,
-                  help="ONNX runtimes beside MindSpore (repeatable; default: ort, and openvino when installed)."),
+              runtime: Optional[list[str]] = typer.Option(
+                  None, "--runtime", metavar="NAMES",
+                  help=f"Runtimes to time beside MindSpore, comma-separated or repeated: {RUNTIME_NAMES}; one that "
+                       f"cannot run here (tensorrt without a CUDA device) is skipped in one line (default: ort, and "
+                       f"openvino and tensorrt where installed and able to run)."),
               precision: list[Precision] = typer.Option(
                   [Precision.f32, Precision.default], "--precision", case_sensitive=False,
-                  help="OpenVINO's precisions (repeatable; default: f32 and OpenVINO's own default)."),
+                  help="Precisions to time each runtime at, where it takes them; one that takes none of them runs "
+                       "f32 (repeatable; default: f32 and default, each runtime's own choice)."),
               as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
-    """Images per second of a ported model in MindSpore (GRAPH mode), ONNX Runtime and OpenVINO on this machine."""
+    """Images per second of a ported model in MindSpore (GRAPH mode) and in ONNX Runtime, OpenVINO, TensorRT or
+    MINDIR on this machine."""
     with _progress() as progress:
         results = api.benchmark(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress,
-                                runtimes=tuple(map(_value, runtime)) if runtime else None,
+                                runtimes=runtime or None,
                                 precisions=tuple(map(_value, precision)), log=log)
     if as_json:
         print(json.dumps(results, indent=2))
@@ -650,11 +665,16 @@ MEAN = typer.Option(None, "--mean", metavar="R G B", help="Mean in [0, 1] units,
 STD = typer.Option(None, "--std", metavar="R G B", help="Std in [0, 1] units, three values.",
                    show_default="the model's")
 MODEL_FILE = typer.Argument(..., help="A .ckpt (port-weights / finetune), or an .onnx / .mindir from porting export")
-RUNTIME = typer.Option(RuntimeName.ort, "--runtime", case_sensitive=False,
-                       help="How an .onnx runs: ort (onnxruntime) or openvino (pip install 'porting[openvino]').")
+RUNTIME = typer.Option(None, "--runtime", metavar="NAMES",
+                       help=f"What runs the file, comma-separated or repeated; several: one result each, the images "
+                            f"read once. An .onnx runs in {_runs_in('onnx')}, a .ckpt in {_runs_in('network')}, a "
+                            f".mindir in {_runs_in('mindir')}; one that cannot run here (tensorrt without a CUDA "
+                            f"device) is skipped in one line, an error if alone.",
+                       show_default="the file's own: ort, mindspore, mindir")
 PRECISION = typer.Option(None, "--precision", case_sensitive=False,
-                         help="OpenVINO's inference precision ('default': OpenVINO's own choice, bf16 on CPUs that "
-                              "have it).", show_default="f32")
+                         help="The runtime's inference precision: f32, or 'default' (its own choice: OpenVINO's bf16 "
+                              "on CPUs that have it, TensorRT's TF32); bf16 and f16 in OpenVINO, f16 in TensorRT on "
+                              "an --fp16 export.", show_default="f32")
 
 
 @app.command("eval")
@@ -676,20 +696,23 @@ def eval_cmd(model: Path = MODEL_FILE,
                                                                             "deployment guide's eval_topk format).",
                                                     show_default=NONE),
              topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results."),
-             runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
-             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+             runtime: Optional[list[str]] = RUNTIME, precision: Optional[Precision] = PRECISION,
+             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (a line per runtime)."),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits and labels (.npz).",
                                                         show_default=NONE)) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
     with _progress() as progress:
         result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
                               progress=progress, log=log, label_file=label_file, results=results, topk=topk,
-                              dump_logits=dump_logits, runtime=_value(runtime), precision=_value(precision),
+                              dump_logits=dump_logits, runtimes=runtime or None, precision=_value(precision),
                               preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
-    if as_json:
-        print(json.dumps(result))
-    else:
-        print(f"result: { {k: result[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
+    found = result if isinstance(result, list) else [result]
+    for each in found:  # the model zoo's eval.py line; several runtimes: each one's, named
+        if as_json:
+            print(json.dumps(each))
+        else:
+            named = f" ({each['runtime']}, {each['precision']})" if len(found) > 1 else ""
+            print(f"result{named}: { {k: each[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
 
 
 @app.command("predict")
@@ -703,23 +726,26 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 interpolation: Optional[Interp] = INTERP,
                 mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
                 device: Optional[Device] = DEVICE,
-                runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
+                runtime: Optional[list[str]] = RUNTIME, precision: Optional[Precision] = PRECISION,
                 as_json: bool = typer.Option(False, "--json", help="Print the results as JSON.")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
-    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtime=_value(runtime),
-                          precision=_value(precision),
+    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtimes=runtime or None,
+                          precision=_value(precision), log=log,
                           preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))
         return
+    several = len({r["runtime"] for r in results}) > 1
     for r in results:
-        out.print(predict_table(r))
+        out.print(predict_table(r, named=several))
 
 
-def predict_table(result: dict) -> Fitted:
-    """`porting predict`: one image's top classes (api.predict's result for it)."""
-    table = Fitted(result["image"], [Column("rank", justify="right"), Column("class", prose=True),
-                                     Column("index", justify="right"), Column("probability", justify="right")])
+def predict_table(result: dict, named: bool = False) -> Fitted:
+    """`porting predict`: one image's top classes (api.predict's result for it); `named`: the runtime and its
+    precision in the title (several runtimes ran)."""
+    title = result["image"] + (f" ({result['runtime']}, {result['precision']})" if named else "")
+    table = Fitted(title, [Column("rank", justify="right"), Column("class", prose=True),
+                           Column("index", justify="right"), Column("probability", justify="right")])
     for i, t in enumerate(result["top"], 1):
         table.add_row(str(i), escape(t["class"]), str(t["index"]), f"{t['probability']:.4f}")
     return table
