@@ -13,12 +13,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Optional
 
+from porting import boundary
+
+boundary.quiet_start()  # before the imports below (a third of a second): a Ctrl-C now is one line too
+
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from porting import api, boundary, files
+from porting import api, files
 from porting.errors import PortingError
 from porting.options import PRECISIONS, RUNTIMES, Preprocess, TrainingRun
 from porting.training.recipes import RECIPES
