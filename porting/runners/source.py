@@ -23,7 +23,7 @@ import numpy as np
 from porting import files
 from porting.errors import PortingError
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
 from porting.specs import ModelSpec
 
 
