@@ -85,7 +85,8 @@ def test_no_module_but_the_cards_reads_metadata_by_string_key():
 ])
 def test_one_place_runs_each_runtime(call, home):
     """onnxruntime sessions and MindSpore inference of porting's models live in their runtime, which everything
-    else uses. (A source worker runs its library's own model in its runner, *_source.py: mindcv's and the model
-    zoo's in MindSpore, as timm's runs in PyTorch; the parent sees them through runners.source.SourceRuntime.)"""
-    where = sorted(path for path, text in sources().items() if call in text and not path.endswith("_source.py"))
+    else uses. (A source worker runs its library's own model in its runner, sources/<library>/runner.py: mindcv's
+    and the model zoo's in MindSpore, as timm's runs in PyTorch; the parent sees them through SourceRuntime.)"""
+    where = sorted(path for path, text in sources().items()
+                   if call in text and not (path.startswith("porting/sources/") and path.endswith("/runner.py")))
     assert where == [home], where

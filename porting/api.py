@@ -29,7 +29,7 @@ __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_pa
 
 def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
     """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
-    from porting.modelzoo import located
+    from porting.sources.modelzoo import located
 
     return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
@@ -37,7 +37,7 @@ def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> Model
 def reusing_workers():
     """`with porting.reusing_workers(): ...`: the calls inside share one source worker per library, so torch,
     TensorFlow or Paddle is imported once rather than once per call (seconds each; a notebook, a test session)."""
-    from porting.runners.source import reusing_workers as reusing
+    from porting.sources.jobs import reusing_workers as reusing
 
     return reusing()
 
@@ -68,7 +68,7 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 
     from porting import msenv
     from porting.converters.port import target_shapes
-    from porting.runners.source import run_source
+    from porting.sources.jobs import run_source
 
     model = run_spec(spec, modelzoo)
     wm = model.build_weight_map()
@@ -82,7 +82,7 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
                    num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
     """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
-    from porting.runners.source import run_source
+    from porting.sources.jobs import run_source
 
     model = run_spec(spec, modelzoo)
     with files.atomic_output(output, what="weights file") as staged:
@@ -109,7 +109,7 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
     parameters and model card (a `Ported`); with `output`, the .ckpt is written too."""
     from porting.converters.port import port as port_tensors
     from porting.converters.port import target_shapes
-    from porting.runners.source import source_job
+    from porting.sources.jobs import source_job
 
     model = run_spec(spec, modelzoo)
     weights = str(weights) if weights is not None else None

@@ -16,9 +16,9 @@ import numpy as np
 from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
-from porting.runners.inputs import make_images
+from porting.sources.inputs import make_images
 from porting.runners.runtime import LOGITS
-from porting.runners.source import SourceRuntime, run_source, source_job
+from porting.sources.jobs import SourceRuntime, run_source, source_job
 from porting.specs import ModelSpec, spec_card
 
 

@@ -51,7 +51,7 @@ class ModelSpec:
     tag: str = ""
     hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
     resize_backend: str = ""  # how the source resizes (porting.images.preprocessing.RESIZE_BACKENDS); "": the source's
-    # where the source's code is, for a source that is a code checkout (the model zoo: porting.modelzoo); set per
+    # where the source's code is, for a source that is a code checkout (the model zoo: porting.sources.modelzoo); set per
     # run (--modelzoo DIR), like `hub`
     checkout: str = ""
     variant: str = ""  # how this variant computes, for the README table and `porting models`

@@ -1,5 +1,5 @@
 """port-weights: the source's tensors -> weight map -> MindSpore parameters (+ model card); the caller writes
-the .ckpt (porting.checkpoint) and runs the source worker (porting.runners.source)."""
+the .ckpt (porting.checkpoint) and runs the source worker (porting.sources.jobs)."""
 from __future__ import annotations
 
 import functools

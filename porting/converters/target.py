@@ -142,12 +142,12 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     """(report or None, Fit, target spec): the checkpoint in the target library's format at `output`, proven on
     `batch` seeded inputs of `size` (default: the checkpoint's input size, where the target runs at it)."""
     from porting import archs, checkpoint, msenv
-    from porting import modelzoo as zoo
+    from porting.sources import modelzoo as zoo
     from porting.compare import Report, compare
     from porting.converters.port import target_shapes
-    from porting.runners.inputs import make_images
+    from porting.sources.inputs import make_images
     from porting.runners.mindspore_runtime import MindSporeRuntime
-    from porting.runners.source import source_job
+    from porting.sources.jobs import source_job
 
     params, card = checkpoint.load(ckpt)
     spec = zoo.located(target_spec(to, card), modelzoo)

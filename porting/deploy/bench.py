@@ -14,7 +14,7 @@ from pathlib import Path
 from porting import archs, checkpoint, files
 from porting.errors import PortingError
 from porting.options import RUNTIMES
-from porting.runners.inputs import make_images
+from porting.sources.inputs import make_images
 
 
 def _openvino_wanted(runtimes: tuple[str, ...] | None, log) -> bool:

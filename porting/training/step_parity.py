@@ -21,8 +21,8 @@ from porting.converters.port import port, target_shapes
 from porting.errors import PortingError
 from porting.job import SourceResult, TrainStep
 from porting.report import Report
-from porting.runners.inputs import make_images
-from porting.runners.source import run_source, source_job
+from porting.sources.inputs import make_images
+from porting.sources.jobs import run_source, source_job
 from porting.specs import ModelSpec
 from porting.training.step import BN_MOMENTUM
 

@@ -1,5 +1,5 @@
 """MindSpore model zoo side of a source worker: the seeds' own Xception, InceptionV4 and SE_ResNeXt50 networks,
-imported from the user's model-zoo checkout (porting.modelzoo says where and how eval.py builds them).
+imported from the user's model-zoo checkout (porting.sources.modelzoo says where and how eval.py builds them).
 
 The user's files are never modified: bytecode is not written into the checkout, and what parity needs is done
 in memory, here: SE_ResNeXt50 runs in PYNATIVE (the mode forward hooks need) with its SEBlock's two-name shape
@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 
 from porting import msenv  # noqa: E402
 from porting.errors import PortingError, check_fits, first_line  # noqa: E402
-from porting.modelzoo import NETWORKS  # noqa: E402
-from porting.runners.mindcv_source import MindSporeSource, read_checkpoint, shapes  # noqa: E402
+from porting.sources.modelzoo import NETWORKS  # noqa: E402
+from porting.sources.mindcv.runner import MindSporeSource, read_checkpoint, shapes  # noqa: E402
 
 msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set

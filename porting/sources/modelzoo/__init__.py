@@ -2,7 +2,7 @@
 
 The model zoo is a repository of scripts, not an installable library, so a `modelzoo:` spec runs in the user's
 checkout: `--modelzoo DIR` (the model's own folder, or the repository root) or $PORTING_MODELZOO. This module
-finds the model in it and says how its eval.py builds the network; the worker (porting.runners.modelzoo_source)
+finds the model in it and says how its eval.py builds the network; the worker (porting.sources.modelzoo.runner)
 imports it from there. No framework imported here.
 """
 from __future__ import annotations

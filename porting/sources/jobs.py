@@ -42,7 +42,7 @@ def _worker_env(tmpdir: Path) -> dict:
 
 
 def _start_worker(job_file: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
+    return subprocess.Popen([sys.executable, "-m", "porting.sources.worker", str(job_file)],
                             stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, errors="replace", env=env)
 
@@ -88,7 +88,7 @@ class _KeptWorker:
         answers, theirs = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "porting.runners.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "porting.sources.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
                 stdout=None if _verbose() else subprocess.DEVNULL, stderr=None if _verbose() else self.log,
                 text=True, env=_worker_env(self.scratch), pass_fds=(theirs,))
         finally:
@@ -232,7 +232,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     """
     code = None
     if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
-        from porting import modelzoo  # (port-weights) needs none
+        from porting.sources import modelzoo  # (port-weights) needs none
 
         code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:

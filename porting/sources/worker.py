@@ -1,11 +1,11 @@
-"""Entry point of a source worker process: `python -m porting.runners.worker JOB.json`.
+"""Entry point of a source worker process: `python -m porting.sources.worker JOB.json`.
 
 Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
 printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
 (with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
 
-`python -m porting.runners.worker --serve FD` is the same worker kept for several jobs of one library
-(porting.runners.source.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
+`python -m porting.sources.worker --serve FD` is the same worker kept for several jobs of one library
+(porting.sources.jobs.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
 line on FD: {"error": null or "the line", "sound": false after an unanticipated failure}.
 """
 from __future__ import annotations
@@ -27,9 +27,9 @@ from porting.errors import PortingError, describe_os_error, first_line
 from porting.job import SourceInfo, SourceJob
 
 # source -> the module holding its SourceRunner (imported alone: one framework per process)
-RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
-           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner",
-           "modelzoo": "porting.runners.modelzoo_source:ModelzooRunner"}
+RUNNERS = {"timm": "porting.sources.timm.runner:TimmRunner", "paddleclas": "porting.sources.paddleclas.runner:PaddleRunner",
+           "keras": "porting.sources.keras.runner:KerasRunner", "mindcv": "porting.sources.mindcv.runner:MindcvRunner",
+           "modelzoo": "porting.sources.modelzoo.runner:ModelzooRunner"}
 PR_SET_PDEATHSIG = 1
 
 

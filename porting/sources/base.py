@@ -1,6 +1,6 @@
 """The source-runner contract (as Polygraphy's BaseRunner): the shared flow once, each framework's hooks apart.
 
-A worker process (porting.runners.worker) holds one runner. `load(job)` is the same for every framework: the
+A worker process (porting.sources.worker) holds one runner. `load(job)` is the same for every framework: the
 user's file, the library's untrained model (for names and shapes), seeded synthetic weights, or the library's
 own pretrained download. `randomize` is the one seeded randomiser, in NumPy. `forward` taps named modules. A
 framework's runner implements only the hooks: how to build, read, describe, list and assign its tensors, run
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from porting.errors import PortingError
-from porting.runners.inputs import make_images
+from porting.sources.inputs import make_images
 from porting.job import SourceJob
 
 LOGITS = "logits"

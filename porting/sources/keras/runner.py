@@ -20,7 +20,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
-from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
+from porting.sources.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
 from porting.job import SourceJob
 from porting.weight_maps.conventions import KerasModel
 from porting.threads import cpu_threads

@@ -12,7 +12,7 @@ import numpy as np
 
 from porting import msenv
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor
+from porting.sources.base import SourceRunner, Tensor
 from porting.job import SourceJob
 
 msenv.setup("CPU")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
 from porting.threads import cpu_threads
 

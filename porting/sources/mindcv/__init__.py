@@ -1,0 +1,1 @@
+"""The mindcv source library."""

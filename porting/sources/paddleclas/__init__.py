@@ -1,0 +1,1 @@
+"""The paddleclas source library."""

@@ -1,0 +1,1 @@
+"""The timm source library."""
