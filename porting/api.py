@@ -29,9 +29,9 @@ __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_pa
 
 def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
     """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
-    from porting.sources.modelzoo import located
+    from porting.sources import with_checkout
 
-    return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
+    return with_checkout(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
 
 def reusing_workers():
@@ -82,17 +82,21 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
                    num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
     """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
+    from porting.sources import library
     from porting.sources.jobs import run_source
 
     model = run_spec(spec, modelzoo)
+    # a library whose own checkpoints carry the optimizer's state (the model zoo's) gets its recipe's
+    training = _training(model) if library(model.source).checkpoint_has_optimizer else None
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output), training=_training(model) if model.source == "modelzoo" else None)
+                   save_weights_as=str(output), training=training)
     return Path(output)
 
 
 def _training(spec: ModelSpec):
-    """The recipe the model zoo's train.py wraps its network in: its checkpoints carry that optimizer's state."""
+    """The recipe a library's train.py wraps its network in (the model zoo's): its checkpoints carry that
+    optimizer's state."""
     from porting.archs import get_arch
     from porting.job import Training
     from porting.training.recipes import RECIPES
@@ -218,9 +222,6 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
 check_parity = parity  # its name in porting 0.2.0
 
 
-TRAIN_STEP_SOURCES = ("timm", "keras", "paddleclas")
-
-
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
                       batch: int = 2, size: int | None = None, rtol: float | None = None,
                       modelzoo: str | Path | None = None, source_changes: dict | None = None, log=lambda msg: None):
@@ -229,10 +230,11 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
     porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
     mutation tests get wrong on purpose)."""
+    from porting.sources import library
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
     model = run_spec(spec, modelzoo)
-    if model.source not in TRAIN_STEP_SOURCES:
+    if not library(model.source).train_step:
         raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:

@@ -59,7 +59,7 @@ class TrainStep:
 
 @dataclass(frozen=True)
 class SourceJob:
-    source: str  # the library: picks the worker's runner (porting.sources.worker.RUNNERS)
+    source: str  # the library: picks the worker's runner (its record's runner: porting.sources)
     model: str  # the library's own model name (timm's 'model.tag' where a tag is named)
     result_out: str  # where the worker writes SourceInfo as JSON
     hub: str = ""  # a Hugging Face Hub repo (timm)

@@ -1,6 +1,6 @@
 """parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-The source runs in its worker on the inputs (a runtime: runners.source) while the MindSpore network is built
+The source runs in its worker on the inputs (a runtime: SourceRuntime) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
 round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
 infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
@@ -16,10 +16,32 @@ import numpy as np
 from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
+from porting.errors import PortingError
+from porting.job import SourceResult
+from porting.runners.runtime import LOGITS, Runtime
 from porting.sources.inputs import make_images
-from porting.runners.runtime import LOGITS
-from porting.sources.jobs import SourceRuntime, run_source, source_job
+from porting.sources.jobs import run_source, source_job
 from porting.specs import ModelSpec, spec_card
+
+
+class SourceRuntime(Runtime):
+    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
+    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
+
+    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
+        self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
+        self.source, self.inputs = source, inputs
+
+    @property
+    def order(self) -> list[str]:
+        """The taps in the order the source computed them."""
+        return self.source.info.order
+
+    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
+        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
+            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
+        outputs = self.source.outputs
+        return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:

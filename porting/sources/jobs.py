@@ -21,10 +21,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from porting import files
+from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
-from porting.runners.runtime import LOGITS, Runtime
-from porting.specs import ModelSpec
+from porting.sources.registry import checkout_folder
 
 
 def _verbose() -> bool:
@@ -230,11 +230,9 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
     with step_grads (the library's names), the recipe's optimizer alone on those gradients.
     """
-    code = None
-    if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
-        from porting.sources import modelzoo  # (port-weights) needs none
-
-        code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
+    # a library that is a checkout (the model zoo) runs its network from it; reading weights alone (port-weights)
+    # needs none
+    code = checkout_folder(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:
         job = SourceJob(
             source=spec.source, model=spec.source_name, hub=spec.hub, weights=weights, seed=seed,
@@ -287,22 +285,3 @@ def run_source(spec: ModelSpec, **kwargs) -> SourceResult:
     with source_job(spec, **kwargs) as result:
         return result()
 
-
-class SourceRuntime(Runtime):
-    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
-    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
-
-    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
-        self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
-        self.source, self.inputs = source, inputs
-
-    @property
-    def order(self) -> list[str]:
-        """The taps in the order the source computed them."""
-        return self.source.info.order
-
-    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
-        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
-            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
-        outputs = self.source.outputs
-        return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}

@@ -1,6 +1,6 @@
 """Entry point of a source worker process: `python -m porting.sources.worker JOB.json`.
 
-Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
+Imports exactly one source framework: the runner of the job's library (its record's `runner`). Every failure, anticipated or not, is
 printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
 (with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
 
@@ -25,11 +25,8 @@ import numpy as np
 
 from porting.errors import PortingError, describe_os_error, first_line
 from porting.job import SourceInfo, SourceJob
+from porting.sources import library
 
-# source -> the module holding its SourceRunner (imported alone: one framework per process)
-RUNNERS = {"timm": "porting.sources.timm.runner:TimmRunner", "paddleclas": "porting.sources.paddleclas.runner:PaddleRunner",
-           "keras": "porting.sources.keras.runner:KerasRunner", "mindcv": "porting.sources.mindcv.runner:MindcvRunner",
-           "modelzoo": "porting.sources.modelzoo.runner:ModelzooRunner"}
 PR_SET_PDEATHSIG = 1
 
 
@@ -42,7 +39,7 @@ def _die_with_parent() -> None:
 
 
 def _run(job: SourceJob) -> None:
-    module, _, cls = RUNNERS[job.source].partition(":")
+    module, _, cls = library(job.source).runner.partition(":")  # imported alone: one framework per process
     runner = getattr(importlib.import_module(module), cls)()
     model, found = runner.load(job)
     if job.assign:

@@ -12,8 +12,9 @@ import numpy as np
 
 from porting import msenv
 from porting.errors import PortingError, check_fits, first_line
-from porting.sources.base import SourceRunner, Tensor
 from porting.job import SourceJob
+from porting.sources.base import SourceRunner, Tensor
+from porting.sources.mindcv import MINDCV
 
 msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
@@ -40,7 +41,7 @@ def read_checkpoint(path: str, what: str) -> dict:
     """The weights in a MindSpore .ckpt, without what training keeps beside them (TRAINING_STATE)."""
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
-    if not path.endswith(".ckpt"):
+    if not path.endswith(MINDCV.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a MindSpore .ckpt file for {what}")
     try:
         params = ms.load_checkpoint(path)

@@ -27,7 +27,7 @@ msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
 from mindspore import nn  # noqa: E402
 
-from porting.checkpoint import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
+from porting.card import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
 from porting.job import SourceJob, Training
 
 

@@ -27,8 +27,9 @@ import warnings
 import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.sources.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
+from porting.sources.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.paddleclas import PADDLECLAS
 from porting.threads import cpu_threads
 
 warnings.filterwarnings("ignore")
@@ -165,7 +166,7 @@ def _check_pickle(path: str) -> None:
 def read_pdparams(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
-    if not path.endswith(".pdparams"):
+    if not path.endswith(PADDLECLAS.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a .pdparams file for PaddleClas")
     try:
         _check_pickle(path)
