@@ -27,8 +27,9 @@ __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_pa
            "reusing_workers"]
 
 
-def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
-    """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
+def spec_for(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
+    """The spec a name (or spec) stands for, with the checkout its library runs from where it is one: `modelzoo`
+    for a modelzoo: spec (else $PORTING_MODELZOO when it runs), checked now, before any work."""
     from porting.sources import with_checkout
 
     return with_checkout(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
@@ -70,7 +71,7 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
     from porting.converters.port import target_shapes
     from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     wm = model.build_weight_map()
     sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
     msenv.setup()
@@ -85,7 +86,7 @@ def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
     from porting.sources import library
     from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     # a library whose own checkpoints carry the optimizer's state (the model zoo's) gets its recipe's
     training = _training(model) if library(model.source).checkpoint_has_optimizer else None
     with files.atomic_output(output, what="weights file") as staged:
@@ -115,7 +116,7 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
     from porting.converters.port import target_shapes
     from porting.sources.jobs import source_job
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     weights = str(weights) if weights is not None else None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
@@ -209,7 +210,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()
@@ -233,7 +234,7 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     from porting.sources import library
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if not library(model.source).train_step:
         raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
@@ -317,7 +318,7 @@ def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int
     from porting.images.folders import list_images
     from porting.proof import check_preprocessing as run_check
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()
@@ -347,12 +348,12 @@ def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_
     `config` (a YAML) and recipe values (epochs=, batch_size=, lr_max=...) overriding it, in that order; `run`
     (porting.options.TrainingRun: device, resume, distributed...) or its fields as keywords says how it runs.
     Returns the output folder."""
-    from porting.options import split
+    from porting.options import share_out
     from porting.training.finetune import Options
     from porting.training.finetune import finetune as run_finetune
     from porting.training.recipes import Recipe
 
-    run_fields, recipe_values = split(options, TrainingRun, Recipe)
+    run_fields, recipe_values = share_out(options, TrainingRun, Recipe)
     run = replace(run or TrainingRun(), **run_fields)
     chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=run.device, log=log,
                                                **recipe_values)

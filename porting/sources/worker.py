@@ -44,7 +44,7 @@ def _run(job: SourceJob) -> None:
     model, found = runner.load(job)
     if job.assign:
         with np.load(job.assign) as npz:
-            runner.put(model, {k: npz[k] for k in npz.files}, job.unassigned)
+            runner.assign_checked(model, {k: npz[k] for k in npz.files}, job.unassigned)
     if job.save_weights:
         runner.export_config = job.export_config
         try:
@@ -59,7 +59,7 @@ def _run(job: SourceJob) -> None:
         if job.assign and (job.inputs or job.tensors_out):
             # an export is proven on the file as the library reads it, not on the model that wrote it
             model = runner.load_file(job.save_weights, job.model, job.num_classes)
-            found = {**found, **runner.finish(model)}
+            found = {**found, **runner.inference_info(model)}
     info = SourceInfo(**found)
     if job.tensors_out:
         np.savez(job.tensors_out, **runner.tensors(model))

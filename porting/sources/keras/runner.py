@@ -186,7 +186,7 @@ class KerasRunner(SourceRunner):
                 f"could not download keras's ImageNet {m.constructor} weights ({type(exc).__name__}); offline? pass "
                 f"--weights FILE with a local .h5 / .weights.h5 / .keras file") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         m = self.model
         return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": {
             "input_size": [3, m.size, m.size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}

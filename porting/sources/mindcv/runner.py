@@ -116,7 +116,7 @@ class MindcvRunner(MindSporeSource):
             raise PortingError(f"could not download mindcv's pretrained {job.model} weights "
                                f"({type(exc).__name__}); offline? pass --weights FILE with a local .ckpt") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.set_train(False)
         return {"num_classes": int(shapes(model)[f"{HEAD}.weight"][0])}
 

@@ -128,7 +128,7 @@ class ModelzooRunner(MindSporeSource):
         raise PortingError(f"the model zoo publishes no download porting can fetch: pass --weights FILE with the "
                            f"{job.model} .ckpt its train.py saved")
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         head = NETWORKS[self.name].head
         if isinstance(model, Weights):
             return {"num_classes": int(model.params[head].shape[0])}

@@ -228,7 +228,7 @@ class PaddleRunner(SourceRunner):
         path = download_pretrained(job.model)
         return self.load_file(path, job.model, job.num_classes), {"pretrained_tag": os.path.basename(path)}
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.eval()
         return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
 

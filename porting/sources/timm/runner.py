@@ -90,7 +90,7 @@ class TimmRunner(SourceRunner):
                 f"could not download timm's pretrained {where} weights ({type(exc).__name__}); offline? "
                 f"pass --weights FILE with a local .pth/.bin/.safetensors") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.eval()
         cfg = model.pretrained_cfg
         # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
