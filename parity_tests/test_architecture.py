@@ -117,11 +117,11 @@ def test_no_module_outside_the_source_libraries_decides_by_a_library_name():
 
 
 @pytest.mark.parametrize("call,home", [
-    ("InferenceSession(", "porting/runners/onnx_runtime.py"),
-    ("GraphCell(", "porting/runners/mindspore_runtime.py"),
-    ("(ms.Tensor(x))", "porting/runners/mindspore_runtime.py"),
-    (".compile_model(", "porting/runners/openvino_runtime.py"),
-    ("deserialize_cuda_engine(", "porting/runners/tensorrt_runtime.py"),
+    ("InferenceSession(", "porting/runtimes/onnx_runtime.py"),
+    ("GraphCell(", "porting/runtimes/mindspore_runtime.py"),
+    ("(ms.Tensor(x))", "porting/runtimes/mindspore_runtime.py"),
+    (".compile_model(", "porting/runtimes/openvino_runtime.py"),
+    ("deserialize_cuda_engine(", "porting/runtimes/tensorrt_runtime.py"),
 ])
 def test_one_place_runs_each_runtime(call, home):
     """onnxruntime sessions and MindSpore inference of porting's models live in their runtime, which everything

@@ -305,6 +305,11 @@ def test_out_of_range_flags_before_any_work(tmp_path, args, culprit):
     (["eval", "CKPT", "--data", "DATA", "--precision", "f64"], "--precision"),
     (["predict", "CKPT", "IMG", "--precision", "bf16"], "--precision bf16 needs --runtime openvino"),
     (["bench", "CKPT", "--precision", "int4"], "--precision"),
+    (["eval", "CKPT", "--data", "DATA", "--runtime", "mindspore,tpu"], "unknown runtime 'tpu'"),
+    (["predict", "CKPT", "IMG", "--runtime", "ort,,openvino"], "--runtime takes names separated by commas"),
+    (["bench", "CKPT", "--runtime", "onnx", "--runtime", "nosuch"], "unknown runtime 'nosuch'"),
+    (["predict", "CKPT", "IMG", "--runtime", "mindir"], "--runtime mindir runs a .mindir"),
+    (["eval", "CKPT", "--data", "DATA", "--runtime", "mindspore,ort", "--results", "OUT"], "--results writes one"),
     (["finetune", "CKPT", "--data", "DATA", "--batch-size", "0", "-o", "OUT"], "--batch-size"),
     (["finetune", "CKPT", "--data", "DATA", "--num-classes", "-3", "-o", "OUT"], "--num-classes"),
     (["finetune", "CKPT", "--data", "DATA", "--lr-max", "-1", "-o", "OUT"], "--lr-max"),
@@ -324,7 +329,8 @@ def test_out_of_range_flags_on_a_checkpoint(ported, data, tmp_path, args, culpri
 
 @pytest.mark.parametrize("args", [["eval", "CKPT", "--data", "DATA", "--runtime", "openvino"],
                                   ["bench", "CKPT", "--runtime", "openvino"],
-                                  ["parity", XCEPTION, "--random-init", "0", "--openvino"]])
+                                  ["parity", XCEPTION, "--random-init", "0", "--openvino"],
+                                  ["parity", XCEPTION, "--random-init", "0", "--runtime", "ort,openvino"]])
 def test_a_missing_openvino_names_its_extra(ported, data, tmp_path, args):
     """As on a machine without the extra: `import openvino` fails (a package on PYTHONPATH that raises)."""
     shim = tmp_path / "no-openvino" / "openvino"
@@ -333,6 +339,28 @@ def test_a_missing_openvino_names_its_extra(ported, data, tmp_path, args):
     sub = {"CKPT": str(ported), "DATA": str(data)}
     run = cli(tmp_path, *[sub.get(a, a) for a in args], env={"PYTHONPATH": str(shim.parent)})
     assert_refused(run, "OpenVINO is not installed: pip install 'porting[openvino]'")
+
+
+def test_tensorrt_without_a_cuda_device_is_one_line(ported, data, tmp_path):
+    """TensorRT is a runtime of eval, predict and bench as of parity: where no CUDA device is, asked alone it is
+    one error line; beside another runtime it is skipped in one line and the other runs."""
+    from porting.runtimes import cuda_devices
+
+    if cuda_devices():
+        pytest.skip("a CUDA device is here")
+    skipped = "tensorrt: skipped, no CUDA device on this machine"
+    assert_refused(cli(tmp_path, "eval", ported, "--data", data, "--runtime", "tensorrt"),
+                   "--runtime tensorrt: no CUDA device on this machine")
+    img = _jpeg(tmp_path / "a.jpg")
+    run = cli(tmp_path, "predict", ported, img, "--size", "96", "--runtime", "tensorrt,mindspore", "--json")
+    assert run.code == 0, run.stderr
+    assert [line for line in run.stderr.splitlines() if "tensorrt" in line][0].endswith(skipped)
+    assert [r["runtime"] for r in json.loads(run.stdout)] == ["mindspore"]
+    run = cli(tmp_path, "bench", ported, "--batch", "1", "--size", "64", "--reps", "1", "--runtime", "tensorrt",
+              "--json")
+    assert run.code == 0, run.stderr
+    assert sum(skipped in line for line in run.stderr.splitlines()) == 1
+    assert [r["runtime"].split(" ")[0] for r in json.loads(run.stdout)] == ["MindSpore"]
 
 
 @pytest.mark.parametrize("text,culprit", [

@@ -129,6 +129,24 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
         assert r["Loss"] == pytest.approx(ref["Loss"], abs=1e-4), (suffix, layout)
 
 
+def test_one_file_in_several_runtimes(trained, tiny_data, work):
+    """eval and predict take a list of runtimes: the same .onnx in onnxruntime and OpenVINO at f32, one result
+    per runtime, named, with the same accuracy and the same top classes; `runtime=` keeps its single result."""
+    onnx_file = work / "several.onnx"
+    api.export(trained, onnx_file, dynamic_size=True)
+    results = api.evaluate(onnx_file, tiny_data, size=64, runtimes="ort,openvino")
+    assert [(r["runtime"], r["precision"], r["samples"]) for r in results] == [("ort", "f32", 12),
+                                                                             ("openvino", "f32", 12)]
+    assert results[0]["Top_1_Acc"] == results[1]["Top_1_Acc"] and results[0]["Top_5_Acc"] == results[1]["Top_5_Acc"]
+    assert results[0]["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-4)
+    single = api.evaluate(onnx_file, tiny_data, size=64, runtime="openvino")
+    assert single["runtime"] == "openvino" and single["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-6)
+    image = tiny_data / "val" / "stripes" / "0.png"
+    top = api.predict(onnx_file, [image], topk=3, runtimes=["onnx", "openvino"])
+    assert [(t["image"], t["runtime"]) for t in top] == [(str(image), "ort"), (str(image), "openvino")]
+    assert [c["index"] for c in top[0]["top"]] == [c["index"] for c in top[1]["top"]]
+
+
 TIMM_TOP1 = """import json, sys
 import numpy as np, timm, torch
 model = timm.create_model("local-dir:" + sys.argv[1], pretrained=True).eval()

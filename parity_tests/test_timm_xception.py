@@ -32,7 +32,7 @@ def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
     that onnxruntime and OpenVINO run are the same trace), one onnxruntime session, and every runtime compared
     once; --tensorrt without a CUDA device is one line saying it was skipped."""
     from porting.report import verdict
-    from porting.runners.tensorrt_runtime import cuda_devices
+    from porting.runtimes import cuda_devices
 
     import onnxruntime as ort
 
@@ -65,7 +65,7 @@ def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
 
 def test_tensorrt_where_a_cuda_device_is():
     """TensorRT at f32 (TF32 off) layer by layer; its TF32 default and the fp16 export reported beside."""
-    from porting.runners.tensorrt_runtime import cuda_devices
+    from porting.runtimes import cuda_devices
 
     if not cuda_devices():
         pytest.skip("no CUDA device on this machine")

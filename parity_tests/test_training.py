@@ -120,6 +120,67 @@ def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_
     assert log[last_step2 + 1].startswith("epoch: 1 step: 3,"), log  # it continued, it did not start over
 
 
+def loss_lines(run_dir: Path) -> list[str]:
+    """train.log's per-step loss and per-epoch validation lines (not the opening or timing lines)."""
+    return re.findall(r"^epoch: \d+ (?:step: \d+, loss is|validation:) .*$", (run_dir / "train.log").read_text(), re.M)
+
+
+def test_a_resumed_run_is_the_run_it_resumes(ported, finetuned, tiny_data, tmp_path):
+    """Issue 30: stopped at an epoch boundary (step 6, the end of epoch 1) and resumed, stopped again in the
+    middle of epoch 2 (step 9) and resumed: the same losses, validation and final checkpoint (every tensor,
+    optimizer state included) as the uninterrupted run `finetuned`, bit for bit. Each epoch's order and crops were
+    drawn from where the iterator left the one before, which a resumed run does not replay."""
+    out = tmp_path / "parts"
+    args = ["finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "-o", out]
+    for extra, stopped in ((["--max-steps", "6"], "xception-1_6.ckpt"),
+                           (["--max-steps", "3", "--resume"], "xception-2_3.ckpt")):
+        run = porting(*args, *extra)
+        assert run.code == 0, run.stderr
+        assert (out / stopped).exists(), os.listdir(out)
+    # a run with other settings would not be the same run: refused, naming them
+    changed = error_line(porting(*args, "--resume", "--seed", "1", "--lr-max", "0.02"))
+    assert "xception-2_3.ckpt was trained with" in changed and "seed 0 (this run: 1)" in changed
+    assert "lr_max 0.01 (this run: 0.02)" in changed
+    run = porting(*args, "--resume")
+    assert run.code == 0, run.stderr
+    assert "resuming from xception-2_3.ckpt: global step 9 (epoch 2, step 3)" in run.stderr
+    assert loss_lines(out) == loss_lines(finetuned) and len(loss_lines(out)) == 14
+    whole, whole_meta = checkpoint.load(finetuned / "xception-2_6.ckpt")
+    resumed, resumed_meta = checkpoint.load(out / "xception-2_6.ckpt")
+    assert whole.keys() == resumed.keys() and any(k.startswith("moments.") for k in whole)
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+    assert resumed_meta.train_state == whole_meta.train_state  # the divergence stop's losses too
+
+
+def test_every_epoch_is_rebuilt_the_same_from_any_step(ported, tiny_data):
+    """The data a resumed run trains on, without training: from any step, and through the GeneratorDataset that
+    the dataset sink (Ascend/GPU) reads, the batches are those of the same steps of a run started at step 0, on
+    one shard of two as on the whole folder."""
+    import mindspore.dataset as ds
+
+    from porting.images.pipelines import TrainFolder
+    from porting.training.finetune import TrainStream
+
+    _, card = checkpoint.load(ported)
+    labels = {name: i for i, name in enumerate(CLASSES)}
+    for shards in ((None, None), (2, 1)):
+        data = TrainFolder(tiny_data / "train", card, 64, 4, labels, workers=2, num_shards=shards[0],
+                           shard_id=shards[1], seed=3)
+        spe = data.steps_per_epoch
+        whole = [(x.asnumpy(), y.asnumpy()) for x, y in TrainStream(data, 0, 3 * spe)]
+        assert not np.array_equal(whole[0][0], whole[spe][0])  # a new order and new crops every epoch
+        for start in (spe, spe + 1, 2 * spe + spe // 2):
+            host = [(x.asnumpy(), y.asnumpy()) for x, y in TrainStream(data, start, 3 * spe)]
+            sunk = ds.GeneratorDataset(TrainStream(data, start, 3 * spe, numpy=True), ["image", "label"],
+                                       shuffle=False, python_multiprocessing=False)
+            assert sunk.get_dataset_size() == len(host) == 3 * spe - start
+            for batches in (host, list(sunk.create_tuple_iterator(num_epochs=1, output_numpy=True))):
+                for (x, y), (x0, y0) in zip(batches, whole[start:], strict=True):
+                    np.testing.assert_array_equal(x, x0)
+                    np.testing.assert_array_equal(y, y0)
+
+
 def test_default_recipe_finetunes_at_a_small_batch(ported, tiny_data, tmp_path):
     """Issue 8: the README example with the default recipe at batch 4. The model zoo's lr 0.4 (tuned for a
     global batch of 1024) diverged here; scaled to the batch it trains, and validation is reported per epoch."""

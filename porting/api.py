@@ -4,7 +4,7 @@
 
     ported = porting.port("timm:xception65.tf_in1k", weights="xception65.pth", output="x65.ckpt")
     porting.export("x65.ckpt", "x65.onnx", opset=17, dynamic_size=True)
-    report = porting.parity("timm:xception65.tf_in1k", weights="xception65.pth", onnx=True)
+    report = porting.parity("timm:xception65.tf_in1k", weights="xception65.pth", runtimes=["ort", "openvino"])
     assert report.ok, report.first_failure()
     net, card = porting.load("x65.ckpt")                      # a MindSpore nn.Cell, in inference mode
     result = porting.evaluate("x65.onnx", "imagenet/", resize=342, size=299)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 from porting import files
 from porting.errors import PortingError
@@ -198,14 +199,16 @@ def targets(markdown: bool = False):
 
 
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
-           size: int | None = None, onnx: bool = False, mindir: bool = False, openvino: bool = False,
-           tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
+           size: int | None = None, runtimes: Sequence[str] | str = (), onnx: bool = False, mindir: bool = False,
+           openvino: bool = False, tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
            modelzoo: str | Path | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
-    with the source layer, the MindSpore cell and its kind). `images`: a folder whose first `batch` images are
-    the inputs instead of seeded synthetic ones. `openvino`: the ONNX export in OpenVINO at f32 (in the verdict)
-    and at OpenVINO's default precision (`report.info['default_precision']`, beside it); `tensorrt` the same in
-    TensorRT (f32 in the verdict; its TF32 default and the fp16 export beside), skipped without a CUDA device."""
+    with the source layer, the MindSpore cell and its kind). `runtimes`: where else the port is checked after
+    MindSpore, in that order (['ort', 'openvino'] or 'ort,openvino'; porting.runtimes lists them: ort, openvino,
+    tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` say the same as flags. Each runs at f32 (in the
+    verdict); OpenVINO's default precision and TensorRT's TF32 default and fp16 export are reported beside it
+    (`report.info['default_precision']`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
+    folder whose first `batch` images are the inputs instead of seeded synthetic ones."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
@@ -215,8 +218,8 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
         model.check_size(size)
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
-                      size=size, onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log,
-                      rtol=rtol,
+                      size=size, runtimes=[runtimes] if isinstance(runtimes, str) else list(runtimes), onnx=onnx,
+                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 
@@ -247,41 +250,64 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
              results: str | Path | None = None, topk: int = 5, dump_logits: str | Path | None = None,
              workers: int | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
-             runtime: str = "ort", precision: str | None = None, log=lambda msg: None, progress=None,
-             **overrides) -> dict:
+             runtimes: Sequence[str] | str | None = None, runtime: str | None = None, precision: str | None = None,
+             log=lambda msg: None, progress=None, **overrides) -> dict | list[dict]:
     """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'} of a .ckpt, .onnx or .mindir on DATA
     (class folders, or a flat folder with val_label.txt). `preprocessing` (porting.options.Preprocess) or its
     fields as keywords (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's.
-    `runtime` ('ort' or 'openvino') and `precision` ('f32' unless said; 'default' lets OpenVINO choose) say how an
-    .onnx runs; 'precision' in the result is what the runtime ran at. `results`: the deployment guide's
-    per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels."""
+    `runtime` says what runs the file (default: its own: mindspore for a .ckpt, 'ort' for an .onnx, 'mindir'
+    for a .mindir; an .onnx also in 'openvino' or 'tensorrt'); `runtimes` (['ort', 'openvino'] or 'ort,openvino')
+    runs it in each, the images read once, and returns a list of results, one per runtime that can run here.
+    `precision` ('f32' unless said; 'default' lets the runtime choose): 'precision' in a result is what the
+    runtime ran at. `results`: the deployment guide's per-image top-`topk` lines; `dump_logits`: an .npz of the
+    logits and labels (both of one runtime)."""
     import numpy as np
 
     from porting.deploy.evaluate import evaluate as run_eval
 
+    asked = _runtimes_asked(runtimes, runtime)
     if dump_logits is not None:
+        _one_runtime(asked, "--dump-logits")
         files.check_output(dump_logits, (model,))
-    result, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
-                                      label_file=Path(label_file) if label_file else None,
-                                      results=Path(results) if results else None, topk=topk, log=log,
-                                      progress=progress, runtime=runtime, precision=precision,
-                                      overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
+    found, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
+                                     label_file=Path(label_file) if label_file else None,
+                                     results=Path(results) if results else None, topk=topk, log=log,
+                                     progress=progress, runtimes=asked, precision=precision,
+                                     overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
     if dump_logits is not None:
         with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
-            np.savez(f, logits=logits, labels=labels)
-    return dict(result, samples=int(len(labels)))
+            np.savez(f, logits=logits[0], labels=labels)
+    found = [dict(result, samples=int(len(labels))) for result in found]
+    return found if runtimes is not None else found[0]
+
+
+def _runtimes_asked(runtimes: Sequence[str] | str | None, runtime: str | None) -> list[str] | None:
+    """`runtimes`, or the one `runtime` (the older keyword), or None: the file's own runtime."""
+    if runtimes is not None and runtime is not None:
+        raise PortingError("give runtimes=[...] or runtime=..., not both")
+    if runtimes is not None:
+        return [runtimes] if isinstance(runtimes, str) else list(runtimes)
+    return [runtime] if runtime is not None else None
+
+
+def _one_runtime(asked: list[str] | None, flag: str) -> None:
+    from porting.runtimes import choose_runtimes
+
+    if len(choose_runtimes(asked)) > 1:
+        raise PortingError(f"{flag} holds one runtime's outputs: give one --runtime")
 
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
             labels: str | Path | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
-            runtime: str = "ort", precision: str | None = None, **overrides) -> list[dict]:
-    """Softmax top-k per image: [{'image', 'top': [{'class', 'index', 'probability'}]}]; preprocessing, runtime
-    and precision as for evaluate."""
+            runtimes: Sequence[str] | str | None = None, runtime: str | None = None, precision: str | None = None,
+            log=lambda msg: None, **overrides) -> list[dict]:
+    """Softmax top-k per image: [{'image', 'runtime', 'precision', 'top': [{'class', 'index', 'probability'}]}],
+    every image in each runtime in turn; preprocessing, runtimes, runtime and precision as for evaluate."""
     from porting.deploy.evaluate import predict as run_predict
 
     return run_predict(Path(model), [Path(p) for p in images], topk=topk, labels_file=Path(labels) if labels else None,
                        device=device, overrides=replace(preprocessing or Preprocess(), **overrides).as_dict(),
-                       runtime=runtime, precision=precision)
+                       runtimes=_runtimes_asked(runtimes, runtime), precision=precision, log=log)
 
 
 def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
@@ -299,14 +325,16 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
 
 
 def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int | None = None,
-              reps: int = 10, device: str | None = None, runtimes: tuple[str, ...] | None = None,
+              reps: int = 10, device: str | None = None, runtimes: Sequence[str] | str | None = None,
               precisions: tuple[str, ...] = ("f32", "default"), progress=None, log=lambda msg: None) -> list[dict]:
-    """img/s of a ported model on this machine in MindSpore (GRAPH) and, of `runtimes` (default: 'ort', and
-    'openvino' when installed), ONNX Runtime and OpenVINO at each of `precisions`."""
+    """img/s of a ported model on this machine in MindSpore (GRAPH) and in each of `runtimes` (['ort',
+    'openvino'] or 'ort,openvino'; default: ort, and every other ONNX runtime that is installed and can run
+    here), each at every one of `precisions` it takes (a runtime that takes none of them: at f32)."""
     from porting.deploy.bench import bench as run_bench
 
+    asked = _runtimes_asked(runtimes, None)
     return run_bench(Path(ckpt), tuple(batches), size=size, reps=reps, device=device, progress=progress,
-                     runtimes=tuple(runtimes) if runtimes else None, precisions=tuple(precisions), log=log)
+                     runtimes=asked or None, precisions=tuple(precisions), log=log)
 
 
 def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int | None = None,

@@ -16,11 +16,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from porting import api, boundary, files
 from porting.errors import PortingError
-from porting.options import PRECISIONS, RUNTIMES, Preprocess, TrainingRun
+from porting.options import PRECISIONS, Preprocess, TrainingRun
+from porting.runtimes import all_runtimes, runtime_names
+from porting.tables import Column, Fitted
 from porting.training.recipes import RECIPES
 from porting.version import __version__
 
@@ -63,7 +64,11 @@ RecipeName = StrEnum("RecipeName", {name: name for name in RECIPES})  # the regi
 Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
 Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
 Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
-RuntimeName = StrEnum("RuntimeName", {v: v for v in RUNTIMES})
+RUNTIME_NAMES = runtime_names(leave_out=("mindspore",))  # the registry's, not a copy: MindSpore always runs
+
+
+def _runs_in(form: str) -> str:
+    return " or ".join(r.name for r in all_runtimes() if r.runs == form)
 Precision = StrEnum("Precision", {v: v for v in PRECISIONS})
 
 
@@ -99,8 +104,11 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
                targets: bool = typer.Option(False, "--targets", help="Show where each spec's checkpoints go with "
                                             "`export --to`: exactly, approximately, or not.")) -> None:
     """List every supported SOURCE:MODEL with its MindSpore architecture, variant, input and preprocessing."""
-    from porting.specs import preprocessing_text, readme_table
+    from porting.specs import readme_table
 
+    if params and (targets or markdown):
+        raise PortingError(f"--params counts the parameters in `porting models`'s own table, not in "
+                           f"{'--targets' if targets else '--markdown'}'s: leave one of them out")
     if targets:
         _print_targets(markdown)
         return
@@ -108,31 +116,38 @@ def models_cmd(markdown: bool = typer.Option(False, "--markdown",
     if markdown:  # the registry alone: no framework is imported
         print(readme_table())
         return
-    counts = api.parameter_counts() if params else {}
-    table = Table(title="supported models", expand=False)
-    table.add_column("spec", no_wrap=True)
-    table.add_column("architecture (variant)", ratio=3)
-    table.add_column("input and preprocessing", ratio=2)
-    if params:
-        table.add_column("params", justify="right", no_wrap=True)
-    for s in api.models():
+    out.print(models_table(api.models(), api.parameter_counts() if params else None))
+
+
+def models_table(specs, counts: dict[str, int] | None = None) -> Fitted:
+    """`porting models`: each spec (and its aliases), its architecture and preprocessing; `counts` its parameters."""
+    from porting.specs import preprocessing_text
+
+    table = Fitted("supported models", [Column("spec"), Column("architecture (variant)", prose=True),
+                                        Column("input and preprocessing", prose=True,
+                                               under="architecture (variant)"),
+                                        *([Column("params", justify="right")] if counts is not None else [])])
+    for s in specs:
         spec = s.id + "".join(f"\n = {s.source}:{a}" for a in s.aliases)
         row = [spec, f"{s.arch}: {s.variant}", preprocessing_text(s)]
-        table.add_row(*(escape(v) for v in row), *([f"{counts[s.id] / 1e6:.2f}M"] if params else []))
-    out.print(table)
+        table.add_row(*(escape(v) for v in row), *([f"{counts[s.id] / 1e6:.2f}M"] if counts is not None else []))
+    return table
 
 
 def _print_targets(markdown: bool) -> None:
     if markdown:
         print(api.targets(markdown=True), end="")
         return
-    table = Table(title="export --to: where a checkpoint of each spec goes (every spec goes back to itself)",
-                  expand=False)
-    for col in ("from", "to", "how"):
-        table.add_column(col)
-    for a, b, how in api.targets():
+    out.print(targets_table(api.targets()))
+
+
+def targets_table(fits) -> Fitted:
+    """`porting models --targets`: (from spec, to spec, Fit) rows."""
+    table = Fitted("export --to: where a checkpoint of each spec goes (every spec goes back to itself)",
+                   [Column("from"), Column("to", under="from"), Column("how", prose=True)])
+    for a, b, how in fits:
         table.add_row(escape(a), escape(b), escape(how.verdict()))
-    out.print(table)
+    return table
 
 
 @app.command("map")
@@ -142,18 +157,23 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
 
     table_map = api.weight_map(spec, modelzoo=modelzoo)
-    rows = table_map["rows"]
     if as_json:
         out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
         return
-    table = Table(title=f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
-                        f"{', '.join(table_map['ignore']) or 'none'})")
-    for col in ("source", "source shape", "target", "target shape", "transform"):
-        table.add_column(col)
+    out.print(map_table(table_map))
+
+
+def map_table(table_map: dict) -> Fitted:
+    """`porting map`: api.weight_map's rows; each source tensor over its MindSpore parameter when narrow."""
+    rows = table_map["rows"]
+    table = Fitted(f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
+                   f"{', '.join(table_map['ignore']) or 'none'})",
+                   [Column("source"), Column("source shape"), Column("target", under="source"),
+                    Column("target shape", under="source shape"), Column("transform")])
     for r in rows:
         table.add_row(*(escape(str(v)) for v in (r["source"], r["source_shape"], r["target"] or "-",
                                                    r["target_shape"] or "-", r["transform"])))
-    out.print(table)
+    return table
 
 
 @app.command("port-weights")
@@ -261,12 +281,16 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                    None, "--rtol", min=1e-9, max=1.0, help="Tolerance: max |ref - out| <= rtol x max(1, max |ref|) "
                    "per layer (default 1e-4; with --train-step the loss's, updates' and BN statistics' r, default "
                    "1e-4: README 'Training-step parity')."),
-               onnx: bool = typer.Option(False, "--onnx", help="Also check the ONNX export in onnxruntime."),
-               mindir: bool = typer.Option(False, "--mindir", help="Also check the MINDIR export."),
-               openvino: bool = typer.Option(False, "--openvino", help="Also check the ONNX export in OpenVINO at "
-                                             "f32, and report what its default precision gives."),
-               tensorrt: bool = typer.Option(False, "--tensorrt", help="Also check it in TensorRT at f32 (TF32 and "
-                                             "fp16 reported beside); skipped without a CUDA device."),
+               runtime: Optional[list[str]] = typer.Option(
+                   None, "--runtime", metavar="NAMES", help=f"Also check the port in these runtimes, in this "
+                   f"order, comma-separated or repeated: {RUNTIME_NAMES}. Each at f32 (OpenVINO's default and "
+                   f"TensorRT's TF32 and fp16 reported beside); tensorrt is skipped without a CUDA device "
+                   f"(default: none, MindSpore alone)."),
+               onnx: bool = typer.Option(False, "--onnx", help="Same as --runtime ort: the ONNX export in "
+                                                               "onnxruntime."),
+               mindir: bool = typer.Option(False, "--mindir", help="Same as --runtime mindir: the MINDIR export."),
+               openvino: bool = typer.Option(False, "--openvino", help="Same as --runtime openvino."),
+               tensorrt: bool = typer.Option(False, "--tensorrt", help="Same as --runtime tensorrt."),
                full: bool = typer.Option(False, "--full", help="Print every compared layer, not just the summary."),
                check_preprocessing: bool = typer.Option(
                    False, "--check-preprocessing",
@@ -298,16 +322,18 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     from porting import report as rendering
 
     if train_step:
-        given = [flag for flag, on in (("--onnx", onnx), ("--mindir", mindir), ("--openvino", openvino),
-                                       ("--tensorrt", tensorrt), ("--images", images is not None)) if on]
+        given = [flag for flag, on in (("--runtime", runtime), ("--onnx", onnx), ("--mindir", mindir),
+                                       ("--openvino", openvino), ("--tensorrt", tensorrt),
+                                       ("--images", images is not None)) if on]
         if given:
             raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
                                f"inference parity")
         result = api.train_step_parity(model, weights_path, seed=seed, batch=batch, size=size,
                                        rtol=rtol, log=log)
     else:
-        result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                            openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol or 1e-4, log=log)
+        result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, runtimes=runtime or (),
+                            onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, images=images,
+                            rtol=rtol or 1e-4, log=log)
 
     if full:
         out.print(rendering.full_table(result))
@@ -325,15 +351,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
 
 
 def _print_pipelines(result: dict) -> None:
-    table = Table(title=f"{result['spec']}: porting's preprocessing vs the source library's own, normalised units")
-    for col in ("image", "mean |diff|", "max |diff|"):
-        table.add_column(col, justify="left" if col == "image" else "right")
-    for row in result["images"]:
-        if row["mean_abs"] is None:
-            table.add_row(escape(row["image"]), "shapes differ", f"{row['shape'][0]} vs {row['shape'][1]}")
-        else:
-            table.add_row(escape(row["image"]), f"{row['mean_abs']:.2e}", f"{row['max_abs']:.2e}")
-    out.print(table)
+    out.print(pipelines_table(result))
     out.print(f"porting: {escape(result['ours'])}")
     out.print(f"source:  {escape(result['theirs'])}")
     if result["max_abs"] is not None and result["max_abs"] < 1e-6:
@@ -341,6 +359,18 @@ def _print_pipelines(result: dict) -> None:
     elif result["mean_abs"] is not None:
         out.print(f"[bold yellow]DIFFERENT[/bold yellow]: mean |diff| {result['mean_abs']:.2e}, max "
                   f"{result['max_abs']:.2e} (README: 'Preprocessing' says why)")
+
+
+def pipelines_table(result: dict) -> Fitted:
+    """parity --check-preprocessing: per image, how far porting's pipeline is from the source library's."""
+    table = Fitted(f"{result['spec']}: porting's preprocessing vs the source library's own, normalised units",
+                   [Column("image"), Column("mean |diff|", justify="right"), Column("max |diff|", justify="right")])
+    for row in result["images"]:
+        if row["mean_abs"] is None:
+            table.add_row(escape(row["image"]), "shapes differ", f"{row['shape'][0]} vs {row['shape'][1]}")
+        else:
+            table.add_row(escape(row["image"]), f"{row['mean_abs']:.2e}", f"{row['max_abs']:.2e}")
+    return table
 
 
 @app.command("random-weights")
@@ -363,26 +393,35 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
               size: Optional[int] = _size_option(help="Input size (default: the checkpoint's)."),
               reps: int = typer.Option(10, "--reps", min=1, max=1000, help="Timed calls per runtime and batch"),
               device: Optional[Device] = DEVICE,
-              runtime: Optional[list[RuntimeName]] = typer.Option(
-                  None, "--runtime", case_sensitive=False,
-                  help="ONNX runtimes beside MindSpore (repeatable; default: ort, and openvino when installed)."),
+              runtime: Optional[list[str]] = typer.Option(
+                  None, "--runtime", metavar="NAMES",
+                  help=f"Runtimes to time beside MindSpore, comma-separated or repeated: {RUNTIME_NAMES}; one that "
+                       f"cannot run here (tensorrt without a CUDA device) is skipped in one line (default: ort, and "
+                       f"openvino and tensorrt where installed and able to run)."),
               precision: list[Precision] = typer.Option(
                   [Precision.f32, Precision.default], "--precision", case_sensitive=False,
-                  help="OpenVINO's precisions (repeatable; default: f32 and OpenVINO's own default)."),
+                  help="Precisions to time each runtime at, where it takes them; one that takes none of them runs "
+                       "f32 (repeatable; default: f32 and default, each runtime's own choice)."),
               as_json: bool = typer.Option(False, "--json", help="Print the results as JSON")) -> None:
-    """Images per second of a ported model in MindSpore (GRAPH mode), ONNX Runtime and OpenVINO on this machine."""
+    """Images per second of a ported model in MindSpore (GRAPH mode) and in ONNX Runtime, OpenVINO, TensorRT or
+    MINDIR on this machine."""
     with _progress() as progress:
         results = api.benchmark(ckpt, tuple(batch), size=size, reps=reps, device=_value(device), progress=progress,
-                                runtimes=tuple(map(_value, runtime)) if runtime else None,
+                                runtimes=runtime or None,
                                 precisions=tuple(map(_value, precision)), log=log)
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    table = Table(title=f"{ckpt.name}: median of {reps} calls per runtime, interleaved; x > 1: faster")
+    out.print(bench_table(ckpt.name, reps, results))
+
+
+def bench_table(name: str, reps: int, results: list[dict]) -> Fitted:
+    """`porting bench`: api.benchmark's rows, each against MindSpore (and ONNX Runtime) at its batch."""
     columns = ["runtime", "batch", "input", "ms / call", "img/s", "vs MindSpore"]
     with_ort = any(r["runtime"].startswith("ONNX Runtime") for r in results)
-    for col in columns + (["vs ONNX Runtime"] if with_ort else []):
-        table.add_column(col, justify="left" if col == "runtime" else "right")
+    table = Fitted(f"{name}: median of {reps} calls per runtime, interleaved; x > 1: faster",
+                   [Column("runtime", prose=True)]  # 'OpenVINO (CPU, bf16: OpenVINO's default on this CPU)'
+                   + [Column(col, justify="right") for col in columns[1:] + (["vs ONNX Runtime"] if with_ort else [])])
     for r in results:
         same = [b for b in results if b["batch"] == r["batch"]]
         base = next(b for b in same if b["runtime"].startswith("MindSpore"))
@@ -392,7 +431,7 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
             ort = next(b for b in same if b["runtime"].startswith("ONNX Runtime"))
             row.append(f"x{ort['median_s'] / r['median_s']:.2f}")
         table.add_row(*map(escape, row))
-    out.print(table)
+    return table
 
 
 def _progress():
@@ -515,9 +554,13 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
         print(json.dumps(report, indent=2))
         return
     log(f"wrote {output} ({report['size_mb']['int8']} MB, from {report['size_mb']['float32']} MB)")
-    table = Table(title=f"float32 vs int8 on {report['held_out'] or 'the calibration'} held-out images")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    out.print(quantize_table(report))
+
+
+def quantize_table(report: dict) -> Fitted:
+    """`porting quantize`: api.quantize's comparison of the float32 and int8 models."""
+    table = Fitted(f"float32 vs int8 on {report['held_out'] or 'the calibration'} held-out images",
+                   [Column("measure", prose=True), Column("value", justify="right", prose=True)])
     table.add_row("top-1 agreement", f"{report['top1_agreement']:.2%}")
     table.add_row("top-5 overlap", f"{report['top5_overlap']:.2%}")
     table.add_row("max logit error", f"{report['max_logit_error']:.4f} (logits up to {report['logit_scale']:.2f})")
@@ -525,7 +568,7 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
         if precision in report:
             table.add_row(f"{precision} top-1 / top-5", f"{report[precision]['Top_1_Acc']:.2%} / "
                                                         f"{report[precision]['Top_5_Acc']:.2%}")
-    out.print(table)
+    return table
 
 
 class Interp(StrEnum):
@@ -546,11 +589,16 @@ INTERP = typer.Option(None, "--interpolation", case_sensitive=False, help="Resiz
 MEAN = typer.Option(None, "--mean", help="R G B mean in [0, 1] units (default: the model's).")
 STD = typer.Option(None, "--std", help="R G B std in [0, 1] units (default: the model's).")
 MODEL_FILE = typer.Argument(..., help="A .ckpt (port-weights / finetune), or an .onnx / .mindir from porting export")
-RUNTIME = typer.Option(RuntimeName.ort, "--runtime", case_sensitive=False,
-                       help="How an .onnx runs: ort (onnxruntime) or openvino (pip install 'porting[openvino]').")
+RUNTIME = typer.Option(None, "--runtime", metavar="NAMES",
+                       help=f"What runs the file, comma-separated or repeated; several: one result each, the images "
+                            f"read once. An .onnx runs in {_runs_in('onnx')}, a .ckpt in {_runs_in('network')}, a "
+                            f".mindir in {_runs_in('mindir')}; one that cannot run here (tensorrt without a CUDA "
+                            f"device) is skipped in one line, an error if alone (default: the file's own: ort, "
+                            f"mindspore, mindir).")
 PRECISION = typer.Option(None, "--precision", case_sensitive=False,
-                         help="OpenVINO's inference precision (default f32; 'default': OpenVINO's own choice, bf16 "
-                              "on CPUs that have it).")
+                         help="The runtime's inference precision: f32, or 'default' (its own choice: OpenVINO's bf16 "
+                              "on CPUs that have it, TensorRT's TF32); bf16 and f16 in OpenVINO, f16 in TensorRT on "
+                              "an --fp16 export (default: f32).")
 
 
 @app.command("eval")
@@ -569,19 +617,22 @@ def eval_cmd(model: Path = MODEL_FILE,
              results: Optional[Path] = typer.Option(None, "--results", help="Write per-image top-k lines (the "
                                                                             "deployment guide's eval_topk format)"),
              topk: int = typer.Option(5, "--topk", min=1, help="Classes per image in --results"),
-             runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
-             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
+             runtime: Optional[list[str]] = RUNTIME, precision: Optional[Precision] = PRECISION,
+             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (a line per runtime)"),
              dump_logits: Optional[Path] = typer.Option(None, "--dump-logits", help="Save logits+labels (.npz)")) -> None:
     """Top-1 / top-5 accuracy and loss, printed as the model zoo's eval.py does."""
     with _progress() as progress:
         result = api.evaluate(model, data, batch_size=batch_size, device=_value(device), workers=workers,
                               progress=progress, log=log, label_file=label_file, results=results, topk=topk,
-                              dump_logits=dump_logits, runtime=_value(runtime), precision=_value(precision),
+                              dump_logits=dump_logits, runtimes=runtime or None, precision=_value(precision),
                               preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
-    if as_json:
-        print(json.dumps(result))
-    else:
-        print(f"result: { {k: result[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
+    found = result if isinstance(result, list) else [result]
+    for each in found:  # the model zoo's eval.py line; several runtimes: each one's, named
+        if as_json:
+            print(json.dumps(each))
+        else:
+            named = f" ({each['runtime']}, {each['precision']})" if len(found) > 1 else ""
+            print(f"result{named}: { {k: each[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
 
 
 @app.command("predict")
@@ -594,22 +645,29 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                 interpolation: Optional[Interp] = INTERP,
                 mean: Optional[tuple[float, float, float]] = MEAN, std: Optional[tuple[float, float, float]] = STD,
                 device: Optional[Device] = DEVICE,
-                runtime: RuntimeName = RUNTIME, precision: Optional[Precision] = PRECISION,
-                as_json: bool = typer.Option(False, "--json")) -> None:
+                runtime: Optional[list[str]] = RUNTIME, precision: Optional[Precision] = PRECISION,
+                as_json: bool = typer.Option(False, "--json", help="Print the results as JSON.")) -> None:
     """Softmax top-k with class names (ImageNet's for 1000 classes, the class folders' after fine-tuning)."""
-    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtime=_value(runtime),
-                          precision=_value(precision),
+    results = api.predict(model, images, topk=topk, labels=labels, device=_value(device), runtimes=runtime or None,
+                          precision=_value(precision), log=log,
                           preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
         print(json.dumps(results, indent=2))
         return
+    several = len({r["runtime"] for r in results}) > 1
     for r in results:
-        table = Table(title=r["image"])
-        for col in ("rank", "class", "index", "probability"):
-            table.add_column(col)
-        for i, t in enumerate(r["top"], 1):
-            table.add_row(str(i), escape(t["class"]), str(t["index"]), f"{t['probability']:.4f}")
-        out.print(table)
+        out.print(predict_table(r, named=several))
+
+
+def predict_table(result: dict, named: bool = False) -> Fitted:
+    """`porting predict`: one image's top classes (api.predict's result for it); `named`: the runtime and its
+    precision in the title (several runtimes ran)."""
+    title = result["image"] + (f" ({result['runtime']}, {result['precision']})" if named else "")
+    table = Fitted(title, [Column("rank", justify="right"), Column("class", prose=True),
+                           Column("index", justify="right"), Column("probability", justify="right")])
+    for i, t in enumerate(result["top"], 1):
+        table.add_row(str(i), escape(t["class"]), str(t["index"]), f"{t['probability']:.4f}")
+    return table
 
 
 @app.callback(invoke_without_command=True)

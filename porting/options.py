@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from porting.errors import PortingError
 
-# how an .onnx runs in eval / predict / bench (other files run in MindSpore), and at which precision: OpenVINO's
-# INFERENCE_PRECISION_HINT, 'default' leaving it to OpenVINO (bf16 on CPUs that have it)
-RUNTIMES = ("ort", "openvino")
+# the precisions --precision names (porting.runtimes: which runtime takes which): OpenVINO's
+# INFERENCE_PRECISION_HINT, TensorRT's builder flags; 'default' leaves it to the runtime (bf16 on CPUs that have it)
 PRECISIONS = ("default", "f32", "bf16", "f16")
 
 

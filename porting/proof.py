@@ -1,6 +1,6 @@
 """parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-The source runs in its worker on the inputs (a runtime: SourceRuntime) while the MindSpore network is built
+The source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
 round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
 infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
@@ -8,40 +8,20 @@ source's.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
-from porting.errors import PortingError
-from porting.job import SourceResult
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes import LOGITS, choose_runtimes
 from porting.sources.inputs import make_images
-from porting.sources.jobs import run_source, source_job
+from porting.sources.jobs import SourceRuntime, run_source, source_job
 from porting.specs import ModelSpec, spec_card
-
-
-class SourceRuntime(Runtime):
-    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
-    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
-
-    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
-        self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
-        self.source, self.inputs = source, inputs
-
-    @property
-    def order(self) -> list[str]:
-        """The taps in the order the source computed them."""
-        return self.source.info.order
-
-    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
-        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
-            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
-        outputs = self.source.outputs
-        return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
@@ -63,38 +43,39 @@ def runtime_default(report: Report, runtime, reference: dict[str, np.ndarray], x
     max_abs = float(np.abs(ref - got).max())
     agree = np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)
     report.info.setdefault("default_precision", {})[runtime.name] = {
-        "runtime": f"{runtime.name.split('-')[0]} {label}", "precision": runtime.said(), "max_abs": max_abs,
+        "runtime": f"{runtime.name.split('-')[0]} {label}", "precision": runtime.describe_precision(),
+        "max_abs": max_abs,
         "max_rel": max_abs / max(float(np.abs(ref).max()), 1e-12), "top1_agree": float(np.mean(agree)),
         "inputs": what, "within_tolerance": max_abs <= report.rtol * max(1.0, float(np.abs(ref).max()))}
 
 
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
-           size: int | None = None, onnx: bool = False, mindir: bool = False, openvino: bool = False,
-           tensorrt: bool = False, input_seed: int = 1234, log=lambda msg: None, weight_map=None,
-           images: list[Path] | None = None, rtol: float = RTOL) -> Report:
+           size: int | None = None, runtimes: Sequence[str] = (), onnx: bool = False, mindir: bool = False,
+           openvino: bool = False, tensorrt: bool = False, input_seed: int = 1234, log=lambda msg: None,
+           weight_map=None, images: list[Path] | None = None, rtol: float = RTOL) -> Report:
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
     scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one).
-    `openvino` / `tensorrt`: the ONNX export in that runtime at f32, layer by layer, and beside it what its
-    default precision (and TensorRT's f16) gives; TensorRT is skipped, in one line, without a CUDA device."""
+    `runtimes`: where else the port is checked, in that order, after MindSpore (names from porting.runtimes:
+    ort, openvino, tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` are the same, as flags. Each at
+    f32, layer by layer where it shows layers; beside it, what its other precisions give (OpenVINO's default,
+    TensorRT's TF32 default and its fp16 export). A runtime that cannot run here (TensorRT without a CUDA device)
+    is skipped, in one line."""
     from porting import archs, checkpoint, msenv
     from porting.converters.export import (OnnxOptions, export_ms, trace_onnx, without_extra_outputs,
                                            write_onnx)
-    from porting.runners.mindspore_runtime import MindirRuntime, MindSporeRuntime
-    from porting.runners.onnx_runtime import OnnxRuntime
+    from porting.runtimes import runtime_record
 
-    # a missing extra is one line at once, before the source runs
-    skipped = {}
-    if openvino:
-        from porting.runners.openvino_runtime import OpenVinoRuntime, require_openvino
-
-        require_openvino()
-    if tensorrt:
-        from porting.runners.tensorrt_runtime import TensorRtRuntime, cuda_devices, require_tensorrt
-
-        if cuda_devices():
-            require_tensorrt()
-        else:
-            tensorrt, skipped["tensorrt"] = False, "no CUDA device on this machine"  # one verdict line says so
+    # the port itself runs in MindSpore first; a missing extra is one line at once, before the source runs
+    chosen, skipped = [], {}
+    for record in choose_runtimes(runtimes, onnx=onnx, openvino=openvino, tensorrt=tensorrt, mindir=mindir):
+        if record.name == "mindspore":
+            continue
+        why = record.unavailable()
+        if why:
+            skipped[record.name] = why  # one verdict line says so
+            continue
+        record.require()
+        chosen.append(record)
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
@@ -133,31 +114,40 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
                 write_onnx(without_extra_outputs(traced["model"]), tmp / "model.onnx")
             return traced["model"], traced["taps"]
 
-        runtimes = [lambda: MindSporeRuntime(net)]
-        if onnx:
-            runtimes.append(lambda: OnnxRuntime(*onnx_graph(), what=str(tmp / "model.onnx")))
-        if openvino:
-            runtimes.append(lambda: OpenVinoRuntime(*onnx_graph(), precision="f32", what=str(tmp / "model.onnx")))
-        if tensorrt:
-            runtimes.append(lambda: TensorRtRuntime(*onnx_graph(), precision="f32", what=str(tmp / "model.onnx")))
-        if mindir:
-            runtimes.append(lambda: MindirRuntime(export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=batch,
-                                                            card=card)))
-        for make in runtimes:
-            runtime = make()
-            log(f"running {runtime.description}")
-            outputs = runtime.infer(x, cells)
-            compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()}, layers)
-        if openvino:  # the file a deployer loads, at the precision OpenVINO picks when nobody asks
-            deployed = OpenVinoRuntime(tmp / "model.onnx", precision="default")
-            log(f"running {deployed.description}")
-            runtime_default(report, deployed, reference, x, report.info["inputs"])
-        if tensorrt:  # TensorRT's own default (TF32 convolutions on Ampere and newer), and porting's fp16 file
-            half, _ = trace_onnx(net, card, size, options=OnnxOptions(float16=True))
-            write_onnx(half, tmp / "model.fp16.onnx")
-            for runtime, label in ((TensorRtRuntime(tmp / "model.onnx", precision="default"), "at its default "
-                                    "precision"), (TensorRtRuntime(tmp / "model.fp16.onnx", precision="f16"),
-                                                   "on the --fp16 export")):
+        def model_for(record, precision: str = "f32"):
+            """What `record` runs: the network, the traced ONNX graph with its taps (the written file, at any
+            other precision; the float16 export where the runtime computes f16 from the file), the MINDIR."""
+            if record.runs == "network":
+                return net, None, ""
+            if record.runs == "mindir":
+                return export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=batch, card=card), None, ""
+            if precision == "f32":
+                return (*onnx_graph(), str(tmp / "model.onnx"))
+            if precision == "f16" and record.f16_from_file:
+                if not (tmp / "model.fp16.onnx").exists():
+                    half, _ = trace_onnx(net, card, size, options=OnnxOptions(float16=True))
+                    write_onnx(half, tmp / "model.fp16.onnx")
+                return tmp / "model.fp16.onnx", None, ""
+            return tmp / "model.onnx", None, ""
+
+        with contextlib.ExitStack() as opened:  # every runtime open before the first input, closed at the end
+            runtimes = []
+            for record in [runtime_record("mindspore"), *chosen]:
+                model, taps, what = model_for(record)
+                runtimes.append(opened.enter_context(record.runtime(model, taps=taps, precision="f32", what=what)))
+            beside = []  # what a deployer gets at the runtime's other precisions, reported beside the verdict
+            for record in chosen:
+                for precision in record.beside:
+                    label = ("at its default precision" if precision == "default" else "on the --fp16 export"
+                             if precision == "f16" and record.f16_from_file else f"at {precision}")
+                    model, _, _ = model_for(record, precision)
+                    beside.append((opened.enter_context(record.runtime(model, precision=precision)), label))
+            for runtime in runtimes:
+                log(f"running {runtime.description}")
+                outputs = runtime.infer(x, cells)
+                compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()},
+                        layers)
+            for runtime, label in beside:
                 log(f"running {runtime.description}")
                 runtime_default(report, runtime, reference, x, report.info["inputs"], label)
     report.info["seconds"] = round(time.perf_counter() - t0, 1)

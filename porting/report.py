@@ -11,6 +11,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from porting.tables import Fitted
 
 RTOL = 1e-4
 LOGITS = "logits"
@@ -92,24 +96,25 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def summary_table(report: Report):
+def summary_table(report: Report) -> Fitted:
     """Per runtime: layers compared, the worst layer against its bound, top-1 agreement, the first failure."""
-    from rich.table import Table
+    from porting.tables import Column, Fitted
 
     info = report.info
     if "train_step" in info:
         return _train_step_table(report)
-    table = Table(title=f"parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
-                        f"({info.get('inputs', 'seeded synthetic images')}), weights {info.get('weights')}")
-    for col in ("runtime", "compared", "worst layer (MindSpore cell)", "worst error / bound", "top-1 agreement",
-                "first failure"):
-        table.add_column(col)
+    table = Fitted(f"parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
+                   f"({info.get('inputs', 'seeded synthetic images')}), weights {info.get('weights')}",
+                   [Column("runtime"), Column("compared", prose=True, drop=1), Column("worst layer"),
+                    Column("MindSpore cell", under="worst layer"),
+                    Column("worst error / bound", justify="right"), Column("top-1 agreement", justify="right"),
+                    Column("first failure")])
     for runtime in report.runtimes():
         rows = [r for r in report.rows if r.runtime == runtime]
         worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else math.inf)
         first = report.first_failure(runtime)
         table.add_row(runtime, f"{len(rows) - 1} layers + logits" if len(rows) > 1 else "logits",
-                      f"{_escape(worst.layer)} ({_escape(worst.target or 'output')})",
+                      _escape(worst.layer), _escape(worst.target or "(output)"),
                       f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
                       f"{report.top1_agree.get(runtime, 0):.0%}",
                       "[green]none[/green]" if first is None else f"[bold red]{_escape(first.layer)}[/bold red]")
@@ -119,18 +124,19 @@ def summary_table(report: Report):
 TRAIN_KINDS = {"loss": "loss", "grad": "gradients", "update": "updates", "bn-update": "BN statistics' updates"}
 
 
-def _train_step_table(report: Report):
+def _train_step_table(report: Report) -> Fitted:
     """parity --train-step: per quantity (loss, gradients, updates, BN statistics), the worst tensor and the first
     failure."""
-    from rich.table import Table
+    from porting.tables import Column, Fitted
 
     info, step = report.info, report.info["train_step"]
-    table = Table(title=f"training-step parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
-                        f"({info.get('inputs')}), weights {info.get('weights')}; {step['optimizer']}, lr "
-                        f"{step['lr']:g}, weight decay {step['weight_decay']:g}, label smoothing "
-                        f"{step['label_smooth_factor']:g}, BN momentum {step['bn_momentum']:g}")
-    for col in ("compared", "tensors", "worst tensor (MindSpore)", "worst error / bound", "first failure"):
-        table.add_column(col)
+    table = Fitted(f"training-step parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
+                   f"({info.get('inputs')}), weights {info.get('weights')}; {step['optimizer']}, lr "
+                   f"{step['lr']:g}, weight decay {step['weight_decay']:g}, label smoothing "
+                   f"{step['label_smooth_factor']:g}, BN momentum {step['bn_momentum']:g}",
+                   [Column("compared", prose=True), Column("tensors", justify="right", drop=1),
+                    Column("worst tensor (MindSpore)"), Column("worst error / bound", justify="right"),
+                    Column("first failure")])
     for kind, label in TRAIN_KINDS.items():
         rows = [r for r in report.rows if r.kind == kind]
         if not rows:
@@ -186,17 +192,19 @@ def verdict(report: Report) -> list[str]:
     return lines
 
 
-def full_table(report: Report):
+def full_table(report: Report) -> Fitted:
     """Every comparison, the first failure of each runtime marked."""
-    from rich.table import Table
+    from porting.tables import Column, Fitted
 
     first = {rt: report.first_failure(rt) for rt in report.runtimes()}
-    table = Table(title=f"parity {report.spec}: batch {report.info.get('batch')}, size {report.info.get('size')}, "
-                        f"weights {report.info.get('weights')}; pass if max_abs <= {report.rtol:g} x max(1, max|ref|)")
-    for col, kw in (("#", {"justify": "right"}), ("runtime", {}), ("layer (source)", {}), ("MindSpore cell", {}),
-                    ("kind", {}), ("shape", {}), ("max abs", {"justify": "right"}), ("max rel", {"justify": "right"}),
-                    ("cosine", {"justify": "right"}), ("", {})):
-        table.add_column(col, **kw)
+    table = Fitted(f"parity {report.spec}: batch {report.info.get('batch')}, size {report.info.get('size')}, "
+                   f"weights {report.info.get('weights')}; pass if max_abs <= {report.rtol:g} x max(1, max|ref|)",
+                   [Column("#", justify="right", drop=2), Column("runtime"), Column("layer (source)"),
+                    Column("MindSpore cell", under="layer (source)"), Column("kind", drop=4),
+                    Column("shape", drop=5), Column("max abs", justify="right"),
+                    Column("max rel", justify="right", drop=3), Column("cosine", justify="right", drop=1),
+                    Column("", prose=True)],
+                   dropped_hint="--report FILE.json has them all", key="layer (source)")
     for i, row in enumerate(report.rows):
         status = "[green]ok[/green]" if row.ok else "[bold red]FAIL[/bold red]"
         if first.get(row.runtime) is row:

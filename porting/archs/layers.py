@@ -3,7 +3,7 @@
 Each leaf layer is a thin subclass of the MindSpore layer (so parameter names stay the plain
 `conv1.weight`, `bn1.gamma`...). Every cell here is `Traced`: while a hook is installed with `intercept`, each
 call of a cell goes through it. That one interception point serves whoever needs to see the model cell by
-cell: the parity check's output taps (porting.runners.mindspore_runtime) and the ONNX writer, which lowers each layer to
+cell: the parity check's output taps (porting.runtimes.mindspore_runtime) and the ONNX writer, which lowers each layer to
 its nodes (porting.converters.onnx_ops) and runs the model's own `construct` for the rest. This module knows
 nothing of either. Padding is explicit and named after the source semantics: an int pads symmetrically
 (PyTorch / Paddle), 'same' is TensorFlow's asymmetric SAME (extra row/column at the bottom/right), which

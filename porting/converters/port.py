@@ -135,7 +135,7 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
 
 def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = None, keep_background: bool = False,
          allow_nonfinite: bool = False, weight_map=None, net=None, log=lambda msg: None) -> Ported:
-    """The source model's tensors (from its worker: runners.source) -> MindSpore parameters and metadata,
+    """The source model's tensors (from its worker: sources.jobs) -> MindSpore parameters and metadata,
     through the spec's weight map (or `weight_map`), checked against `net` when given (else against a network
     built once per variant)."""
     origin = source.weights or f"{spec.id} ({describe_weights(None, source.seed, source.info)})"

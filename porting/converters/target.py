@@ -141,7 +141,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     from porting import archs, checkpoint, msenv
     from porting.compare import Report, compare
     from porting.converters.port import target_shapes
-    from porting.runners.mindspore_runtime import MindSporeRuntime
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
     from porting.sources.inputs import make_images
     from porting.sources.jobs import source_job
 
@@ -202,7 +202,10 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                             unassigned=wm.ignore, export_config=export_config(card, size),
                             save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
                             inputs=x if proof else None, taps=taps) as done:
-                reference = MindSporeRuntime(net()).infer(x, [layer.target for layer in wm.layers]) if proof else {}
+                reference = {}
+                if proof:
+                    with MindSporeRuntime(net()) as runtime:
+                        reference = runtime.infer(x, [layer.target for layer in wm.layers])
                 result = done()
             if proof:
                 _check_written(result.tensors, tensors, output)

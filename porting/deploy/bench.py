@@ -1,75 +1,107 @@
-"""`porting bench CKPT`: how fast a ported model runs on this machine, in MindSpore, ONNX Runtime and OpenVINO.
+"""`porting bench CKPT`: how fast a ported model runs on this machine, in MindSpore and the runtimes asked
+(porting.runtimes: by default ONNX Runtime, and OpenVINO / TensorRT where they are installed and can run).
 
 The runtimes run in this process, one call at a time in a rotating order (so the machine's drift hits all
 alike), after a warm-up that includes MindSpore's graph compilation; the result is the median per call.
-OpenVINO runs the same ONNX file at each precision asked (f32, and OpenVINO's own default: bf16 on CPUs that have
-it). Side-by-side comparisons with other libraries are in benchmarks/ (one process per framework).
+A runtime runs the same ONNX file at each precision asked that it takes (OpenVINO: f32, and its own default:
+bf16 on CPUs that have it); a MINDIR is exported once per batch (its batch is fixed). Side-by-side comparisons
+with other libraries are in benchmarks/ (one process per framework).
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from pathlib import Path
 
 from porting import archs, checkpoint, files
 from porting.errors import PortingError
-from porting.options import RUNTIMES
+from porting.runtimes import RuntimeRecord, all_runtimes, check_precision, choose_runtimes, runtime_record
 from porting.sources.inputs import make_images
 
 
-def _openvino_wanted(runtimes: tuple[str, ...] | None, log) -> bool:
-    """OpenVINO joins when asked, or by default when installed (a missing extra is then one log line)."""
-    from porting.runners.openvino_runtime import INSTALL, require_openvino
-
+def bench_runtimes(runtimes: tuple[str, ...] | None, log) -> list[RuntimeRecord]:
+    """The runtimes beside MindSpore: those asked (one that cannot run here is skipped in one log line, a missing
+    extra is an error), or by default every ONNX runtime that can run here and is installed (one that is not
+    installed is one log line)."""
     if runtimes is not None:
-        if "openvino" in runtimes:
-            require_openvino()
-        return "openvino" in runtimes
-    try:
-        require_openvino()
-    except PortingError:
-        log(f"OpenVINO is not installed ({INSTALL}): its rows are left out")
-        return False
-    return True
+        chosen = []
+        for record in choose_runtimes(runtimes):
+            why = record.unavailable()
+            if why:
+                log(f"{record.name}: skipped, {why}")
+            elif record.name != "mindspore":  # MindSpore always runs: the others are measured against it
+                record.require()
+                chosen.append(record)
+        return chosen
+    chosen = []
+    for record in all_runtimes():
+        if record.runs != "onnx" or record.unavailable():
+            continue
+        if record.installed():
+            chosen.append(record)
+        else:
+            log(f"{record.title} is not installed ({record.install}): its rows are left out")
+    return chosen
+
+
+def _precisions(record: RuntimeRecord, precisions: tuple[str, ...]) -> list[str]:
+    """The precisions `record` runs at here, each once: those asked that it takes ('default' where that is f32
+    counts as f32), or f32 when it takes none of them."""
+    taken = [record.same_precision(p) for p in precisions if record.takes(p)]
+    return list(dict.fromkeys(taken)) or ["f32"]
 
 
 def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None, reps: int = 10, warmup: int = 2,
           device: str | None = None, progress=None, runtimes: tuple[str, ...] | None = None,
           precisions: tuple[str, ...] = ("f32", "default"), log=lambda msg: None) -> list[dict]:
-    """[{runtime, batch, size, median_s, img_per_s, precision}] for MindSpore (GRAPH mode) and, of `runtimes`
-    (default: ort, and openvino when installed), onnxruntime and OpenVINO at each of `precisions`."""
+    """[{runtime, batch, size, median_s, img_per_s, precision}] for MindSpore (GRAPH mode) and each of
+    `runtimes` (bench_runtimes) at each of `precisions` it takes."""
     from porting import msenv
-    from porting.converters.export import export_onnx
-    from porting.runners.mindspore_runtime import MindSporeRuntime
-    from porting.runners.onnx_runtime import OnnxRuntime
+    from porting.converters.export import OnnxOptions, export_ms, export_onnx
 
-    for runtime in runtimes or ():
-        if runtime not in RUNTIMES:
-            raise PortingError(f"unknown runtime '{runtime}': use {', '.join(RUNTIMES)}")
-    with_openvino = _openvino_wanted(runtimes, log)
-    if with_openvino:
-        from porting.runners.openvino_runtime import OpenVinoRuntime, check_precision
-
-        for precision in precisions:
-            check_precision(precision)
+    for precision in precisions:
+        check_precision(precision)
+    records = bench_runtimes(runtimes, log)
     msenv.setup(device, graph=True)
     net, card = checkpoint.load_model(ckpt)
     size = archs.check_input_size(card.arch, size or card.input_size)
-    mindspore = MindSporeRuntime(net)
-    calls = {f"MindSpore ({msenv.device()}, GRAPH)": (mindspore, "f32")}
-    with files.scratch_dir("bench-") as tmp:
-        export_onnx(net, card, tmp / "model.onnx", size)
-        if runtimes is None or "ort" in runtimes:
-            calls["ONNX Runtime (CPU)"] = (OnnxRuntime(tmp / "model.onnx"), "f32")
-        for precision in dict.fromkeys(precisions) if with_openvino else ():
-            runtime = OpenVinoRuntime(tmp / "model.onnx", precision=precision)
-            calls[f"OpenVINO (CPU, {runtime.said()})"] = (runtime, runtime.precision)
+    with files.scratch_dir("bench-") as tmp, contextlib.ExitStack() as opened:
+
+        def model_for(record: RuntimeRecord, precision: str, batch: int):
+            """The file `record` runs, written on first use."""
+            if record.runs == "mindir":
+                path = tmp / f"model-{batch}.mindir"
+                return path if path.exists() else export_ms(net, "MINDIR", path, size, batch=batch, card=card)
+            half = precision == "f16" and record.f16_from_file
+            path = tmp / ("model.fp16.onnx" if half else "model.onnx")
+            return path if path.exists() else export_onnx(net, card, path, size, options=OnnxOptions(float16=half))
+
+        # {row name: ({batch: open runtime}, precision it runs at)}; MindSpore first, the others measured against it
+        mindspore = opened.enter_context(runtime_record("mindspore").runtime(net))
+        calls = {mindspore.label: (dict.fromkeys(batches, mindspore), "f32")}
+        for record in records:
+            for precision in _precisions(record, precisions):
+                by_batch = {}
+                for batch in batches:
+                    if record.runs == "mindir" or not by_batch:
+                        runtime = record.runtime(model_for(record, precision, batch), precision=precision)
+                        runtime = opened.enter_context(runtime)
+                    by_batch[batch] = runtime
+                if runtime.label in calls:
+                    raise PortingError(f"bench measured {runtime.label} twice")  # a record's labels must differ
+                calls[runtime.label] = (by_batch, runtime.precision or precision)
+        results = _time(calls, batches, size, card, reps, warmup, progress)
+    return results
+
+
+def _time(calls: dict, batches: tuple[int, ...], size: int, card, reps: int, warmup: int, progress) -> list[dict]:
     task = progress.add_task("bench", total=len(batches) * len(calls) * (warmup + reps)) if progress else None
     results = []
     for batch in batches:
         x = make_images(0, batch, size, card.mean, card.std)
         # each call includes its runtime's own copy in and out (NumPy -> Tensor -> NumPy, as for ONNX Runtime)
-        timed = {name: (lambda run=run: run.logits(x)) for name, (run, _) in calls.items()}
+        timed = {name: (lambda run=by_batch[batch]: run.logits(x)) for name, (by_batch, _) in calls.items()}
         times: dict[str, list[float]] = {name: [] for name in timed}
         for rep in range(warmup + reps):
             order = list(timed) if rep % 2 == 0 else list(timed)[::-1]

@@ -1,18 +1,21 @@
 """eval and predict on any deployed artifact: a ported or fine-tuned .ckpt, an exported .onnx or .mindir."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from porting import archs, files
 from porting.card import ModelCard
 from porting.errors import PortingError
-from porting.deploy.runtimes import open_artifact
+from porting.deploy.artifacts import open_artifacts
 from porting.images.folders import check_images
 from porting.images.labels import imagenet_classes, labelled_images
 from porting.images.pipelines import file_dataset, load_image, pipeline_cwd
 from porting.images.preprocessing import preprocessing
+from porting.runtimes import choose_runtimes
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -29,29 +32,40 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
              progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
-             results: Path | None = None, topk: int = 5, runtime: str = "ort",
-             precision: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
-    (data.labelled_images); `results` gets the deployment guide's per-image top-k lines. `runtime` and
-    `precision`: how an .onnx runs (deploy.runtimes.open_artifact)."""
-    artifact = open_artifact(model, device, runtime, precision)
-    card = artifact.card
-    pre = preprocessing(card, **(overrides or {}))
-    archs.check_input_size(card.arch, pre.size)
-    artifact.check_size(pre.size)
-    if results is not None:
-        files.check_output(results, (model,))
-    samples = labelled_images(data, card, label_file, log)
-    log(f"{len(samples.paths)} images in '{samples.root}'; {artifact.kind}; preprocessing: {pre.describe()}")
-    check_images(samples.root, log, progress, images=samples.paths)
-    dataset = file_dataset(samples, pre, batch_size, workers)
-    with pipeline_cwd():
-        logits, labels = run_dataset(artifact, dataset, progress, "eval")
+             results: Path | None = None, topk: int = 5, runtimes: Sequence[str] | None = None,
+             precision: str | None = None) -> tuple[list[dict], list[np.ndarray], np.ndarray]:
+    """([{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'runtime', 'precision'}], logits, labels): one result and one
+    logits array per runtime, over DATA/val (or DATA), in either layout (data.labelled_images), the images read
+    once for all runtimes; `results` gets the deployment guide's per-image top-k lines (of one runtime).
+    `runtimes` and `precision`: what runs the file (deploy.artifacts.open_artifacts)."""
+    if results is not None and len(choose_runtimes(runtimes)) > 1:
+        raise PortingError("--results writes one runtime's top-k lines: give one --runtime")
+    artifacts = open_artifacts(model, device, runtimes, precision, log)
+    with contextlib.ExitStack() as opened:
+        for artifact in artifacts:
+            opened.enter_context(artifact)
+        card = artifacts[0].card
+        pre = preprocessing(card, **(overrides or {}))
+        archs.check_input_size(card.arch, pre.size)
+        for artifact in artifacts:
+            artifact.check_size(pre.size)
+        if results is not None:
+            files.check_output(results, (model,))
+        samples = labelled_images(data, card, label_file, log)
+        log(f"{len(samples.paths)} images in '{samples.root}'; {'; '.join(a.kind for a in artifacts)}; "
+            f"preprocessing: {pre.describe()}")
+        check_images(samples.root, log, progress, images=samples.paths)
+        dataset = file_dataset(samples, pre, batch_size, workers)
+        with pipeline_cwd():  # one pass over the images feeds every runtime
+            both, labels = run_dataset(lambda x: np.concatenate([a(x) for a in artifacts], axis=1), dataset,
+                                       progress, "eval")
+    logits = np.split(both, len(artifacts), axis=1)
     if results is not None:
         names = label_names(card, None)
         with files.atomic_output(results, (model,)) as staged:
-            write_topk(staged.file, samples.paths, logits, names, min(topk, len(names)))
-    return dict(scores(logits, labels), runtime=artifact.runtime, precision=artifact.precision), logits, labels
+            write_topk(staged.file, samples.paths, logits[0], names, min(topk, len(names)))
+    return [dict(scores(each, labels), runtime=a.runtime, precision=a.precision)
+            for a, each in zip(artifacts, logits)], logits, labels
 
 
 def run_dataset(run, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
@@ -116,20 +130,29 @@ def label_names(card: ModelCard, labels_file: Path | None) -> list[str]:
 
 
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
-            device: str | None = None, overrides: dict | None = None, runtime: str = "ort",
-            precision: str | None = None) -> list[dict]:
-    artifact = open_artifact(model, device, runtime, precision)
-    names = label_names(artifact.card, labels_file)
-    if topk is not None and topk > len(names):
-        raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
-    topk = topk or min(5, len(names))
-    pre = preprocessing(artifact.card, **(overrides or {}))
-    artifact.check_size(pre.size)
-    batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
-    probs = softmax(artifact(batch).astype(np.float64))
-    results = []
-    for path, row in zip(images, probs):
-        order = np.argsort(-row)[:topk]
-        results.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
-                                                    for i in order]})
+            device: str | None = None, overrides: dict | None = None, runtimes: Sequence[str] | None = None,
+            precision: str | None = None, log=lambda msg: None) -> list[dict]:
+    """[{'image', 'runtime', 'precision', 'top': [{'class', 'index', 'probability'}]}], image by image for each
+    runtime in turn."""
+    artifacts = open_artifacts(model, device, runtimes, precision, log)
+    with contextlib.ExitStack() as opened:
+        for artifact in artifacts:
+            opened.enter_context(artifact)
+        card = artifacts[0].card
+        names = label_names(card, labels_file)
+        if topk is not None and topk > len(names):
+            raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
+        topk = topk or min(5, len(names))
+        pre = preprocessing(card, **(overrides or {}))
+        for artifact in artifacts:
+            artifact.check_size(pre.size)
+        batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
+        results = []
+        for artifact in artifacts:
+            probs = softmax(artifact(batch).astype(np.float64))
+            for path, row in zip(images, probs):
+                order = np.argsort(-row)[:topk]
+                results.append({"image": str(path), "runtime": artifact.runtime, "precision": artifact.precision,
+                                "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
+                                        for i in order]})
     return results

@@ -14,7 +14,7 @@ import numpy as np
 
 from porting import files
 from porting.errors import PortingError, first_line
-from porting.deploy.runtimes import open_artifact
+from porting.deploy.artifacts import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import Samples, labelled_images
 from porting.images.pipelines import file_dataset, pipeline_cwd
@@ -132,7 +132,7 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
               "method": method, "size_mb": {"float32": round(Path(model).stat().st_size / 2**20, 1),
                                             "int8": round(Path(out).stat().st_size / 2**20, 1)}}
     int8 = open_artifact(out)
-    with pipeline_cwd():  # one pass over the held-out images feeds both models
+    with fp32, int8, pipeline_cwd():  # one pass over the held-out images feeds both models; then both close
         both, labels = run_dataset(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),
                                    file_dataset(_subset(samples, held), pre, batch), progress,
                                    "float32 and int8")

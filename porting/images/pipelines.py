@@ -82,11 +82,15 @@ def _read_bytes(path) -> np.ndarray:
     return np.fromfile(str(path.item() if hasattr(path, "item") else path), np.uint8)
 
 
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def file_dataset(samples: Samples, pre: Preprocessing, batch_size: int, workers: int | None = None):
     """A batched (image float32 NCHW, label int32) dataset over `samples`, in their order."""
     import mindspore.dataset as ds
 
-    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    workers = workers or default_workers()
     data = ds.NumpySlicesDataset({"image": np.array([str(p) for p in samples.paths]), "label": samples.labels},
                                  shuffle=False, num_parallel_workers=1)
     data = data.map(_read_bytes, input_columns="image", num_parallel_workers=workers)
@@ -102,29 +106,63 @@ def folder_dataset(root: Path, labels: dict[str, int], pre: Preprocessing, batch
     return file_dataset(samples, pre, batch_size, workers)
 
 
-def train_folder(root: Path, card: ModelCard, size: int, batch_size: int, labels: dict[str, int],
-                 workers: int | None = None, num_shards: int | None = None, shard_id: int | None = None,
-                 seed: int = 0):
-    """Shuffled, augmented training batches (image float32 NCHW, label int32) over root/<class>/<image>."""
-    import mindspore as ms
-    import mindspore.dataset as ds
-    from mindspore.dataset import vision
+# std::mt19937's default seed: mindspore.dataset takes it for "no seed set" and draws a random one instead
+MT19937_DEFAULT_SEED = 5489
 
-    root = Path(os.path.abspath(root))
-    workers = workers or max(1, min(8, os.cpu_count() or 1))
-    suffixes = sorted({f.suffix for d in labels for f in (root / d).iterdir() if is_image(f)})
-    ds.config.set_seed(seed)
-    data = ds.ImageFolderDataset(str(root), shuffle=True, num_parallel_workers=workers, extensions=suffixes,
-                                 class_indexing=labels, num_shards=num_shards, shard_id=shard_id, decode=False)
-    ops = [vision.RandomCropDecodeResize(size, scale=(0.08, 1.0), interpolation=_inter(card.interpolation)),
-           vision.RandomHorizontalFlip(), *_normalise(card.mean, card.std)]
-    data = data.map(ops, input_columns="image", num_parallel_workers=workers)
-    data = data.map(ds.transforms.TypeCast(ms.int32), input_columns="label")
-    data = data.batch(batch_size, drop_remainder=True)
-    if data.get_dataset_size() == 0:
-        raise PortingError(f"'{root}' has fewer images than one batch of {batch_size} "
-                           f"{'per shard ' if num_shards else ''}(lower --batch-size)")
-    return data
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's order and random crops / flips: a function of the run's seed and the epoch (0-based)
+    alone, so that any epoch can be built again exactly without replaying the ones before it."""
+    value = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return value + 1 if value == MT19937_DEFAULT_SEED else value
+
+
+class TrainFolder:
+    """Shuffled, augmented training batches (image float32 NCHW, label int32) over root/<class>/<image>, one
+    pipeline per epoch.
+
+    One mindspore.dataset iterator over several epochs draws epoch e's order and crops from where epoch e - 1 left
+    its generators (the sampler's reshuffle and each random op's generator run on from there), so an iterator
+    started at epoch e (a resumed run) replays epoch 0's draws. Here each epoch is a pipeline of its own, seeded
+    by epoch_seed(seed, epoch): epoch e is the same whether the run reached it or resumed in it. The draws also
+    depend on the number of workers (each has its own generators), so a resumed run keeps its run's `workers`."""
+
+    def __init__(self, root: Path, card: ModelCard, size: int, batch_size: int, labels: dict[str, int],
+                 workers: int, num_shards: int | None = None, shard_id: int | None = None, seed: int = 0):
+        self.root = Path(os.path.abspath(root))
+        self.card, self.size, self.batch_size, self.labels, self.workers = card, size, batch_size, labels, workers
+        self.num_shards, self.shard_id, self.seed = num_shards, shard_id, seed
+        self.suffixes = sorted({f.suffix for d in labels for f in (self.root / d).iterdir() if is_image(f)})
+        self.steps_per_epoch = self._pipeline(epoch_seed(seed, 0)).get_dataset_size()
+        if self.steps_per_epoch == 0:
+            raise PortingError(f"'{self.root}' has fewer images than one batch of {batch_size} "
+                               f"{'per shard ' if num_shards else ''}(lower --batch-size)")
+
+    def _pipeline(self, seed: int):
+        import mindspore as ms
+        import mindspore.dataset as ds
+        from mindspore.dataset import vision
+
+        # the sampler takes the seed when it is made (DistributedSampler) or when the pipeline starts
+        # (RandomSampler, the random ops): the caller starts it before the seed can change
+        ds.config.set_seed(seed)
+        data = ds.ImageFolderDataset(str(self.root), shuffle=True, num_parallel_workers=self.workers,
+                                     extensions=self.suffixes, class_indexing=self.labels, num_shards=self.num_shards,
+                                     shard_id=self.shard_id, decode=False)
+        crop = vision.RandomCropDecodeResize(self.size, scale=(0.08, 1.0),
+                                             interpolation=_inter(self.card.interpolation))
+        ops = [crop, vision.RandomHorizontalFlip(), *_normalise(self.card.mean, self.card.std)]
+        data = data.map(ops, input_columns="image", num_parallel_workers=self.workers)
+        data = data.map(ds.transforms.TypeCast(ms.int32), input_columns="label")
+        return data.batch(self.batch_size, drop_remainder=True)
+
+    def epoch(self, epoch: int, skip: int = 0, numpy: bool = False):
+        """Epoch `epoch`'s (0-based) batches after its first `skip`, as MindSpore tensors or NumPy arrays. The
+        skipped batches are still read and augmented, unused: the random draws of the rest follow theirs."""
+        batches = self._pipeline(epoch_seed(self.seed, epoch)).create_tuple_iterator(num_epochs=1, output_numpy=numpy)
+        for _ in range(skip):
+            next(batches)
+        yield from batches
 
 
 def load_image(path: Path, pre: Preprocessing) -> np.ndarray:

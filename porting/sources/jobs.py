@@ -24,6 +24,7 @@ from porting import files
 from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
+from porting.runtimes.base import LOGITS, Runtime
 from porting.sources.registry import checkout_folder
 
 
@@ -285,3 +286,22 @@ def run_source(spec: ModelSpec, **kwargs) -> SourceResult:
     with source_job(spec, **kwargs) as result:
         return result()
 
+
+class SourceRuntime(Runtime):
+    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
+    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
+
+    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
+        self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
+        self.source, self.inputs = source, inputs
+
+    @property
+    def order(self) -> list[str]:
+        """The taps in the order the source computed them."""
+        return self.source.info.order
+
+    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
+        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
+            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
+        outputs = self.source.outputs
+        return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}

@@ -7,6 +7,7 @@ with a line that names the fix; with DATA/val, validation top-1/top-5 is logged 
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -26,14 +27,16 @@ from porting.errors import PortingError
 from porting.archs.layers import init_head
 from porting.images.folders import check_images, class_names
 from porting.images.labels import label_mapping
-from porting.images.pipelines import folder_dataset, pipeline_cwd, train_folder
+from porting.images.pipelines import TrainFolder, default_workers, folder_dataset, pipeline_cwd
 from porting.images.preprocessing import preprocessing
 from porting.deploy.evaluate import run_dataset, scores
-from porting.runners.mindspore_runtime import MindSporeRuntime
+from porting.runtimes.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
 
 DIVERGED = 3.0  # stop when the recent mean loss is this many times its start (or chance level)
+# recipe fields that say when checkpoints are written, not what is trained: a resumed run may change them
+CHECKPOINTING = ("save_checkpoint_epochs", "save_checkpoint_steps", "keep_checkpoint_max")
 
 
 @dataclass(frozen=True)
@@ -121,33 +124,49 @@ def _divergence(recent: deque, start: float, global_step: int, lr_max: float) ->
                         f"--lr-max {lr_max / 10:.2g}) or raise --batch-size")
 
 
+@dataclass(frozen=True)
+class TrainStream:
+    """A run's training batches from global step `start` to `total`, epoch after epoch, each epoch from a pipeline
+    of its own (TrainFolder.epoch): the batch of every step is the same whichever step the run started from."""
+
+    data: TrainFolder
+    start: int
+    total: int
+    numpy: bool = False  # NumPy arrays (for a GeneratorDataset) instead of MindSpore tensors
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self):
+        first, skip = divmod(self.start, self.data.steps_per_epoch)
+        for epoch in range(first, self.total // self.data.steps_per_epoch):
+            yield from self.data.epoch(epoch, skip if epoch == first else 0, numpy=self.numpy)
+
+
 class HostSteps:
-    """One training step per call, on a batch from a host-side iterator (CPU, or --no-dataset-sink)."""
+    """One training step per call, on the next batch of the stream (CPU, or --no-dataset-sink)."""
 
-    def __init__(self, step_cell, dataset, epochs: int, skip: int):
+    def __init__(self, step_cell, stream: TrainStream):
         self.size, self.step_cell = 1, step_cell
-        self.batches = dataset.create_tuple_iterator(num_epochs=epochs)
-        for _ in range(skip):  # --resume mid-epoch: the batches already trained on
-            self._next()
-
-    def _next(self):
-        try:
-            return next(self.batches)
-        except StopIteration:  # the end of an epoch: the iterator goes on with the next one
-            return next(self.batches)
+        self.batches = iter(stream)
 
     def run(self) -> float:
-        images, labels = self._next()
+        images, labels = next(self.batches)
         return float(self.step_cell(images, labels).asnumpy())
 
 
 class SinkSteps:
-    """`size` training steps per call with the data sunk to the device (Ascend/GPU), as the model zoo trains.
-    A mid-epoch --resume starts the remaining steps on a fresh pass over the data."""
+    """`size` training steps per call with the data sunk to the device (Ascend/GPU), as the model zoo trains. The
+    device reads the stream's batches, those HostSteps would take, through one GeneratorDataset: one sink graph
+    for the whole run, though each epoch is a pipeline of its own."""
 
-    def __init__(self, step_cell, dataset, size: int, graph: bool):
+    def __init__(self, step_cell, stream: TrainStream, size: int, graph: bool):
+        import mindspore.dataset as ds
+
         self.size = size
-        self.fn = ms.data_sink(step_cell, dataset, sink_size=size, jit_config=ms.JitConfig() if graph else None)
+        batches = ds.GeneratorDataset(stream, ["image", "label"], shuffle=False, num_parallel_workers=1,
+                                      python_multiprocessing=False)
+        self.fn = ms.data_sink(step_cell, batches, sink_size=size, jit_config=ms.JitConfig() if graph else None)
 
     def run(self) -> float:
         return float(self.fn().asnumpy())
@@ -181,7 +200,7 @@ def finetune(opts: Options, log=print, progress=None) -> Path:
     if opts.run.resume and newest is None:
         raise PortingError(f"--resume: no checkpoint named like '*-E_S.ckpt' in '{opts.output}'")
     rank, world = _parallel_setup(opts.run.distributed)
-    ms.set_seed(opts.run.seed)  # every rank draws the same new head and the same shuffles
+    ms.set_seed(opts.run.seed)  # every rank draws the same new head (the data seeds each epoch: TrainFolder)
     trainer = Trainer(opts, ckpt, data, output, device, rank, world, log, progress)
     with pipeline_cwd():
         trainer.train(sink)
@@ -206,6 +225,7 @@ class Trainer:
         self.is_main = rank == 0
         self.log = log if self.is_main else (lambda msg: None)
         self.progress = progress if self.is_main else None
+        resumed = Resumed.newest(output) if opts.run.resume else None
         params, card = checkpoint.load(ckpt)
         train_root, val_root = data / "train", data / "val"
         if not train_root.is_dir():
@@ -219,6 +239,18 @@ class Trainer:
         class_order = sorted(labels, key=labels.get)
         val_labels = label_mapping(val_root, card.replace(num_classes=num_classes, class_names=class_order)) \
             if val_root.is_dir() else None
+        shards = (world, rank) if opts.run.distributed else (opts.run.shard[1], opts.run.shard[0]) if opts.run.shard else (None, None)
+        global_batch = opts.recipe.batch_size * world
+        recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
+        self.recipe = recipe
+        # the augmentation's random draws depend on the number of workers: a resumed run keeps its run's
+        workers = opts.run.workers or (resumed.settings.get("workers") if resumed else None) or default_workers()
+        self.settings = {"seed": opts.run.seed, "workers": workers, "image_size": size, "num_classes": num_classes,
+                         "ranks": world, "shard": "{}/{}".format(*opts.run.shard) if opts.run.shard else None,
+                         "bn_momentum": opts.run.bn_momentum,
+                         **{k: v for k, v in as_dict(recipe).items() if k not in CHECKPOINTING}}
+        if resumed:
+            resumed.check(self.settings)
         for root in (train_root, val_root) if val_labels else (train_root,):
             check_images(root, self.log, self.progress)
 
@@ -232,15 +264,11 @@ class Trainer:
             params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
         checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
 
-        shards = (world, rank) if opts.run.distributed else (opts.run.shard[1], opts.run.shard[0]) if opts.run.shard else (None, None)
-        global_batch = opts.recipe.batch_size * world
-        recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
-        self.recipe = recipe
-        self.dataset = train_folder(train_root, card, size, recipe.batch_size, labels, workers=opts.run.workers,
-                                             num_shards=shards[0], shard_id=shards[1], seed=opts.run.seed)
+        self.data = TrainFolder(train_root, card, size, recipe.batch_size, labels, workers, num_shards=shards[0],
+                                shard_id=shards[1], seed=opts.run.seed)
         self.val_set = folder_dataset(val_root, val_labels, preprocessing(card, size=size),
                                                recipe.batch_size, opts.run.workers) if (val_labels and self.is_main) else None
-        self.steps_per_epoch = self.dataset.get_dataset_size()
+        self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.steps_per_epoch * recipe.epochs
         lr = ms.Tensor(np.asarray(lr_schedule(recipe, self.steps_per_epoch, recipe.epochs), np.float32))
         if opts.run.bn_momentum is not None:
@@ -251,7 +279,10 @@ class Trainer:
                  f"moving + (1 - m) x batch: PyTorch's momentum = 1 - m, Keras's and Paddle's m), {origin}; eps "
                  f"{', '.join(f'{e:g}' for e in eps)}, the checkpoint's ({card.arch} as its source built it)")
         self.net, self.step_cell = train_step(net, recipe, num_classes, lr)
-        self.start = _resume(self.step_cell, output, self.steps_per_epoch, self.log) if opts.run.resume else 0
+        self.start = resumed.restore(self.step_cell, self.steps_per_epoch, self.log) if resumed else 0
+        # the divergence stop's state: a resumed run stops where the run it continues would have
+        self.start_loss = resumed.train_state.get("start_loss") if resumed else None
+        self.recent_losses = list(resumed.train_state.get("recent_losses", [])) if resumed else []
         if self.start >= self.total_steps:
             raise PortingError(f"nothing to do: '{opts.output}' already holds {self.start} of {self.total_steps} "
                                f"steps")
@@ -274,7 +305,7 @@ class Trainer:
                         f"{'PYNATIVE' if opts.run.pynative else 'GRAPH'} mode")
         self.log(self.opening)
 
-    def save(self, loss_value: float) -> None:
+    def save(self, loss_value: float, start_loss: float, recent: deque) -> None:
         epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
         epoch_label = epoch if step_in_epoch == 0 else epoch + 1
         tensors = {p.name: p.asnumpy() for _, p in self.step_cell.parameters_and_names()}
@@ -282,14 +313,16 @@ class Trainer:
         path = self.output / f"{self.prefix}-{epoch_label}_{step_in_epoch or self.steps_per_epoch}.ckpt"
         checkpoint.save(tensors, path, self.card.replace(train_state={
             "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch, "epochs": self.recipe.epochs,
-            "world_size": self.world, "loss": loss_value, "recipe": as_dict(self.recipe)}), inputs=(self.ckpt,))
+            "world_size": self.world, "loss": loss_value, "recipe": as_dict(self.recipe), "settings": self.settings,
+            "start_loss": start_loss, "recent_losses": list(recent)}), inputs=(self.ckpt,))
         kept = [p for _, _, p in _checkpoints(self.output) if p.name.startswith(self.prefix + "-")]
         for old in sorted(kept, key=lambda p: p.stat().st_mtime)[: max(0, len(kept) - self.recipe.keep_checkpoint_max)]:
             old.unlink()
 
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
-        result = scores(*run_dataset(MindSporeRuntime(self.net).logits, self.val_set, self.progress, f"val {epoch}"))
+        with MindSporeRuntime(self.net) as runtime:
+            result = scores(*run_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}"))
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")
@@ -298,15 +331,15 @@ class Trainer:
 
     def train(self, sink: bool) -> None:
         opts, recipe, spe = self.opts, self.recipe, self.steps_per_epoch
-        skip = self.start % spe
+        stream = TrainStream(self.data, self.start, self.total_steps, numpy=sink)
         if sink:
-            steps = SinkSteps(self.step_cell, self.dataset,
-                              sink_size(spe, opts.run.log_every, recipe.save_checkpoint_steps, opts.run.max_steps, skip),
+            steps = SinkSteps(self.step_cell, stream, sink_size(spe, opts.run.log_every, recipe.save_checkpoint_steps,
+                                                                opts.run.max_steps, self.start % spe),
                               graph=not opts.run.pynative)
         else:
-            steps = HostSteps(self.step_cell, self.dataset, recipe.epochs - self.start // spe, skip)
-        recent: deque = deque(maxlen=max(1, min(20, spe) // steps.size))
-        start_loss, ran, task, t_epoch, in_epoch = None, 0, None, time.perf_counter(), 0
+            steps = HostSteps(self.step_cell, stream)
+        recent: deque = deque(self.recent_losses, maxlen=max(1, min(20, spe) // steps.size))
+        start_loss, ran, task, t_epoch, in_epoch = self.start_loss, 0, None, time.perf_counter(), 0
         opening = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.opening}"
                    + (f", resuming at global step {self.start}" if self.start else ""))
         try:
@@ -338,7 +371,7 @@ class Trainer:
                     not recipe.save_checkpoint_steps and position == spe and epoch % recipe.save_checkpoint_epochs == 0
                 ) or self.global_step == self.total_steps
                 if self.is_main and (save_now or stop):
-                    self.save(loss)
+                    self.save(loss, start_loss, recent)
                 if position == spe:
                     ms_total = (time.perf_counter() - t_epoch) * 1000
                     self.train_log.write(f"epoch time: {ms_total:.3f} ms, per step time: {ms_total / in_epoch:.3f} ms")
@@ -353,21 +386,56 @@ class Trainer:
             self.train_log.close()
 
 
-def _resume(step_cell, output: Path, steps_per_epoch: int, log) -> int:
-    """Restore model and optimizer state from the newest checkpoint in `output`; returns its global step."""
-    last = _newest(output)
-    state, last_card = checkpoint.load(last)
-    train_state = last_card.train_state or {}
-    if train_state.get("steps_per_epoch") not in (None, steps_per_epoch):
-        raise PortingError(f"--resume: '{last}' was saved with {train_state['steps_per_epoch']} steps per epoch, "
-                           f"this run has {steps_per_epoch} (same data, batch size and workers needed)")
-    restored = 0
-    for _, param in step_cell.parameters_and_names():
-        if param.name in state:
-            dtype = np.int32 if param.dtype == ms.int32 else np.float32
-            param.set_data(ms.Tensor(state[param.name].astype(dtype)))
-            restored += 1
-    start = int(train_state.get("global_step", 0))
-    log(f"resuming from {last.name}: global step {start} (epoch {start // steps_per_epoch + 1}, "
-        f"step {start % steps_per_epoch}), {restored} tensors of model and optimizer state restored")
-    return start
+def _shown(setting) -> str:
+    return "unset" if setting is None else str(setting)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The newest checkpoint of the run that --resume continues: its tensors (model and optimizer state) and
+    train_state (step, the settings it trained with, the divergence stop's state)."""
+
+    path: Path
+    tensors: dict
+    train_state: dict
+
+    @classmethod
+    def newest(cls, output: Path) -> Resumed:
+        path = _newest(output)
+        tensors, card = checkpoint.load(path)
+        return cls(path, tensors, card.train_state or {})
+
+    @property
+    def settings(self) -> dict:
+        return self.train_state.get("settings", {})
+
+    def check(self, settings: dict) -> None:
+        """A resumed run is the run it continues only with the same settings (recipe, seed, workers...): refuse
+        others. (Checkpoints written before the settings were recorded have none to check.)"""
+        current = json.loads(json.dumps(settings))  # as the checkpoint keeps them: tuples become lists
+        changed = [f"{key} {_shown(self.settings[key])} (this run: {_shown(value)})" for key, value in current.items()
+                   if key in self.settings and self.settings[key] != value]
+        if changed:
+            raise PortingError(f"--resume: {self.path.name} was trained with {', '.join(changed)}; resume with its "
+                               f"settings, or start a new run in another --output-dir")
+        workers, cpus = current["workers"], os.cpu_count() or 1
+        if workers > cpus:
+            raise PortingError(f"--resume: {self.path.name} was trained with {workers} dataset workers (its random "
+                               f"crops depend on their number) and this machine has {cpus} CPUs")
+
+    def restore(self, step_cell, steps_per_epoch: int, log) -> int:
+        """Model and optimizer state into `step_cell`; returns the global step to continue from."""
+        if self.train_state.get("steps_per_epoch") not in (None, steps_per_epoch):
+            raise PortingError(f"--resume: '{self.path}' was saved with {self.train_state['steps_per_epoch']} steps "
+                               f"per epoch, this run has {steps_per_epoch}: the training folder or the batch size "
+                               f"changed")
+        restored = 0
+        for _, param in step_cell.parameters_and_names():
+            if param.name in self.tensors:
+                dtype = np.int32 if param.dtype == ms.int32 else np.float32
+                param.set_data(ms.Tensor(self.tensors[param.name].astype(dtype)))
+                restored += 1
+        start = int(self.train_state.get("global_step", 0))
+        log(f"resuming from {self.path.name}: global step {start} (epoch {start // steps_per_epoch + 1}, "
+            f"step {start % steps_per_epoch}), {restored} tensors of model and optimizer state restored")
+        return start

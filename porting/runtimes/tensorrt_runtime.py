@@ -7,72 +7,76 @@ TensorRT's own choice, `"f16"` builds from porting's float16 ONNX (export --fp16
 """
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from porting.errors import PortingError
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
+from porting.runtimes.registry import register_runtime
 
-INSTALL = "pip install 'porting[tensorrt]'"
 PRECISIONS = ("default", "f32", "f16")
 
 
-def cuda_devices() -> int:
-    """How many CUDA devices the driver sees, asked of libcuda itself (0 without a driver): no framework loads."""
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return 0
-    count = ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return count.value
-
-
-def require_tensorrt():
-    try:
-        import tensorrt
-    except ImportError:
-        raise PortingError(f"TensorRT is not installed: {INSTALL}") from None
-    return tensorrt
-
-
+@register_runtime(name="tensorrt", title="TensorRT", runs="onnx", taps=True, precisions=PRECISIONS,
+                  default_precision=None, beside=("default", "f16"), f16_from_file=True, devices=("CUDA",),
+                  extra="tensorrt", package="tensorrt")
 class TensorRtRuntime(Runtime):
-    """An ONNX model (a file or a ModelProto) as a TensorRT engine on CUDA device 0. `taps` as for OnnxRuntime."""
+    """An ONNX model (a file or a ModelProto) as a TensorRT engine on CUDA device 0. `taps` as for OnnxRuntime.
+    Engines are built on first use, one per input shape; close() frees them."""
 
-    def __init__(self, model, taps: dict[str, str] | None = None, precision: str = "f32", what: str = ""):
+    def __init__(self, model, *, taps: dict[str, str] | None = None, precision: str = "f32", what: str = ""):
         if precision not in PRECISIONS:
             raise PortingError(f"unknown TensorRT precision '{precision}': use {', '.join(PRECISIONS)}")
-        trt = require_tensorrt()
+        self.model, self.requested = model, precision
+        self.what = what or str(model)
+        self.taps = dict(taps or {})
+        self.name = "tensorrt" if precision == "f32" else f"tensorrt-{precision}"
+        self.engines: dict[tuple, object] | None = None  # one engine per input shape, built on first use
+        self.precision = None
+
+    def open(self) -> TensorRtRuntime:
+        self.record.require()  # a missing extra is one line
+        import tensorrt as trt
         import torch
 
         if not torch.cuda.is_available():
             raise PortingError("TensorRT needs a CUDA device, and PyTorch sees none")
-        self.trt, self.torch, self.requested = trt, torch, precision
-        self.what = what or str(model)
+        self.trt, self.torch = trt, torch
+        model = self.model
         self.onnx = Path(model).read_bytes() if isinstance(model, (str, Path)) else model.SerializeToString()
-        self.taps = dict(taps or {})
-        self.name = "tensorrt" if precision == "f32" else f"tensorrt-{precision}"
         self.logger = trt.Logger(trt.Logger.ERROR)
-        self.engines: dict[tuple, object] = {}  # one engine per input shape, built on first use
+        self.engines = {}
         tf32 = torch.cuda.get_device_capability(0) >= (8, 0)
-        self.precision = {"f32": "f32", "f16": "f16", "default": "tf32" if tf32 else "f32"}[precision]
+        self.precision = {"f32": "f32", "f16": "f16", "default": "tf32" if tf32 else "f32"}[self.requested]
+        return self
+
+    def close(self) -> None:
+        self.engines = self.onnx = None  # the engines' and contexts' device memory goes with them
 
     @property
     def description(self) -> str:
-        return f"the ONNX export in TensorRT ({self.torch.cuda.get_device_name(0)}, {self.said()})"
+        return f"the ONNX export in TensorRT ({self.engine.removeprefix('TensorRT ')})"
 
-    def said(self) -> str:
+    @property
+    def label(self) -> str:
+        return f"TensorRT ({self.engine.removeprefix('TensorRT ')})"
+
+    @property
+    def engine(self) -> str:
+        return f"TensorRT {self.torch.cuda.get_device_name(0)}, {self.describe_precision()}"
+
+    def describe_precision(self) -> str:
+        precision = self._opened(self.precision)
         if self.requested == "default":
-            return f"{self.precision}: TensorRT's default on this GPU"
-        return self.precision
+            return f"{precision}: TensorRT's default on this GPU"
+        return precision
 
     def _engine(self, shape: tuple):
-        if shape in self.engines:
-            return self.engines[shape]
+        engines = self._opened(self.engines)
+        if shape in engines:
+            return engines[shape]
         trt = self.trt
         builder = trt.Builder(self.logger)
         network = builder.create_network(0)
@@ -91,12 +95,12 @@ class TensorRtRuntime(Runtime):
         if serialized is None:
             raise PortingError(f"TensorRT could not build an engine for '{self.what}' at input {list(shape)}")
         engine = trt.Runtime(self.logger).deserialize_cuda_engine(serialized)
-        self.engines[shape] = engine, engine.create_execution_context(), first.name
-        return self.engines[shape]
+        engines[shape] = engine, engine.create_execution_context(), first.name
+        return engines[shape]
 
     def infer(self, x: np.ndarray, taps: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        trt, torch = self.trt, self.torch
         engine, context, input_name = self._engine(tuple(x.shape))
+        trt, torch = self.trt, self.torch
         context.set_input_shape(input_name, tuple(x.shape))
         buffers = {}
         for i in range(engine.num_io_tensors):

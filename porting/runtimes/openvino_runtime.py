@@ -17,24 +17,9 @@ import numpy as np
 
 from porting.errors import PortingError, first_line
 from porting.options import PRECISIONS
-from porting.runners.runtime import LOGITS, Runtime
+from porting.runtimes.base import LOGITS, Runtime
+from porting.runtimes.registry import register_runtime
 from porting.threads import cpu_threads
-
-INSTALL = "pip install 'porting[openvino]'"
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise PortingError(f"unknown precision '{precision}': use {', '.join(PRECISIONS)}")
-    return precision
-
-
-def require_openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise PortingError(f"OpenVINO is not installed: {INSTALL} (or run the .onnx with --runtime ort)") from None
-    return openvino
 
 
 @contextlib.contextmanager
@@ -57,48 +42,68 @@ def _short(ov_type) -> str:
     return ov_type.get_type_name() if hasattr(ov_type, "get_type_name") else str(ov_type)
 
 
+@register_runtime(name="openvino", title="OpenVINO", runs="onnx", taps=True, precisions=PRECISIONS,
+                  default_precision=None, beside=("default",), devices=("CPU",), extra="openvino",
+                  package="openvino")
 class OpenVinoRuntime(Runtime):
     """An ONNX model on OpenVINO's CPU plugin. `taps` as for OnnxRuntime ({tap name: graph output}); the logits
     are the output named LOGITS, or the first output. `precision`: one of PRECISIONS (what is asked);
-    `.precision` is what the compiled model runs at, `.description` says both."""
+    `.precision` is what the compiled model runs at (known once open), `.description` says both."""
 
-    def __init__(self, model, taps: dict[str, str] | None = None, precision: str = "f32", what: str = ""):
-        ov = require_openvino()
-        self.requested = check_precision(precision)
-        source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    def __init__(self, model, *, taps: dict[str, str] | None = None, precision: str = "f32", what: str = ""):
+        self.model, self.what, self.requested = model, what or str(model), precision
+        self.taps = dict(taps or {})
+        self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
+        self.compiled = self.request = self.precision = None
+
+    def open(self) -> OpenVinoRuntime:
+        self.record.require()  # a missing extra is one line
+        import openvino as ov
+
+        source = str(self.model) if isinstance(self.model, (str, Path)) else self.model.SerializeToString()
         config = {"INFERENCE_NUM_THREADS": cpu_threads()}
-        if precision != "default":
-            config["INFERENCE_PRECISION_HINT"] = precision
+        if self.requested != "default":
+            config["INFERENCE_PRECISION_HINT"] = self.requested
         try:
             with _onednn_uncapped():
                 core = ov.Core()
                 self.compiled = core.compile_model(core.read_model(source), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError for everything
-            raise PortingError(f"cannot load '{what or model}' in OpenVINO: {first_line(exc)}") from None
+            raise PortingError(f"cannot load '{self.what}' in OpenVINO: {first_line(exc)}") from None
         self.precision = _short(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         self.request = self.compiled.create_infer_request()
-        self.taps = dict(taps or {})
         self.outputs = {name: port for port in self.compiled.outputs for name in port.get_names()}
-        first = self.compiled.inputs[0]
-        shape = first.get_partial_shape()
+        shape = self.compiled.inputs[0].get_partial_shape()
         self.input_shape = [d.get_length() if d.is_static else None for d in shape]
         self.logits_port = self.outputs.get(LOGITS, self.compiled.outputs[0])
+        return self
+
+    def close(self) -> None:
+        self.request = self.compiled = self.outputs = self.logits_port = None
 
     @property
     def description(self) -> str:
-        return f"the ONNX export in OpenVINO (CPU, {self.said()})"
+        return f"the ONNX export in OpenVINO (CPU, {self.describe_precision()})"
 
-    def said(self) -> str:
+    @property
+    def label(self) -> str:
+        return f"OpenVINO (CPU, {self.describe_precision()})"
+
+    @property
+    def engine(self) -> str:
+        return f"OpenVINO CPU, {self.describe_precision()}"
+
+    def describe_precision(self) -> str:
         """The precision run, and why: 'f32', 'bf16: OpenVINO's default on this CPU', 'f32: bf16 asked, ...'."""
+        precision = self._opened(self.precision)
         if self.requested == "default":
-            return f"{self.precision}: OpenVINO's default on this CPU"
-        if self.requested != self.precision:
-            return f"{self.precision}: {self.requested} asked, this CPU has no {self.requested}"
-        return self.precision
+            return f"{precision}: OpenVINO's default on this CPU"
+        if self.requested != precision:
+            return f"{precision}: {self.requested} asked, this CPU has no {self.requested}"
+        return precision
 
     def infer(self, x: np.ndarray, taps: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        results = self.request.infer([np.ascontiguousarray(x)])
+        results = self._opened(self.request).infer([np.ascontiguousarray(x)])
         out = {t: np.array(results[self.outputs[self.taps[t]]]) for t in taps
                if t in self.taps and self.taps[t] in self.outputs}
         out[LOGITS] = np.array(results[self.logits_port])

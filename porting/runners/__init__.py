@@ -1,1 +1,0 @@
-"""Runtimes: one per deployment framework, Polygraphy-style (the source libraries' runners: porting.sources)."""
