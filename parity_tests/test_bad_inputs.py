@@ -662,7 +662,7 @@ def test_interrupted_runs_leave_nothing_behind(ported, ported3, data, tmp_path, 
                                 env=env)
         deadline = time.time() + 300
         while proc.poll() is None and time.time() < deadline:
-            if moment == "worker" and any(b"runners.worker" in open(f"/proc/{p}/cmdline", "rb").read()
+            if moment == "worker" and any(b"sources.worker" in open(f"/proc/{p}/cmdline", "rb").read()
                                           for p in tagged(tag) if os.path.exists(f"/proc/{p}/cmdline")):
                 break
             if moment == "staging" and (_staging_appears(out) or _staging_appears(tmp_path)):

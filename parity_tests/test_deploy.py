@@ -275,7 +275,7 @@ def test_onnx_export_options_match_the_checkpoint(ported_nets, tmp_path, spec, o
     from porting import msenv
     from porting.compare import compare_tensor
     from porting.converters.export import OnnxOptions, export_onnx
-    from porting.runners.inputs import make_images
+    from porting.sources.inputs import make_images
 
     msenv.setup("CPU")
     net, meta = checkpoint.load_model(ported_nets[spec])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from porting.errors import PortingError
-from porting.runners import source
+from porting.sources import jobs as source
 from porting.specs import resolve
 
 SPEC = replace(resolve("timm:legacy_xception"), input_size=64)  # seeded BN statistics measured at 64 px: quick

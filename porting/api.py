@@ -28,17 +28,18 @@ __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_pa
            "reusing_workers"]
 
 
-def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
-    """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
-    from porting.modelzoo import located
+def spec_for(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
+    """The spec a name (or spec) stands for, with the checkout its library runs from where it is one: `modelzoo`
+    for a modelzoo: spec (else $PORTING_MODELZOO when it runs), checked now, before any work."""
+    from porting.sources import with_checkout
 
-    return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
+    return with_checkout(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
 
 def reusing_workers():
     """`with porting.reusing_workers(): ...`: the calls inside share one source worker per library, so torch,
     TensorFlow or Paddle is imported once rather than once per call (seconds each; a notebook, a test session)."""
-    from porting.runners.source import reusing_workers as reusing
+    from porting.sources.jobs import reusing_workers as reusing
 
     return reusing()
 
@@ -69,9 +70,9 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 
     from porting import msenv
     from porting.converters.port import target_shapes
-    from porting.runners.source import run_source
+    from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     wm = model.build_weight_map()
     sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
     msenv.setup()
@@ -83,17 +84,21 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
                    num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
     """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
-    from porting.runners.source import run_source
+    from porting.sources import library
+    from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
+    # a library whose own checkpoints carry the optimizer's state (the model zoo's) gets its recipe's
+    training = _training(model) if library(model.source).checkpoint_has_optimizer else None
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output), training=_training(model) if model.source == "modelzoo" else None)
+                   save_weights_as=str(output), training=training)
     return Path(output)
 
 
 def _training(spec: ModelSpec):
-    """The recipe the model zoo's train.py wraps its network in: its checkpoints carry that optimizer's state."""
+    """The recipe a library's train.py wraps its network in (the model zoo's): its checkpoints carry that
+    optimizer's state."""
     from porting.archs import get_arch
     from porting.job import Training
     from porting.training.recipes import RECIPES
@@ -110,9 +115,9 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
     parameters and model card (a `Ported`); with `output`, the .ckpt is written too."""
     from porting.converters.port import port as port_tensors
     from porting.converters.port import target_shapes
-    from porting.runners.source import source_job
+    from porting.sources.jobs import source_job
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     weights = str(weights) if weights is not None else None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
@@ -208,7 +213,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()
@@ -221,9 +226,6 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
 check_parity = parity  # its name in porting 0.2.0
 
 
-TRAIN_STEP_SOURCES = ("timm", "keras", "paddleclas")
-
-
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
                       batch: int = 2, size: int | None = None, rtol: float | None = None,
                       modelzoo: str | Path | None = None, source_changes: dict | None = None, log=lambda msg: None):
@@ -232,10 +234,11 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
     porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
     mutation tests get wrong on purpose)."""
+    from porting.sources import library
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
-    model = run_spec(spec, modelzoo)
-    if model.source not in TRAIN_STEP_SOURCES:
+    model = spec_for(spec, modelzoo)
+    if not library(model.source).train_step:
         raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:
@@ -343,7 +346,7 @@ def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int
     from porting.images.folders import list_images
     from porting.proof import check_preprocessing as run_check
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()
@@ -373,12 +376,12 @@ def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_
     `config` (a YAML) and recipe values (epochs=, batch_size=, lr_max=...) overriding it, in that order; `run`
     (porting.options.TrainingRun: device, resume, distributed...) or its fields as keywords says how it runs.
     Returns the output folder."""
-    from porting.options import split
+    from porting.options import share_out
     from porting.training.finetune import Options
     from porting.training.finetune import finetune as run_finetune
     from porting.training.recipes import Recipe
 
-    run_fields, recipe_values = split(options, TrainingRun, Recipe)
+    run_fields, recipe_values = share_out(options, TrainingRun, Recipe)
     run = replace(run or TrainingRun(), **run_fields)
     chosen, settings, device = finetune_recipe(ckpt, recipe=recipe, config=config, device=run.device, log=log,
                                                **recipe_values)

@@ -196,7 +196,7 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
 
-    model = api.run_spec(spec, modelzoo)  # the checkout checked now, before any work
+    model = api.spec_for(spec, modelzoo)  # the checkout checked now, before any work
     weights_path, seed = _weights_args(weights, random_init)
     if weights_path is None and seed is None:
         log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
@@ -307,7 +307,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                    "update, BN statistics) with the recipe finetune trains with."),
                ) -> None:
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
-    model = api.run_spec(spec, modelzoo)
+    model = api.spec_for(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
         model.check_size(size)
@@ -386,7 +386,7 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
                    modelzoo: Optional[Path] = MODELZOO) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
 
-    model = api.run_spec(spec, modelzoo)
+    model = api.spec_for(spec, modelzoo)
     api.random_weights(model, output, seed=seed, num_classes=num_classes)
     log(f"wrote {output} ({model.id}, seed {seed})")
 

@@ -59,7 +59,7 @@ class TrainStep:
 
 @dataclass(frozen=True)
 class SourceJob:
-    source: str  # the library: picks the worker's runner (porting.runners.worker.RUNNERS)
+    source: str  # the library: picks the worker's runner (its record's runner: porting.sources)
     model: str  # the library's own model name (timm's 'model.tag' where a tag is named)
     result_out: str  # where the worker writes SourceInfo as JSON
     hub: str = ""  # a Hugging Face Hub repo (timm)
@@ -71,7 +71,7 @@ class SourceJob:
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     random_init: dict = field(default_factory=dict)  # ModelSpec.random_init
-    checkout: str | None = None  # the model zoo's code (porting.modelzoo)
+    checkout: str | None = None  # the model zoo's code (porting.sources.modelzoo)
     tensors_out: str | None = None  # .npz of the model's named tensors
     inputs: str | None = None  # .npy batch to run the model on ...
     taps: list[str] = field(default_factory=list)  # ... recording these modules' outputs ...

@@ -1,6 +1,6 @@
 """parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-The source runs in its worker on the inputs (a runtime: runners.source) while the MindSpore network is built
+The source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
 round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
 infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
@@ -18,9 +18,9 @@ import numpy as np
 from porting import files
 from porting.compare import RTOL, Report, compare
 from porting.converters.port import port
-from porting.runners.inputs import make_images
 from porting.runtimes import LOGITS, choose_runtimes
-from porting.runners.source import SourceRuntime, run_source, source_job
+from porting.sources.inputs import make_images
+from porting.sources.jobs import SourceRuntime, run_source, source_job
 from porting.specs import ModelSpec, spec_card
 
 

@@ -21,10 +21,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from porting import files
+from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
 from porting.runtimes.base import LOGITS, Runtime
-from porting.specs import ModelSpec
+from porting.sources.registry import checkout_folder
 
 
 def _verbose() -> bool:
@@ -42,7 +43,7 @@ def _worker_env(tmpdir: Path) -> dict:
 
 
 def _start_worker(job_file: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
+    return subprocess.Popen([sys.executable, "-m", "porting.sources.worker", str(job_file)],
                             stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, errors="replace", env=env)
 
@@ -88,7 +89,7 @@ class _KeptWorker:
         answers, theirs = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "porting.runners.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "porting.sources.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
                 stdout=None if _verbose() else subprocess.DEVNULL, stderr=None if _verbose() else self.log,
                 text=True, env=_worker_env(self.scratch), pass_fds=(theirs,))
         finally:
@@ -230,11 +231,9 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
     with step_grads (the library's names), the recipe's optimizer alone on those gradients.
     """
-    code = None
-    if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
-        from porting import modelzoo  # (port-weights) needs none
-
-        code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
+    # a library that is a checkout (the model zoo) runs its network from it; reading weights alone (port-weights)
+    # needs none
+    code = checkout_folder(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:
         job = SourceJob(
             source=spec.source, model=spec.source_name, hub=spec.hub, weights=weights, seed=seed,

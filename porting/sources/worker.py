@@ -1,11 +1,11 @@
-"""Entry point of a source worker process: `python -m porting.runners.worker JOB.json`.
+"""Entry point of a source worker process: `python -m porting.sources.worker JOB.json`.
 
-Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
+Imports exactly one source framework: the runner of the job's library (its record's `runner`). Every failure, anticipated or not, is
 printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
 (with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
 
-`python -m porting.runners.worker --serve FD` is the same worker kept for several jobs of one library
-(porting.runners.source.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
+`python -m porting.sources.worker --serve FD` is the same worker kept for several jobs of one library
+(porting.sources.jobs.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
 line on FD: {"error": null or "the line", "sound": false after an unanticipated failure}.
 """
 from __future__ import annotations
@@ -25,11 +25,8 @@ import numpy as np
 
 from porting.errors import PortingError, describe_os_error, first_line
 from porting.job import SourceInfo, SourceJob
+from porting.sources import library
 
-# source -> the module holding its SourceRunner (imported alone: one framework per process)
-RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
-           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner",
-           "modelzoo": "porting.runners.modelzoo_source:ModelzooRunner"}
 PR_SET_PDEATHSIG = 1
 
 
@@ -42,12 +39,12 @@ def _die_with_parent() -> None:
 
 
 def _run(job: SourceJob) -> None:
-    module, _, cls = RUNNERS[job.source].partition(":")
+    module, _, cls = library(job.source).runner.partition(":")  # imported alone: one framework per process
     runner = getattr(importlib.import_module(module), cls)()
     model, found = runner.load(job)
     if job.assign:
         with np.load(job.assign) as npz:
-            runner.put(model, {k: npz[k] for k in npz.files}, job.unassigned)
+            runner.assign_checked(model, {k: npz[k] for k in npz.files}, job.unassigned)
     if job.save_weights:
         runner.export_config = job.export_config
         try:
@@ -62,7 +59,7 @@ def _run(job: SourceJob) -> None:
         if job.assign and (job.inputs or job.tensors_out):
             # an export is proven on the file as the library reads it, not on the model that wrote it
             model = runner.load_file(job.save_weights, job.model, job.num_classes)
-            found = {**found, **runner.finish(model)}
+            found = {**found, **runner.inference_info(model)}
     info = SourceInfo(**found)
     if job.tensors_out:
         np.savez(job.tensors_out, **runner.tensors(model))
