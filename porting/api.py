@@ -195,12 +195,14 @@ def targets(markdown: bool = False):
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, onnx: bool = False, mindir: bool = False, openvino: bool = False,
            tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
-           modelzoo: str | Path | None = None, log=lambda msg: None):
+           modelzoo: str | Path | None = None, chunk: int | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `images`: a folder whose first `batch` images are
     the inputs instead of seeded synthetic ones. `openvino`: the ONNX export in OpenVINO at f32 (in the verdict)
     and at OpenVINO's default precision (`report.info['default_precision']`, beside it); `tensorrt` the same in
-    TensorRT (f32 in the verdict; its TF32 default and the fp16 export beside), skipped without a CUDA device."""
+    TensorRT (f32 in the verdict; its TF32 default and the fp16 export beside), skipped without a CUDA device.
+    The inputs are compared `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so
+    memory does not grow with `batch`; the report is the one of all inputs at once."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
@@ -211,7 +213,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log,
-                      rtol=rtol,
+                      rtol=rtol, chunk=chunk,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 

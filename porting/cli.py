@@ -252,8 +252,14 @@ def _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, **o
 @app.command("parity")
 def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
                weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
-               batch: int = typer.Option(2, "--batch", min=1, max=256, help="Inputs compared (with --images: "
-                                                                             "the first N files)."),
+               batch: int = typer.Option(
+                   2, "--batch", min=1, max=65536, help="Inputs compared (with --images: the first N files), in "
+                   "chunks (--chunk): memory does not grow with it. With --train-step the step's batch, held whole "
+                   "(at most 16)."),
+               chunk: Optional[int] = typer.Option(
+                   None, "--chunk", min=1, max=65536, help="Inputs run through every model at once (default: as many "
+                   "as hold about 256 MiB of recorded layers, one image at 299 px); the verdict and the errors are "
+                   "those of all inputs at once."),
                size: Optional[int] = _size_option(help="Input size (default: the model's)."),
                images: Optional[Path] = typer.Option(None, "--images", help="Compare on these image files (a folder, "
                                                                             "or class folders) instead of seeded ones."),
@@ -276,9 +282,10 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                modelzoo: Optional[Path] = MODELZOO,
                train_step: bool = typer.Option(
                    False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
-                   "update, BN statistics) with the recipe finetune trains with."),
+                   "update, BN statistics) with the recipe finetune trains with, on one --batch held at once."),
                ) -> None:
-    """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
+    """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree. The inputs are
+    compared in chunks, so memory does not grow with their number."""
     model = api.run_spec(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
@@ -299,7 +306,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
 
     if train_step:
         given = [flag for flag, on in (("--onnx", onnx), ("--mindir", mindir), ("--openvino", openvino),
-                                       ("--tensorrt", tensorrt), ("--images", images is not None)) if on]
+                                       ("--tensorrt", tensorrt), ("--images", images is not None),
+                                       ("--chunk", chunk is not None)) if on]
         if given:
             raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
                                f"inference parity")
@@ -307,7 +315,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                                        rtol=rtol, log=log)
     else:
         result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, onnx=onnx, mindir=mindir,
-                            openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol or 1e-4, log=log)
+                            openvino=openvino, tensorrt=tensorrt, images=images, rtol=rtol or 1e-4, chunk=chunk,
+                            log=log)
 
     if full:
         out.print(rendering.full_table(result))
