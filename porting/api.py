@@ -261,22 +261,17 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
     fields as keywords (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's.
     `runtime` ('ort' or 'openvino') and `precision` ('f32' unless said; 'default' lets OpenVINO choose) say how an
     .onnx runs; 'precision' in the result is what the runtime ran at. `results`: the deployment guide's
-    per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels."""
-    import numpy as np
-
+    per-image top-`topk` lines; `dump_logits`: an .npz of the logits and labels. One batch of logits is held at a
+    time (the files are written as the batches come), whatever the number of images."""
     from porting.deploy.evaluate import evaluate as run_eval
 
     if dump_logits is not None:
         files.check_output(dump_logits, (model,))
-    result, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
-                                      label_file=Path(label_file) if label_file else None,
-                                      results=Path(results) if results else None, topk=topk, log=log,
-                                      progress=progress, runtime=runtime, precision=precision,
-                                      overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
-    if dump_logits is not None:
-        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
-            np.savez(f, logits=logits, labels=labels)
-    return dict(result, samples=int(len(labels)))
+    return run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
+                    label_file=Path(label_file) if label_file else None, results=Path(results) if results else None,
+                    topk=topk, log=log, progress=progress, runtime=runtime, precision=precision,
+                    dump_logits=Path(dump_logits) if dump_logits is not None else None,
+                    overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
 
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,

@@ -21,71 +21,148 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """How many rows have their label among their k largest logits."""
     k = min(k, logits.shape[-1])
     top = np.argsort(-logits, axis=-1)[:, :k]
-    return float(np.mean([label in row for row, label in zip(top, labels)]))
+    return int(sum(label in row for row, label in zip(top, labels)))
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    return topk_hits(logits, labels, k) / len(labels)
+
+
+class Scores:
+    """The model zoo's eval.py result (mean cross-entropy loss, top-1 and top-5 accuracy) folded batch by batch:
+    sums and counts, so no pass keeps more than one batch of logits."""
+
+    def __init__(self):
+        self.loss_sum, self.top1, self.top5, self.samples = 0.0, 0, 0, 0
+
+    def add(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        probs = softmax(logits.astype(np.float64))
+        self.loss_sum -= float(np.sum(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
+        self.top1 += topk_hits(logits, labels, 1)
+        self.top5 += topk_hits(logits, labels, 5)
+        self.samples += len(labels)
+
+    def result(self) -> dict:
+        n = max(self.samples, 1)
+        return {"Loss": self.loss_sum / n, "Top_1_Acc": self.top1 / n, "Top_5_Acc": self.top5 / n}
+
+
+def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Scores of one batch."""
+    folded = Scores()
+    folded.add(logits, labels)
+    return folded.result()
+
+
+class LogitsFile:
+    """--dump-logits: an .npz as np.savez writes it ('logits' [N, classes], 'labels' [N]), the logits streamed into
+    it batch by batch: N is known before the first batch, so the .npy header goes first."""
+
+    def __init__(self, path: Path, count: int):
+        import zipfile
+
+        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self.count, self.written, self.member, self.labels = count, 0, None, []
+
+    def add(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        if self.member is None:
+            self.member = self.zip.open("logits.npy", "w", force_zip64=True)
+            np.lib.format.write_array_header_1_0(self.member, {
+                "descr": np.lib.format.dtype_to_descr(logits.dtype), "fortran_order": False,
+                "shape": (self.count, *logits.shape[1:])})
+            self.dtype = logits.dtype
+        self.member.write(np.ascontiguousarray(logits, self.dtype).tobytes())
+        self.written += len(logits)
+        self.labels.append(np.asarray(labels))
+
+    def close(self) -> None:
+        if self.written != self.count:
+            raise PortingError(f"--dump-logits: {self.written} logits for {self.count} images")
+        if self.member is not None:
+            self.member.close()
+        with self.zip.open("labels.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.concatenate(self.labels) if self.labels else np.zeros(0, np.int32))
+        self.zip.close()
 
 
 def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
              progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
-             results: Path | None = None, topk: int = 5, runtime: str = "ort",
-             precision: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """({'Loss', 'Top_1_Acc', 'Top_5_Acc'}, logits, labels) over DATA/val (or DATA), in either layout
-    (data.labelled_images); `results` gets the deployment guide's per-image top-k lines. `runtime` and
+             results: Path | None = None, topk: int = 5, runtime: str = "ort", precision: str | None = None,
+             dump_logits: Path | None = None) -> dict:
+    """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'} over DATA/val (or DATA), in either
+    layout (data.labelled_images), one batch of logits at a time: `results` gets the deployment guide's per-image
+    top-k lines and `dump_logits` an .npz of the logits and labels, both written as the batches come. `runtime` and
     `precision`: how an .onnx runs (deploy.runtimes.open_artifact)."""
+    import contextlib
+
     artifact = open_artifact(model, device, runtime, precision)
     card = artifact.card
     pre = preprocessing(card, **(overrides or {}))
     archs.check_input_size(card.arch, pre.size)
     artifact.check_size(pre.size)
-    if results is not None:
-        files.check_output(results, (model,))
+    for path in (results, dump_logits):
+        if path is not None:
+            files.check_output(path, (model,))
     samples = labelled_images(data, card, label_file, log)
     log(f"{len(samples.paths)} images in '{samples.root}'; {artifact.kind}; preprocessing: {pre.describe()}")
     check_images(samples.root, log, progress, images=samples.paths)
     dataset = file_dataset(samples, pre, batch_size, workers)
-    with pipeline_cwd():
-        logits, labels = run_dataset(artifact, dataset, progress, "eval")
-    if results is not None:
-        names = label_names(card, None)
-        with files.atomic_output(results, (model,)) as staged:
-            write_topk(staged.file, samples.paths, logits, names, min(topk, len(names)))
-    return dict(scores(logits, labels), runtime=artifact.runtime, precision=artifact.precision), logits, labels
+    folded = Scores()
+    with contextlib.ExitStack() as outputs:
+        topk_lines = dumped = None
+        if results is not None:
+            names = label_names(card, None)
+            staged = outputs.enter_context(files.atomic_output(results, (model,)))
+            topk_lines = outputs.enter_context(open(staged.file, "w"))
+        if dump_logits is not None:
+            staged = outputs.enter_context(files.atomic_output(dump_logits, (model,)))
+            dumped = LogitsFile(staged.file, len(samples.paths))
+        with pipeline_cwd():
+            for logits, labels in run_batches(artifact, dataset, progress, "eval"):
+                folded.add(logits, labels)
+                if topk_lines is not None:
+                    images = samples.paths[folded.samples - len(labels):folded.samples]
+                    write_topk(topk_lines, images, logits, names, min(topk, len(names)))
+                if dumped is not None:
+                    dumped.add(logits, labels)
+        if dumped is not None:
+            dumped.close()
+    return dict(folded.result(), runtime=artifact.runtime, precision=artifact.precision, samples=folded.samples)
 
 
-def run_dataset(run, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """All logits and labels of one pass over a batched (image, label) dataset; `run` maps a float32 NCHW batch
-    to logits. A short last batch is padded to the batch size, so a compiled network compiles once."""
+def run_batches(run, dataset, progress=None, description: str = "eval"):
+    """(logits, labels) of each batch of one pass over a batched (image, label) dataset; `run` maps a float32 NCHW
+    batch to logits. A short last batch is padded to the batch size, so a compiled network compiles once."""
     task = progress.add_task(description, total=dataset.get_dataset_size()) if progress else None
-    all_logits, all_labels = [], []
     batch = dataset.get_batch_size()
     for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
         n = images.shape[0]
         if n < batch:
             images = np.concatenate([images, np.zeros((batch - n, *images.shape[1:]), images.dtype)])
-        all_logits.append(run(images)[:n])
-        all_labels.append(labels)
+        yield run(images)[:n], labels
         if task is not None:
             progress.update(task, advance=1)
-    return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
-def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """The model zoo's eval.py result: mean cross-entropy loss, top-1 and top-5 accuracy."""
+def score_dataset(run, dataset, progress=None, description: str = "eval") -> dict:
+    """Scores of one pass over a batched (image, label) dataset, one batch of logits held at a time."""
+    folded = Scores()
+    for logits, labels in run_batches(run, dataset, progress, description):
+        folded.add(logits, labels)
+    return folded.result()
+
+
+def write_topk(out, images: list[Path], logits: np.ndarray, names: list[str], k: int) -> None:
+    """`IMAGE: Relay top-K id: N, prob: P, class name: NAME`, k lines per image (to an open text file): what the
+    deployment guide's eval_topk.py reads (it takes the true class from the image's folder, a WordNet id)."""
     probs = softmax(logits.astype(np.float64))
-    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
-    return {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
-
-
-def write_topk(path: Path, images: list[Path], logits: np.ndarray, names: list[str], k: int) -> None:
-    """`IMAGE: Relay top-K id: N, prob: P, class name: NAME`, k lines per image: what the deployment guide's
-    eval_topk.py reads (it takes the true class from the image's folder, a WordNet id)."""
-    probs = softmax(logits.astype(np.float64))
-    with open(path, "w") as f:
-        for image, row in zip(images, probs):
-            for rank, index in enumerate(np.argsort(-row)[:k]):
-                f.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
+    for image, row in zip(images, probs):
+        for rank, index in enumerate(np.argsort(-row)[:k]):
+            out.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
 
 
 def read_label_names(labels_file: Path) -> list[str]:

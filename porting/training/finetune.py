@@ -28,7 +28,7 @@ from porting.images.folders import check_images, class_names
 from porting.images.labels import label_mapping
 from porting.images.pipelines import folder_dataset, pipeline_cwd, train_folder
 from porting.images.preprocessing import preprocessing
-from porting.deploy.evaluate import run_dataset, scores
+from porting.deploy.evaluate import score_dataset
 from porting.runners.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
@@ -289,7 +289,7 @@ class Trainer:
 
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
-        result = scores(*run_dataset(MindSporeRuntime(self.net).logits, self.val_set, self.progress, f"val {epoch}"))
+        result = score_dataset(MindSporeRuntime(self.net).logits, self.val_set, self.progress, f"val {epoch}")
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")
