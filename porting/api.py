@@ -235,8 +235,6 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
     porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
     mutation tests get wrong on purpose)."""
-    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
-
     model = run_spec(spec, modelzoo)
     if batch > TRAIN_STEP_MAX_BATCH:
         raise PortingError(f"--train-step compares one step on its whole batch, held at once (BatchNorm's batch "
@@ -247,6 +245,8 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:
         model.check_size(size)
+    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
+
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
                rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
 

@@ -59,13 +59,15 @@ class TensorStats:
         # float64 throughout (the errors looked for are 1e-4 of the values), flat: one pass per statistic
         ref, out = ref.astype(np.float64).ravel(), out.astype(np.float64).ravel()
         self.finite = self.finite and bool(np.isfinite(out).all())
-        self.ref_abs_max = max(self.ref_abs_max, float(np.abs(ref).max(initial=0.0)))
-        self.max_abs = max(self.max_abs, float(np.abs(ref - out).max(initial=0.0)))
+        # np.maximum / np.minimum: a NaN stays, as in one pass over the whole
+        self.ref_abs_max = float(np.maximum(self.ref_abs_max, np.abs(ref).max(initial=0.0)))
+        self.max_abs = float(np.maximum(self.max_abs, np.abs(ref - out).max(initial=0.0)))
         self.ref_ref += float(np.dot(ref, ref))
         self.out_out += float(np.dot(out, out))
         self.ref_out += float(np.dot(ref, out))
         if ref.size:
-            self.ref_min, self.ref_max = min(self.ref_min, float(ref.min())), max(self.ref_max, float(ref.max()))
+            self.ref_min = float(np.minimum(self.ref_min, ref.min()))
+            self.ref_max = float(np.maximum(self.ref_max, ref.max()))
         self.size += ref.size
 
     def row(self, layer: str, runtime: str, rtol: float = RTOL, target: str = "", kind: str = LOGITS,

@@ -99,8 +99,8 @@ class DefaultPrecision:
     def add(self, reference_logits: np.ndarray, x: np.ndarray) -> None:
         ref = reference_logits.astype(np.float64)
         got = self.runtime.logits(x).astype(np.float64)
-        self.max_abs = max(self.max_abs, float(np.abs(ref - got).max()))
-        self.ref_abs_max = max(self.ref_abs_max, float(np.abs(ref).max()))
+        self.max_abs = float(np.maximum(self.max_abs, np.abs(ref - got).max()))  # a NaN stays
+        self.ref_abs_max = float(np.maximum(self.ref_abs_max, np.abs(ref).max()))
         self.agree += int(np.sum(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
         self.samples += len(ref)
 
