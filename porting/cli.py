@@ -296,6 +296,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     if check_preprocessing:
         if images is None:
             raise PortingError("--check-preprocessing compares image pipelines: give --images DIR")
+        if chunk is not None:
+            raise PortingError("--chunk is for the layer comparison; --check-preprocessing goes 32 images at a time")
         result = api.check_preprocessing(model, images, count=batch, size=size, log=log)
         _print_pipelines(result)
         if report:

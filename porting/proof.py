@@ -74,6 +74,8 @@ class Padded(Runtime):
         self.name, self.description = runtime.name, runtime.description
 
     def __getattr__(self, name):  # said(), precision...: the runtime's own
+        if name == "runtime":  # not set yet
+            raise AttributeError(name)
         return getattr(self.runtime, name)
 
     def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
