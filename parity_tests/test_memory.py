@@ -67,17 +67,19 @@ def test_seeded_inputs_are_the_same_in_chunks():
 
 def test_chunks_of_unequal_size_reach_every_runtime():
     """Without --chunk the first input measures the recorded layers and the rest go in chunks sized from it (here
-    1, then 2); the MINDIR, whose batch is fixed, is exported at the largest chunk and takes the first one padded:
-    every runtime compares all 3 inputs."""
+    1, then 2); the MINDIR, whose batch is fixed, is exported at the largest chunk and takes the first one padded;
+    OpenVINO's dynamic batch takes both sizes: every runtime compares all 3 inputs."""
     from conftest import assert_parity
 
     from porting.proof import parity
     from porting.specs import resolve
 
     messages = []
-    report = parity(resolve(XCEPTION), seed=0, size=64, batch=3, onnx=True, mindir=True, log=messages.append)
+    report = parity(resolve(XCEPTION), seed=0, size=64, batch=3, onnx=True, mindir=True, openvino=True,
+                    log=messages.append)
     assert "comparing the 3 inputs in 2 chunks of at most 2" in messages
-    assert_parity(report, ("mindspore", "onnx", "mindir"))
+    assert_parity(report, ("mindspore", "onnx", "openvino", "mindir"))
+    assert report.info["default_precision"]["openvino-default"]["inputs"] == "seeded synthetic images"
     assert report.info["batch"] == 3 and {r.shape[0] for r in report.rows} == {3}
 
 
