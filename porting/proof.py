@@ -45,7 +45,8 @@ def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
     return np.stack([load_image(Path(p), pre) for p in images])
 
 
-def _images(spec: ModelSpec, size: int, images: list[Path] | None, batch: int, seed: int) -> Callable[[int], np.ndarray]:
+def _images(spec: ModelSpec, size: int, images: list[Path] | None, batch: int,
+            seed: int) -> Callable[[int], np.ndarray]:
     """take(n): the next n inputs, the user's files (preprocessed n at a time) or the seeded images."""
     if not images:
         return SeededImages(seed, batch, size, spec.mean, spec.std).take
