@@ -175,6 +175,29 @@ def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, wo
         "circle, a round thing", "square, a box", "stripes, lines"}
 
 
+def test_predict_runs_many_images_a_batch_at_a_time(trained, tiny_data, work, monkeypatch):
+    """predict on more images than a batch: the model sees at most PREDICT_BATCH of them at once (their
+    activations, not their number, set the memory), and every image gets its answer, in order."""
+    from porting.deploy import evaluate, runtimes
+
+    onnx_file = work / "x64.onnx"
+    if not onnx_file.exists():
+        api.export(trained, onnx_file)
+    seen = []
+    call = runtimes.Artifact.__call__
+
+    def counted(self, x):
+        seen.append(len(x))
+        return call(self, x)
+
+    monkeypatch.setattr(runtimes.Artifact, "__call__", counted)
+    images = sorted((tiny_data / "train").rglob("*.png")) * 2  # 48
+    results = api.predict(onnx_file, images, topk=1)
+    assert seen == [evaluate.PREDICT_BATCH, 48 - evaluate.PREDICT_BATCH]
+    assert [r["image"] for r in results] == [str(p) for p in images]
+    assert [r["top"][0]["class"] for r in results[:24]] == [r["top"][0]["class"] for r in results[24:]]
+
+
 def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
     data = tmp_path / "d"
     shutil.copytree(flat_data, data)

@@ -192,6 +192,9 @@ def label_names(card: ModelCard, labels_file: Path | None) -> list[str]:
     return [f"class_{i}" for i in range(n)]
 
 
+PREDICT_BATCH = 32  # images predict runs at once
+
+
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
             device: str | None = None, overrides: dict | None = None, runtime: str = "ort",
             precision: str | None = None) -> list[dict]:
@@ -202,11 +205,13 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
     topk = topk or min(5, len(names))
     pre = preprocessing(artifact.card, **(overrides or {}))
     artifact.check_size(pre.size)
-    batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
-    probs = softmax(artifact(batch).astype(np.float64))
     results = []
-    for path, row in zip(images, probs):
-        order = np.argsort(-row)[:topk]
-        results.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
-                                                    for i in order]})
+    for start in range(0, len(images), PREDICT_BATCH):  # memory does not grow with the number of images
+        chunk = images[start:start + PREDICT_BATCH]
+        batch = np.stack([load_image(p, pre) for p in chunk])  # unreadable files fail here, by name
+        probs = softmax(artifact(batch).astype(np.float64))
+        for path, row in zip(chunk, probs):
+            order = np.argsort(-row)[:topk]
+            results.append({"image": str(path), "top": [
+                {"class": names[i], "index": int(i), "probability": float(row[i])} for i in order]})
     return results
