@@ -193,6 +193,29 @@ def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, wo
         "circle, a round thing", "square, a box", "stripes, lines"}
 
 
+def test_predict_runs_many_images_a_batch_at_a_time(trained, tiny_data, work, monkeypatch):
+    """predict on more images than a batch: the model sees at most PREDICT_BATCH of them at once (their
+    activations, not their number, set the memory), and every image gets its answer, in order."""
+    from porting.deploy import artifacts, evaluate
+
+    onnx_file = work / "x64.onnx"
+    if not onnx_file.exists():
+        api.export(trained, onnx_file)
+    seen = []
+    call = artifacts.Artifact.__call__
+
+    def counted(self, x):
+        seen.append(len(x))
+        return call(self, x)
+
+    monkeypatch.setattr(artifacts.Artifact, "__call__", counted)
+    images = sorted((tiny_data / "train").rglob("*.png")) * 2  # 48
+    results = api.predict(onnx_file, images, topk=1)
+    assert seen == [evaluate.PREDICT_BATCH, 48 - evaluate.PREDICT_BATCH]
+    assert [r["image"] for r in results] == [str(p) for p in images]
+    assert [r["top"][0]["class"] for r in results[:24]] == [r["top"][0]["class"] for r in results[24:]]
+
+
 def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
     data = tmp_path / "d"
     shutil.copytree(flat_data, data)
@@ -244,6 +267,29 @@ def test_quantize_uses_a_small_folder_whole_unless_a_count_is_asked(trained, tin
     int8.unlink()
     line = error_line(porting("quantize", onnx_file, "--calib", tiny_data / "train", "--images", "1000", "-o", int8))
     assert "--images 1000" in line and "holds 24 images" in line and not int8.exists()
+
+
+def test_quantize_calibrates_one_batch_at_a_time(trained, tiny_data, work, tmp_path, monkeypatch):
+    """Calibration memory does not grow with --images: onnxruntime's histogram calibrators (percentile, entropy)
+    would keep every activation of every calibration image until the last (9.3 GB for 32 images at 299 px,
+    measured); porting hands them one batch at a time, and each is folded into the histograms before the next."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    onnx_file = work / "q.onnx"
+    if not onnx_file.exists():
+        api.export(trained, onnx_file)
+    batches_at_once = []
+    collect = HistogramCollector.collect
+
+    def counted(self, name_to_arr):
+        batches_at_once.append(max(len(v) for v in name_to_arr.values()))
+        return collect(self, name_to_arr)
+
+    monkeypatch.setattr(HistogramCollector, "collect", counted)
+    report = api.quantize(onnx_file, tiny_data / "train", tmp_path / "q.int8.onnx", images=24, holdout=4,
+                          method="percentile")
+    assert report["calibration_images"] == 24 and batches_at_once == [1, 1, 1]  # 24 images, batches of 8
+    assert report["top1_agreement"] >= INT8_TOP1_FLOOR, report
 
 
 # --------------------------------------------------------------------------------------------- export options
