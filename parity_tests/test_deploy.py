@@ -141,6 +141,10 @@ def test_one_file_in_several_runtimes(trained, tiny_data, work):
     assert results[0]["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-4)
     single = api.evaluate(onnx_file, tiny_data, size=64, runtime="openvino")
     assert single["runtime"] == "openvino" and single["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-6)
+    # in batches of 5 (5, 5 and 2 of the 12 images), each runtime folds its own scores: those of it alone
+    batched = api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtimes="ort,openvino")
+    assert batched == [api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtime=name)
+                       for name in ("ort", "openvino")]
     image = tiny_data / "val" / "stripes" / "0.png"
     top = api.predict(onnx_file, [image], topk=3, runtimes=["onnx", "openvino"])
     assert [(t["image"], t["runtime"]) for t in top] == [(str(image), "ort"), (str(image), "openvino")]
