@@ -310,6 +310,8 @@ def test_out_of_range_flags_before_any_work(tmp_path, args, culprit):
     (["bench", "CKPT", "--runtime", "onnx", "--runtime", "nosuch"], "unknown runtime 'nosuch'"),
     (["predict", "CKPT", "IMG", "--runtime", "mindir"], "--runtime mindir runs a .mindir"),
     (["eval", "CKPT", "--data", "DATA", "--runtime", "mindspore,ort", "--results", "OUT"], "--results writes one"),
+    (["eval", "CKPT", "--data", "DATA", "--runtime", "mindspore,ort", "--dump-logits", "OUT"],
+     "--dump-logits holds one runtime's"),
     (["finetune", "CKPT", "--data", "DATA", "--batch-size", "0", "-o", "OUT"], "--batch-size"),
     (["finetune", "CKPT", "--data", "DATA", "--num-classes", "-3", "-o", "OUT"], "--num-classes"),
     (["finetune", "CKPT", "--data", "DATA", "--lr-max", "-1", "-o", "OUT"], "--lr-max"),

@@ -201,14 +201,16 @@ def targets(markdown: bool = False):
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] | str = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
-           modelzoo: str | Path | None = None, log=lambda msg: None):
+           modelzoo: str | Path | None = None, chunk: int | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `runtimes`: where else the port is checked after
     MindSpore, in that order (['ort', 'openvino'] or 'ort,openvino'; porting.runtimes lists them: ort, openvino,
     tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` say the same as flags. Each runs at f32 (in the
     verdict); OpenVINO's default precision and TensorRT's TF32 default and fp16 export are reported beside it
     (`report.info['default_precision']`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
-    folder whose first `batch` images are the inputs instead of seeded synthetic ones."""
+    folder whose first `batch` images are the inputs instead of seeded synthetic ones. The inputs are compared
+    `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so memory does not grow with
+    `batch`; the report is the one of all inputs at once."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
@@ -219,11 +221,17 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, runtimes=[runtimes] if isinstance(runtimes, str) else list(runtimes), onnx=onnx,
-                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol,
+                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol, chunk=chunk,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 
 check_parity = parity  # its name in porting 0.2.0
+
+
+# One training step needs its whole batch at once (a train-mode BatchNorm normalises each image by the statistics of
+# all of them), so it cannot go in chunks: its memory grows with the batch, about 4.3 GB + 0.25 GB an image at 299 px
+# for Xception (measured: batch 2 4.7 GB, 6 5.6 GB). The batch is bounded instead: at most this many.
+TRAIN_STEP_MAX_BATCH = 16
 
 
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
@@ -238,11 +246,17 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
     model = spec_for(spec, modelzoo)
+    if batch > TRAIN_STEP_MAX_BATCH:
+        raise PortingError(f"--train-step compares one step on its whole batch, held at once (BatchNorm's batch "
+                           f"statistics join its images): --batch {batch} is more than the {TRAIN_STEP_MAX_BATCH} "
+                           f"it takes")
     if not library(model.source).train_step:
         raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:
         model.check_size(size)
+    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
+
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
                rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
 
@@ -260,24 +274,18 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
     runs it in each, the images read once, and returns a list of results, one per runtime that can run here.
     `precision` ('f32' unless said; 'default' lets the runtime choose): 'precision' in a result is what the
     runtime ran at. `results`: the deployment guide's per-image top-`topk` lines; `dump_logits`: an .npz of the
-    logits and labels (both of one runtime)."""
-    import numpy as np
-
+    logits and labels (both of one runtime). One batch of logits is held at a time (the files are written as the
+    batches come), whatever the number of images."""
     from porting.deploy.evaluate import evaluate as run_eval
 
     asked = _runtimes_asked(runtimes, runtime)
     if dump_logits is not None:
-        _one_runtime(asked, "--dump-logits")
         files.check_output(dump_logits, (model,))
-    found, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
-                                     label_file=Path(label_file) if label_file else None,
-                                     results=Path(results) if results else None, topk=topk, log=log,
-                                     progress=progress, runtimes=asked, precision=precision,
-                                     overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
-    if dump_logits is not None:
-        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
-            np.savez(f, logits=logits[0], labels=labels)
-    found = [dict(result, samples=int(len(labels))) for result in found]
+    found = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
+                     label_file=Path(label_file) if label_file else None, results=Path(results) if results else None,
+                     topk=topk, log=log, progress=progress, runtimes=asked, precision=precision,
+                     dump_logits=Path(dump_logits) if dump_logits is not None else None,
+                     overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
     return found if runtimes is not None else found[0]
 
 
@@ -288,13 +296,6 @@ def _runtimes_asked(runtimes: Sequence[str] | str | None, runtime: str | None) -
     if runtimes is not None:
         return [runtimes] if isinstance(runtimes, str) else list(runtimes)
     return [runtime] if runtime is not None else None
-
-
-def _one_runtime(asked: list[str] | None, flag: str) -> None:
-    from porting.runtimes import choose_runtimes
-
-    if len(choose_runtimes(asked)) > 1:
-        raise PortingError(f"{flag} holds one runtime's outputs: give one --runtime")
 
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,

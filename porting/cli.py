@@ -276,8 +276,14 @@ def _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, **o
 @app.command("parity")
 def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
                weights: Optional[Path] = WEIGHTS, random_init: Optional[int] = RANDOM,
-               batch: int = typer.Option(2, "--batch", min=1, max=256, help="Inputs compared (with --images: "
-                                                                             "the first N files)."),
+               batch: int = typer.Option(
+                   2, "--batch", min=1, max=65536, help="Inputs compared (with --images: the first N files), in "
+                   "chunks (--chunk): memory does not grow with it. With --train-step the step's batch, held whole "
+                   "(at most 16)."),
+               chunk: Optional[int] = typer.Option(
+                   None, "--chunk", min=1, max=65536, help="Inputs run through every model at once (default: as many "
+                   "as hold about 256 MiB of recorded layers, one image at 299 px); the verdict and the errors are "
+                   "those of all inputs at once."),
                size: Optional[int] = _size_option(help="Input size (default: the model's)."),
                images: Optional[Path] = typer.Option(None, "--images", help="Compare on these image files (a folder, "
                                                                             "or class folders) instead of seeded ones."),
@@ -304,9 +310,10 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                modelzoo: Optional[Path] = MODELZOO,
                train_step: bool = typer.Option(
                    False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
-                   "update, BN statistics) with the recipe finetune trains with."),
+                   "update, BN statistics) with the recipe finetune trains with, on one --batch held at once."),
                ) -> None:
-    """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree."""
+    """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree. The inputs are
+    compared in chunks, so memory does not grow with their number."""
     model = api.spec_for(spec, modelzoo)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
@@ -317,6 +324,8 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     if check_preprocessing:
         if images is None:
             raise PortingError("--check-preprocessing compares image pipelines: give --images DIR")
+        if chunk is not None:
+            raise PortingError("--chunk is for the layer comparison; --check-preprocessing goes 32 images at a time")
         result = api.check_preprocessing(model, images, count=batch, size=size, log=log)
         _print_pipelines(result)
         if report:
@@ -328,7 +337,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     if train_step:
         given = [flag for flag, on in (("--runtime", runtime), ("--onnx", onnx), ("--mindir", mindir),
                                        ("--openvino", openvino), ("--tensorrt", tensorrt),
-                                       ("--images", images is not None)) if on]
+                                       ("--images", images is not None), ("--chunk", chunk is not None)) if on]
         if given:
             raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
                                f"inference parity")
@@ -337,7 +346,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     else:
         result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, runtimes=runtime or (),
                             onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, images=images,
-                            rtol=rtol or 1e-4, log=log)
+                            rtol=rtol or 1e-4, chunk=chunk, log=log)
 
     if full:
         out.print(rendering.full_table(result))

@@ -88,6 +88,9 @@ class SourceJob:
     export_config: dict = field(default_factory=dict)  # what the format has a place for: label_names, preprocessing
     tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
     train_step: TrainStep | None = None  # one training step (with tensors_out: the tensors before it)
+    # a key the parent chose: the model built for this job stays in a kept worker, and the next job with the same
+    # key runs on it instead of loading the weights again (parity's chunks); for jobs that only run inputs
+    keep_model: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))

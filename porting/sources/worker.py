@@ -38,10 +38,29 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run(job: SourceJob) -> None:
-    module, _, cls = library(job.source).runner.partition(":")  # imported alone: one framework per process
+# (key, runner, model, what load() found) of the last job that asked to keep its model (SourceJob.keep_model)
+_kept_model: tuple | None = None
+
+
+def _loaded(job: SourceJob):
+    """(runner, model, found): the model the job asks for, or the one an earlier job with its keep_model key left."""
+    global _kept_model
+    if job.keep_model and _kept_model is not None and _kept_model[0] == job.keep_model:
+        return _kept_model[1:]
+    _kept_model = None  # another job: the kept model goes before this one loads
+    if job.keep_model and (job.assign or job.save_weights or job.train_step or job.preprocess is None
+                           and not job.inputs):
+        raise ValueError("keep_model is for jobs that only run inputs (or preprocess) on the model as loaded")
+    module, _, cls = library(job.source).runner.partition(":")
     runner = getattr(importlib.import_module(module), cls)()
     model, found = runner.load(job)
+    if job.keep_model:
+        _kept_model = (job.keep_model, runner, model, found)
+    return runner, model, found
+
+
+def _run(job: SourceJob) -> None:
+    runner, model, found = _loaded(job)
     if job.assign:
         with np.load(job.assign) as npz:
             runner.assign_checked(model, {k: npz[k] for k in npz.files}, job.unassigned)

@@ -209,7 +209,10 @@ class KerasRunner(SourceRunner):
                 out.append(Tensor(name, shape, ROLES.get(var.name), module=layer))
         return out
 
+    _sized = None  # (model, size, the model built at that size): forward's, until a value is assigned
+
     def assign(self, model, values: dict[str, np.ndarray]) -> None:
+        self._sized = None
         for layer, var in self._named_weights(model):
             if f"{layer}/{var.name}" in values:
                 var.assign(values[f"{layer}/{var.name}"])
@@ -260,7 +263,11 @@ class KerasRunner(SourceRunner):
             raise PortingError(f"keras {self.model.constructor} has no layer(s) {', '.join(missing)}")
         wanted = set(taps)
         order = [names[id(layer)] for layer in model.layers if names[id(layer)] in wanted]
-        *values, logits = self._outputs(model, x, order, "output", training=False)
+        size = int(x.shape[2]) if x.ndim == 4 and x.shape[1] == 3 and x.shape[2] == x.shape[3] else 0
+        if self._sized is None or self._sized[0] is not model or self._sized[1] != size:
+            # built at the size once, not once per chunk of a parity run (SourceJob.keep_model)
+            self._sized = (model, size, self._at_size(model, size) if size else model)
+        *values, logits = self._outputs(self._sized[2], x, order, "output", training=False)
         return {**dict(zip(order, values)), LOGITS: logits}, order
 
     def tensors(self, model) -> dict[str, np.ndarray]:
