@@ -2,6 +2,7 @@
 (pyproject.toml), no import cycle, the model card as the only reader of metadata, one place per runtime."""
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -76,6 +77,45 @@ def test_no_module_but_the_cards_reads_metadata_by_string_key():
     assert METADATA_BY_KEY.search('size = meta["input_size"]') and METADATA_BY_KEY.search("m.metadata.get('x')")
 
 
+def _named_source(node: ast.AST) -> bool:
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name == "source" or name.endswith("_source")
+
+
+def _strings(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(_strings(e) for e in node.elts)
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def library_name_branches(text: str) -> list[int]:
+    """Lines that compare anything named `source` (spec.source, source, key_source) with a library's name or names:
+    a decision by name, which belongs in that library's record (porting.sources)."""
+    lines = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_named_source(a) and _strings(b) or _strings(a) and _named_source(b)
+                   for a, b in zip(operands, operands[1:])):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Match) and _named_source(node.subject):
+            lines += [case.pattern.lineno for case in node.cases
+                      if isinstance(case.pattern, ast.MatchValue) and _strings(case.pattern.value)]
+    return sorted(lines)
+
+
+def test_no_module_outside_the_source_libraries_decides_by_a_library_name():
+    """What differs between source libraries is in their records (porting/sources/<library>/__init__.py), so a new
+    library is a record, not an edit of every `if spec.source == "timm"` in the package."""
+    found = [f"{path}:{n}" for path, text in sources().items() if not path.startswith("porting/sources/")
+             for n in library_name_branches(text)]
+    assert not found, found
+    caught = 'spec.source == "timm"\nif source in ("keras", "paddleclas"): pass\n"modelzoo" != a.b.source\n' \
+             'match spec.source:\n    case "timm": pass\nkey_source == "timm"'
+    assert library_name_branches(caught) == [1, 2, 3, 5, 6]
+    assert library_name_branches('s.source == name\nspec.source in LIBRARIES\nspec.name == "timm"') == []
+
+
 @pytest.mark.parametrize("call,home", [
     ("InferenceSession(", "porting/runtimes/onnx_runtime.py"),
     ("GraphCell(", "porting/runtimes/mindspore_runtime.py"),
@@ -85,7 +125,8 @@ def test_no_module_but_the_cards_reads_metadata_by_string_key():
 ])
 def test_one_place_runs_each_runtime(call, home):
     """onnxruntime sessions and MindSpore inference of porting's models live in their runtime, which everything
-    else uses. (A source worker runs its library's own model in its runner, *_source.py: mindcv's and the model
-    zoo's in MindSpore, as timm's runs in PyTorch; the parent sees them through runners.source.SourceRuntime.)"""
-    where = sorted(path for path, text in sources().items() if call in text and not path.endswith("_source.py"))
+    else uses. (A source worker runs its library's own model in its runner, sources/<library>/runner.py: mindcv's
+    and the model zoo's in MindSpore, as timm's runs in PyTorch; the parent sees them through SourceRuntime.)"""
+    where = sorted(path for path, text in sources().items()
+                   if call in text and not (path.startswith("porting/sources/") and path.endswith("/runner.py")))
     assert where == [home], where

@@ -141,6 +141,10 @@ def test_one_file_in_several_runtimes(trained, tiny_data, work):
     assert results[0]["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-4)
     single = api.evaluate(onnx_file, tiny_data, size=64, runtime="openvino")
     assert single["runtime"] == "openvino" and single["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-6)
+    # in batches of 5 (5, 5 and 2 of the 12 images), each runtime folds its own scores: those of it alone
+    batched = api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtimes="ort,openvino")
+    assert batched == [api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtime=name)
+                       for name in ("ort", "openvino")]
     image = tiny_data / "val" / "stripes" / "0.png"
     top = api.predict(onnx_file, [image], topk=3, runtimes=["onnx", "openvino"])
     assert [(t["image"], t["runtime"]) for t in top] == [(str(image), "ort"), (str(image), "openvino")]
@@ -191,6 +195,29 @@ def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, wo
     top = json.loads(run.stdout)[0]["top"]
     assert top[0]["class"] == "square, a box" and {t["class"] for t in top} == {
         "circle, a round thing", "square, a box", "stripes, lines"}
+
+
+def test_predict_runs_many_images_a_batch_at_a_time(trained, tiny_data, work, monkeypatch):
+    """predict on more images than a batch: the model sees at most PREDICT_BATCH of them at once (their
+    activations, not their number, set the memory), and every image gets its answer, in order."""
+    from porting.deploy import artifacts, evaluate
+
+    onnx_file = work / "x64.onnx"
+    if not onnx_file.exists():
+        api.export(trained, onnx_file)
+    seen = []
+    call = artifacts.Artifact.__call__
+
+    def counted(self, x):
+        seen.append(len(x))
+        return call(self, x)
+
+    monkeypatch.setattr(artifacts.Artifact, "__call__", counted)
+    images = sorted((tiny_data / "train").rglob("*.png")) * 2  # 48
+    results = api.predict(onnx_file, images, topk=1)
+    assert seen == [evaluate.PREDICT_BATCH, 48 - evaluate.PREDICT_BATCH]
+    assert [r["image"] for r in results] == [str(p) for p in images]
+    assert [r["top"][0]["class"] for r in results[:24]] == [r["top"][0]["class"] for r in results[24:]]
 
 
 def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
@@ -264,6 +291,29 @@ def test_quantize_at_the_files_own_size_on_any_class_folders_keeping_its_holdout
     assert api.evaluate(onnx_file, tiny_data)["samples"] == 12  # eval feeds it at 96 too
 
 
+def test_quantize_calibrates_one_batch_at_a_time(trained, tiny_data, work, tmp_path, monkeypatch):
+    """Calibration memory does not grow with --images: onnxruntime's histogram calibrators (percentile, entropy)
+    would keep every activation of every calibration image until the last (9.3 GB for 32 images at 299 px,
+    measured); porting hands them one batch at a time, and each is folded into the histograms before the next."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    onnx_file = work / "q.onnx"
+    if not onnx_file.exists():
+        api.export(trained, onnx_file)
+    batches_at_once = []
+    collect = HistogramCollector.collect
+
+    def counted(self, name_to_arr):
+        batches_at_once.append(max(len(v) for v in name_to_arr.values()))
+        return collect(self, name_to_arr)
+
+    monkeypatch.setattr(HistogramCollector, "collect", counted)
+    report = api.quantize(onnx_file, tiny_data / "train", tmp_path / "q.int8.onnx", images=24, holdout=4,
+                          method="percentile")
+    assert report["calibration_images"] == 24 and batches_at_once == [1, 1, 1]  # 24 images, batches of 8
+    assert report["top1_agreement"] >= INT8_TOP1_FLOOR, report
+
+
 # --------------------------------------------------------------------------------------------- export options
 
 @pytest.fixture(scope="module")
@@ -293,7 +343,7 @@ def test_onnx_export_options_match_the_checkpoint(ported_nets, tmp_path, spec, o
     from porting import msenv
     from porting.compare import compare_tensor
     from porting.converters.export import OnnxOptions, export_onnx
-    from porting.runners.inputs import make_images
+    from porting.sources.inputs import make_images
 
     msenv.setup("CPU")
     net, meta = checkpoint.load_model(ported_nets[spec])

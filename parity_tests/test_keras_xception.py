@@ -1,6 +1,6 @@
 """keras.applications.Xception -> MindSpore, from real Keras files (.weights.h5, legacy .h5, .keras).
 
-TensorFlow never enters this process: Keras runs in the worker (porting.runners.keras_source) or, for the
+TensorFlow never enters this process: Keras runs in the worker (porting.sources.keras.runner) or, for the
 auto-name test, in a subprocess of its own.
 """
 import os

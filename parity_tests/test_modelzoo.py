@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_agrees_before, assert_parity, error_line, porting, swap_targets
 
 from porting import api
-from porting.modelzoo import NETWORKS
+from porting.sources.modelzoo import NETWORKS
 from porting.proof import parity
 from porting.specs import resolve
 

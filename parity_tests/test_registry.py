@@ -17,7 +17,8 @@ FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mi
 
 
 def test_importing_the_registry_imports_no_framework():
-    code = ("import sys, porting.archs, porting.specs; [s.build_weight_map() for s in porting.specs.all_specs()]; "
+    code = ("import sys, porting.archs, porting.specs, porting.sources; "
+            "[s.build_weight_map() for s in porting.specs.all_specs()]; "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
@@ -44,6 +45,24 @@ def test_each_architecture_is_one_package(arch):
     from porting.training.recipes import RECIPES
 
     assert entry.recipe in RECIPES
+
+
+def test_each_source_library_is_one_package_and_every_spec_names_one():
+    """A library's record (porting/sources/<library>/__init__.py) names its runner beside it, the convention its
+    weight maps use and a resize backend the card knows; every spec's source is a registered library."""
+    from porting import sources
+    from porting.card import RESIZE_BACKENDS
+
+    assert [lib.name for lib in sources.libraries()] == sources.PACKAGES
+    folder = Path(sources.__file__).parent
+    for lib in sources.libraries():
+        module, _, cls = lib.runner.partition(":")
+        runner = folder / lib.name / "runner.py"
+        assert module == f"porting.sources.{lib.name}.runner" and runner.is_file(), lib.runner
+        assert cls in {n.name for n in ast.parse(runner.read_text()).body if isinstance(n, ast.ClassDef)}, lib.runner
+        assert lib.convention.source == lib.name and lib.resize_backend in RESIZE_BACKENDS, lib.name
+    for spec in all_specs():
+        assert spec.build_weight_map().convention is sources.library(spec.source).convention, spec.id
 
 
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
@@ -102,16 +121,16 @@ def test_models_lists_the_registry_without_building_networks_and_fits_the_termin
 
 
 def test_timm_tags_are_timms_own():
-    """The tags checked before torch loads (porting.specs.TIMM_TAGS) are timm's own for every timm model porting has;
-    an unknown one is refused by resolve, in one line listing them."""
+    """The tags checked before torch loads (the timm record's `tags`) are timm's own for every timm model porting
+    has; an unknown one is refused by resolve, in one line listing them."""
     import timm
 
     from porting.errors import PortingError
-    from porting.specs import TIMM_TAGS
+    from porting.sources import library
 
     names = {s.name.split(".")[0] for s in all_specs() if s.source == "timm"}
-    assert set(TIMM_TAGS) == names
-    for name, tags in TIMM_TAGS.items():
+    assert set(library("timm").tags) == names
+    for name, tags in library("timm").tags.items():
         assert sorted(f"{name}.{t}" for t in tags) == sorted(timm.list_pretrained(f"{name}.*")), name
     with pytest.raises(PortingError, match="no pretrained tag 'ra3_in1k' for xception41; its tags: xception41.tf_in1k"):
         resolve("timm:xception41.ra3_in1k")

@@ -63,8 +63,9 @@ def test_each_runtime_is_one_record_and_one_class(record):
         record.runtime(None, precision="int4")
 
 
-def _tiny_onnx(path: Path) -> Path:
-    """A 1x3x8x8 -> 1x2 ONNX graph (a global average pool and a matmul) with porting's input and output names."""
+def _tiny_onnx(path: Path, batch: int = 1) -> Path:
+    """A batchx3x8x8 -> batchx2 ONNX graph (a global average pool and a matmul) with porting's input and output
+    names."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -72,8 +73,8 @@ def _tiny_onnx(path: Path) -> Path:
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], [weight])
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 2])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -94,6 +95,26 @@ def test_each_onnx_runtime_opens_infers_and_closes(record, tmp_path):
         assert runtime.describe_precision() == "f32" and runtime.label.startswith(record.title)
     with pytest.raises(RuntimeError, match="is not open"):  # close() freed what open() took
         runtime.logits(x)
+
+
+def test_a_padded_runtime_answers_as_the_runtime_it_pads(tmp_path):
+    """parity gives a runtime of one input shape (its record's fixed_batch: the MINDIR, TensorRT) every chunk
+    padded to the largest: the wrapper answers for the real inputs alone, and says what the runtime it wraps says
+    (its name, its description, the precision it chose: here OpenVINO's own, never the contract's plain 'f32')."""
+    from porting.proof import Padded
+
+    assert [r.name for r in all_runtimes() if r.fixed_batch] == ["mindir", "tensorrt"]
+    record = runtime_record("openvino")
+    if not record.installed():
+        pytest.skip("OpenVINO is not installed here")
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = x.mean(axis=(2, 3)) @ np.arange(6, dtype=np.float32).reshape(3, 2)
+    with record.runtime(_tiny_onnx(tmp_path / "tiny.onnx", batch=3), precision="default") as runtime:
+        padded = Padded(runtime, 3)
+        np.testing.assert_allclose(padded.logits(x), expected, rtol=1e-2, atol=1e-2)  # bf16 on CPUs with it
+        assert padded.name == runtime.name == "openvino-default" and padded.description == runtime.description
+        assert padded.describe_precision() == runtime.describe_precision()
+        assert "OpenVINO's default on this CPU" in padded.describe_precision()
 
 
 def test_parity_takes_a_runtime_list_beside_the_old_flags(tmp_path):

@@ -9,7 +9,7 @@ from conftest import ulps  # noqa: F401 - ported: a fixture
 
 from porting import api
 from porting.converters.target import fit, targets_table
-from porting.runners.source import run_source
+from porting.sources.jobs import run_source
 from porting.specs import all_specs, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from porting.errors import PortingError
-from porting.runners import source
+from porting.sources import jobs as source
 from porting.specs import resolve
 
 SPEC = replace(resolve("timm:legacy_xception"), input_size=64)  # seeded BN statistics measured at 64 px: quick
@@ -47,3 +47,29 @@ def test_a_kept_worker_serves_jobs_in_turn_and_goes_with_its_block(monkeypatch, 
         assert [key for key, _ in source._KEPT.items()] == [("mindcv", None)] and not kept.alive()
         (other,) = source._KEPT.values()
     assert source._KEPT is None and not other.alive() and not other.scratch.exists() and not kept.scratch.exists()
+
+
+def test_a_kept_model_answers_every_chunk_without_loading_again(monkeypatch, tmp_path):
+    """parity's chunks: the job that loads a model with a keep_model key leaves it in its kept worker, and the next
+    jobs with that key run on it (its weights file is not read again: here it is gone by then); a job with another
+    key loads its own."""
+    from porting.sources.inputs import make_images
+
+    monkeypatch.setattr(source, "_KEPT", None)
+    weights = tmp_path / "w.pth"
+    from porting import api
+
+    api.random_weights(SPEC, weights, seed=0)
+    x = make_images(0, 3, 64, SPEC.mean, SPEC.std)
+    with source.reusing_workers():
+        fresh = [source.run_source(SPEC, weights=str(weights), inputs=part, taps=["block2"], want_tensors=False)
+                 for part in (x[:1], x[1:])]
+        first = source.run_source(SPEC, weights=str(weights), inputs=x[:1], taps=["block2"], keep_model="k")
+        weights.unlink()
+        rest = source.run_source(SPEC, weights=str(weights), inputs=x[1:], taps=["block2"], want_tensors=False,
+                                 keep_model="k")
+        with pytest.raises(PortingError, match="w.pth"):
+            source.run_source(SPEC, weights=str(weights), inputs=x[1:], want_tensors=False, keep_model="other")
+    for name in ("block2", "logits"):  # the same model, bit for bit
+        assert np.array_equal(first.outputs[name], fresh[0].outputs[name])
+        assert np.array_equal(rest.outputs[name], fresh[1].outputs[name])

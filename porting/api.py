@@ -28,17 +28,18 @@ __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_pa
            "reusing_workers"]
 
 
-def run_spec(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
-    """The spec to run; `modelzoo`: the checkout a modelzoo: spec runs in (else $PORTING_MODELZOO)."""
-    from porting.modelzoo import located
+def spec_for(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> ModelSpec:
+    """The spec a name (or spec) stands for, with the checkout its library runs from where it is one: `modelzoo`
+    for a modelzoo: spec (else $PORTING_MODELZOO when it runs), checked now, before any work."""
+    from porting.sources import with_checkout
 
-    return located(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
+    return with_checkout(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
 
 def reusing_workers():
     """`with porting.reusing_workers(): ...`: the calls inside share one source worker per library, so torch,
     TensorFlow or Paddle is imported once rather than once per call (seconds each; a notebook, a test session)."""
-    from porting.runners.source import reusing_workers as reusing
+    from porting.sources.jobs import reusing_workers as reusing
 
     return reusing()
 
@@ -69,9 +70,9 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
 
     from porting import msenv
     from porting.converters.port import target_shapes
-    from porting.runners.source import run_source
+    from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     wm = model.build_weight_map()
     sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
     msenv.setup()
@@ -80,21 +81,34 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
     return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets)}
 
 
+def _check_weights(model: ModelSpec, weights: str | Path) -> None:
+    """A weights file named and made as the spec's library's are (a folder where its runner reads one), before any
+    framework loads."""
+    from porting.sources import library
+
+    record = library(model.source)
+    formats.check_weights(weights, record.weight_suffixes, model.id, folder_ok="" in record.export_suffixes)
+
+
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
                    num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
     """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
-    from porting.runners.source import run_source
+    from porting.sources import library
+    from porting.sources.jobs import run_source
 
-    model = run_spec(spec, modelzoo)
-    formats.check_weights_output(output, model.source, model.id)
+    model = spec_for(spec, modelzoo)
+    formats.check_weights_output(output, library(model.source).weight_suffixes, model.id)
+    # a library whose own checkpoints carry the optimizer's state (the model zoo's) gets its recipe's
+    training = _training(model) if library(model.source).checkpoint_has_optimizer else None
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output), training=_training(model) if model.source == "modelzoo" else None)
+                   save_weights_as=str(output), training=training)
     return Path(output)
 
 
 def _training(spec: ModelSpec):
-    """The recipe the model zoo's train.py wraps its network in: its checkpoints carry that optimizer's state."""
+    """The recipe a library's train.py wraps its network in (the model zoo's): its checkpoints carry that
+    optimizer's state."""
     from porting.archs import get_arch
     from porting.job import Training
     from porting.training.recipes import RECIPES
@@ -111,14 +125,14 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
     parameters and model card (a `Ported`); with `output`, the .ckpt is written too."""
     from porting.converters.port import port as port_tensors
     from porting.converters.port import target_shapes
-    from porting.runners.source import source_job
+    from porting.sources.jobs import source_job
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     weights = str(weights) if weights is not None else None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
     if weights is not None:
-        formats.check_weights(weights, model.source, model.id)
+        _check_weights(model, weights)
     if output is not None:  # before minutes of work, not after
         files.check_output(output, (weights,), what="checkpoint")
         formats.check_checkpoint_output(output)
@@ -203,34 +217,39 @@ def targets(markdown: bool = False):
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] | str = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
-           modelzoo: str | Path | None = None, log=lambda msg: None):
+           modelzoo: str | Path | None = None, chunk: int | None = None, log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `runtimes`: where else the port is checked after
     MindSpore, in that order (['ort', 'openvino'] or 'ort,openvino'; porting.runtimes lists them: ort, openvino,
     tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` say the same as flags. Each runs at f32 (in the
     verdict); OpenVINO's default precision and TensorRT's TF32 default and fp16 export are reported beside it
     (`report.info['default_precision']`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
-    folder whose first `batch` images are the inputs instead of seeded synthetic ones."""
+    folder whose first `batch` images are the inputs instead of seeded synthetic ones. The inputs are compared
+    `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so memory does not grow with
+    `batch`; the report is the one of all inputs at once."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     if weights is not None:
-        formats.check_weights(weights, model.source, model.id)
+        _check_weights(model, weights)
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, runtimes=[runtimes] if isinstance(runtimes, str) else list(runtimes), onnx=onnx,
-                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol,
+                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol, chunk=chunk,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 
 check_parity = parity  # its name in porting 0.2.0
 
 
-TRAIN_STEP_SOURCES = ("timm", "keras", "paddleclas")
+# One training step needs its whole batch at once (a train-mode BatchNorm normalises each image by the statistics of
+# all of them), so it cannot go in chunks: its memory grows with the batch, about 4.3 GB + 0.25 GB an image at 299 px
+# for Xception (measured: batch 2 4.7 GB, 6 5.6 GB). The batch is bounded instead: at most this many.
+TRAIN_STEP_MAX_BATCH = 16
 
 
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
@@ -241,16 +260,22 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
     porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
     mutation tests get wrong on purpose)."""
-    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
+    from porting.sources import library
 
-    model = run_spec(spec, modelzoo)
-    if model.source not in TRAIN_STEP_SOURCES:
+    model = spec_for(spec, modelzoo)
+    if batch > TRAIN_STEP_MAX_BATCH:
+        raise PortingError(f"--train-step compares one step on its whole batch, held at once (BatchNorm's batch "
+                           f"statistics join its images): --batch {batch} is more than the {TRAIN_STEP_MAX_BATCH} "
+                           f"it takes")
+    if not library(model.source).train_step:
         raise PortingError(f"--train-step compares the training step of timm, Keras and PaddleClas models; "
                            f"{model.id} is MindSpore code itself (its step is finetune's)")
     if size is not None:
         model.check_size(size)
     if weights is not None:
-        formats.check_weights(weights, model.source, model.id)
+        _check_weights(model, weights)
+    from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
+
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
                rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
 
@@ -268,9 +293,8 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
     runs it in each, the images read once, and returns a list of results, one per runtime that can run here.
     `precision` ('f32' unless said; 'default' lets the runtime choose): 'precision' in a result is what the
     runtime ran at. `results`: the deployment guide's per-image top-`topk` lines; `dump_logits`: an .npz of the
-    logits and labels (both of one runtime)."""
-    import numpy as np
-
+    logits and labels (both of one runtime). One batch of logits is held at a time (the files are written as the
+    batches come), whatever the number of images."""
     from porting.deploy.evaluate import evaluate as run_eval
 
     if Path(data).is_file():  # before any runtime loads
@@ -278,17 +302,12 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
                            f"images with their val_label.txt)")
     asked = _runtimes_asked(runtimes, runtime)
     if dump_logits is not None:
-        _one_runtime(asked, "--dump-logits")
         files.check_output(dump_logits, (model,))
-    found, logits, labels = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
-                                     label_file=Path(label_file) if label_file else None,
-                                     results=Path(results) if results else None, topk=topk, log=log,
-                                     progress=progress, runtimes=asked, precision=precision,
-                                     overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
-    if dump_logits is not None:
-        with files.atomic_output(dump_logits, (model,)) as staged, open(staged.file, "wb") as f:
-            np.savez(f, logits=logits[0], labels=labels)
-    found = [dict(result, samples=int(len(labels))) for result in found]
+    found = run_eval(Path(model), Path(data), batch_size=batch_size, device=device, workers=workers,
+                     label_file=Path(label_file) if label_file else None, results=Path(results) if results else None,
+                     topk=topk, log=log, progress=progress, runtimes=asked, precision=precision,
+                     dump_logits=Path(dump_logits) if dump_logits is not None else None,
+                     overrides=replace(preprocessing or Preprocess(), **overrides).as_dict())
     return found if runtimes is not None else found[0]
 
 
@@ -299,13 +318,6 @@ def _runtimes_asked(runtimes: Sequence[str] | str | None, runtime: str | None) -
     if runtimes is not None:
         return [runtimes] if isinstance(runtimes, str) else list(runtimes)
     return [runtime] if runtime is not None else None
-
-
-def _one_runtime(asked: list[str] | None, flag: str) -> None:
-    from porting.runtimes import choose_runtimes
-
-    if len(choose_runtimes(asked)) > 1:
-        raise PortingError(f"{flag} holds one runtime's outputs: give one --runtime")
 
 
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
@@ -365,7 +377,7 @@ def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int
     from porting.images.folders import list_images
     from porting.proof import check_preprocessing as run_check
 
-    model = run_spec(spec, modelzoo)
+    model = spec_for(spec, modelzoo)
     if size is not None:
         model.check_size(size)
     msenv.setup()
@@ -410,10 +422,10 @@ def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_
     `config` (a YAML) and recipe values (epochs=, batch_size=, lr_max=...) overriding it, in that order; `run`
     (porting.options.TrainingRun: device, resume, distributed...) or its fields as keywords says how it runs.
     Returns the output folder."""
-    from porting.options import split
+    from porting.options import share_out
     from porting.training.recipes import Recipe
 
-    run_fields, recipe_values = split(options, TrainingRun, Recipe)
+    run_fields, recipe_values = share_out(options, TrainingRun, Recipe)
     run = replace(run or TrainingRun(), **run_fields)
     # what the command line alone says is wrong, before MindSpore loads
     if run.distributed and not _launched_as_ranks():

@@ -15,6 +15,7 @@ from pathlib import Path
 from porting.errors import PortingError
 
 FORMAT = "porting-ckpt/2"
+META_KEY = "porting_metadata"  # the .ckpt entry that holds the card as JSON (porting.checkpoint)
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 # how images are resized (porting.images.preprocessing.Preprocessing): PIL's filters (timm, Keras), OpenCV's
 # arithmetic (PaddleClas, mindcv), the model zoo's MindSpore Resize (short side) or Resize((R, R)) ('-square')

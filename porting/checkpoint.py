@@ -20,10 +20,10 @@ import mindspore as ms
 import numpy as np
 
 from porting import files, formats
-from porting.card import ModelCard
+from porting.card import META_KEY, ModelCard
 from porting.errors import PortingError, first_line
 
-META_KEY, TABLE_KEY, DIGEST_KEY = "porting_metadata", "porting_tensor_sha256", "porting_digest"
+TABLE_KEY, DIGEST_KEY = "porting_tensor_sha256", "porting_digest"
 
 
 def tensor_digest(name: str, array: np.ndarray) -> str:

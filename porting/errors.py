@@ -8,14 +8,6 @@ class PortingError(Exception):
     """A problem with the user's input or environment, reported as one line and exit code 2."""
 
 
-class Interrupted(BaseException):
-    """SIGINT / SIGTERM / SIGHUP arrived. A BaseException, so no `except Exception` swallows it on the way out."""
-
-    def __init__(self, signame: str) -> None:
-        super().__init__(signame)
-        self.signame = signame
-
-
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries raise multi-line ones), or its type."""
     text = str(exc).strip()

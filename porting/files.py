@@ -7,13 +7,16 @@
 - Everything else a run needs (worker jobs, intermediate exports, the frameworks' own temporaries) lives under
   one private folder in TMPDIR (`start_run` points TMPDIR there), removed when the run ends.
 - Both are registered with a guardian: a small process forked at start-up, before any framework is imported.
-  If porting dies without cleaning up (kill -9), the guardian sees its pipe close, kills the registered worker
-  processes and removes the registered folders. Workers also ask the kernel to kill them with their parent.
+  When the run ends, however it ends (kill -9 included), the guardian sees its pipe close, kills the registered
+  process groups and worker processes and removes the registered folders. A folder is registered before it is
+  created, so a kill at any instant leaves nothing unregistered. Workers also ask the kernel to kill them with
+  their parent.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -22,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from porting.errors import Interrupted, PortingError
+from porting.errors import PortingError
 
 
 class _Guardian:
-    """The parent's side: one pipe to the guardian, lines '+path', '-path', '+#pid', '-#pid'."""
+    """The parent's side: one pipe to the guardian, lines '+path', '-path', '+#pid', '-#pid', '+%pgid', '-%pgid'."""
 
     def __init__(self) -> None:
         self.fd: int | None = None
@@ -55,7 +58,15 @@ class _Guardian:
             except OSError:
                 pass
 
+    def forget(self) -> None:
+        """In a process forked by the command process (a dataset worker): no pipe to hold open."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
     def stop(self) -> None:
+        """Close our end and, in the process that started the guardian, wait until it has cleaned up."""
         if self.fd is None:
             return
         os.close(self.fd)
@@ -74,6 +85,7 @@ def _guard(read_fd: int) -> None:
         os.dup2(devnull, fd)
     paths: dict[str, None] = {}
     pids: set[int] = set()
+    groups: set[int] = set()
     buffer = b""
     while True:
         chunk = os.read(read_fd, 65536)
@@ -86,16 +98,22 @@ def _guard(read_fd: int) -> None:
             op, item = line[0], line[1:]
             if item.startswith("#"):
                 (pids.add if op == "+" else pids.discard)(int(item[1:]))
+            elif item.startswith("%"):
+                (groups.add if op == "+" else groups.discard)(int(item[1:]))
             elif op == "+":
                 paths[item] = None
             else:
                 paths.pop(item, None)
+    for group in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while pids and time.monotonic() < deadline:  # a dying worker may still be writing into its scratch
+    while (pids or groups) and time.monotonic() < deadline:  # a dying worker may still write into its scratch
         pids = {p for p in pids if os.path.exists(f"/proc/{p}") and not _is_zombie(p)}
+        groups = {g for g in groups if _group_alive(g)}
         time.sleep(0.02)
     for path in reversed(list(paths)):
         _remove(Path(path))
@@ -109,6 +127,22 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting for a parent that never reaps them do not)."""
+    try:
+        os.killpg(group, 0)
+    except OSError:
+        return False
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat") as f:
+                    state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+                if int(pgrp) == group and state != "Z":
+                    return True
+    return False
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.is_dir() and not path.is_symlink():
@@ -118,49 +152,40 @@ def _remove(path: Path) -> None:
 
 
 _GUARDIAN = _Guardian()
-_RUN: dict = {"scratch": None, "umask": None, "critical": 0, "pending": None, "signal": None}
+_RUN: dict = {"scratch": None, "umask": None}
 
 
-def interruption() -> str | None:
-    """The signal that interrupted this run, if one did. A library may turn our Interrupted into an error of its
-    own (MindSpore's import reports 'ImportError: initialization failed'), so the boundary asks here."""
-    return _RUN["signal"]
+def start_guardian() -> None:
+    """Fork the guardian (porting.boundary, before the command process is forked and any framework loads)."""
+    _GUARDIAN.start()
 
 
-def _on_signal(signum, _frame):
-    if _RUN["critical"]:  # between creating a temporary and taking charge of it: wait until it is ours
-        _RUN["pending"] = signum
-        return
-    # later signals while we unwind and clean up are ignored; the guardian covers a hard kill
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    _RUN["signal"] = signal.Signals(signum).name
-    raise Interrupted(signal.Signals(signum).name)
+def guard_group(group: int) -> None:
+    """The guardian kills this process group (the command process and all it started) when the run ends."""
+    _GUARDIAN.tell(f"+%{group}")
 
 
-@contextlib.contextmanager
-def _taking_charge():
-    """Create-and-register steps that an interrupt must not split; the interrupt is raised right after."""
-    _RUN["critical"] += 1
-    try:
-        yield
-    finally:
-        _RUN["critical"] -= 1
-    if not _RUN["critical"] and _RUN["pending"] is not None:
-        signum, _RUN["pending"] = _RUN["pending"], None
-        _on_signal(signum, None)
+def end_group(group: int) -> None:
+    """Kill a process group (the command process and all it started) and wait until its processes are gone."""
+    with contextlib.suppress(OSError):
+        os.killpg(group, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _GUARDIAN.tell(f"-%{group}")  # done: its number may go to another group now
+
+
+def stop_guardian() -> None:
+    """Let the guardian clean up now, and wait until it is done."""
+    _GUARDIAN.stop()
 
 
 def start_run() -> None:
-    """Called once by the CLI before any framework is imported: signal handling, the guardian and the run's
-    private TMPDIR. SIGINT/SIGTERM/SIGHUP raise Interrupted, so every `finally` on the way out cleans up."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    _GUARDIAN.start()
-    with _taking_charge():
-        scratch = Path(tempfile.mkdtemp(prefix="porting-"))
-        _GUARDIAN.tell(f"+{scratch}")
-        _RUN["scratch"] = scratch
+    """In the command process, before any framework is imported: the run's private TMPDIR, and no guardian pipe
+    held open by the processes it forks (a dataset worker outliving us must not keep the guardian waiting)."""
+    os.register_at_fork(after_in_child=_GUARDIAN.forget)
+    scratch = _private_dir(Path(tempfile.gettempdir()), "porting-")
+    _RUN["scratch"] = scratch
     # the frameworks' own temporaries, ours and the workers' (they inherit the variable) all land here
     os.environ["TMPDIR"] = str(scratch)
     tempfile.tempdir = str(scratch)
@@ -172,17 +197,32 @@ def end_run() -> None:
         _remove(scratch)
         _GUARDIAN.tell(f"-{scratch}")
         _RUN["scratch"] = None
-    _GUARDIAN.stop()
+
+
+def _private_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
+    """mkdtemp, registered with the guardian before it exists: a kill at any instant leaves nothing behind."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        _GUARDIAN.tell(f"+{path}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            _GUARDIAN.tell(f"-{path}")  # another run's: not ours to remove
+            continue
+        except BaseException:
+            _GUARDIAN.tell(f"-{path}")
+            raise
+        return path
+    raise FileExistsError(f"no unused temporary name in '{parent}'")
 
 
 @contextlib.contextmanager
 def guarded_process(start):
-    """`start()` a child process that is killed if we are interrupted or fail, and by the guardian if we die."""
+    """`start()` a child process that is killed if we fail, and with the command process's group if we die."""
     proc = None
     try:
-        with _taking_charge():
-            proc = start()
-            _GUARDIAN.tell(f"+#{proc.pid}")
+        proc = start()
+        _GUARDIAN.tell(f"+#{proc.pid}")
         yield proc
     except BaseException:
         if proc is not None:
@@ -217,9 +257,7 @@ def scratch_dir(prefix: str = "porting-") -> Iterator[Path]:
     """A private temporary folder (inside the run's TMPDIR under the CLI), removed on exit and by the guardian."""
     path = None
     try:
-        with _taking_charge():
-            path = Path(tempfile.mkdtemp(prefix=prefix))
-            _GUARDIAN.tell(f"+{path}")
+        path = _private_dir(Path(tempfile.gettempdir()), prefix)
         yield path
     finally:
         if path is not None:
@@ -259,7 +297,9 @@ def check_output(path: str | Path, inputs: tuple = (), what: str = "output", fol
 def _probe(folder: Path, path) -> None:
     """Fail now, not after minutes of work, if nothing can be created where `path` goes."""
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".porting-probe-", dir=folder))
+        probe = _private_dir(folder, ".porting-probe-")
+        os.rmdir(probe)
+        _GUARDIAN.tell(f"-{probe}")
     except OSError as exc:
         raise PortingError(f"cannot write '{path}': {exc.strerror or exc}") from None
 
@@ -281,11 +321,9 @@ def atomic_output(path: str | Path, inputs: tuple = (), what: str = "output", fo
     anchor = _existing_ancestor(final)
     staging = None
     try:
-        with _taking_charge():
-            # beside the destination (on its filesystem, so the final move is a rename); in the nearest existing
-            # ancestor when the parent does not exist yet: missing parents are created once the file is whole
-            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".porting-partial", dir=anchor))
-            _GUARDIAN.tell(f"+{staging}")
+        # beside the destination (on its filesystem, so the final move is a rename); in the nearest existing
+        # ancestor when the parent does not exist yet: missing parents are created once the file is whole
+        staging = _private_dir(anchor, f".{final.name}.", ".porting-partial")
         staged = Staged(staging, final.name)
         yield staged
         if not (staged.file.is_dir() if folder else staged.file.is_file()):

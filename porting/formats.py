@@ -9,11 +9,10 @@ from pathlib import Path
 
 from porting.errors import PortingError
 
-# what each source library's runner reads and writes (timm also reads a model folder, its local-dir layout)
-WEIGHTS_SUFFIXES = {"timm": (".pth", ".pt", ".bin", ".safetensors"),
-                    "keras": (".weights.h5", ".h5", ".hdf5", ".keras"),
-                    "paddleclas": (".pdparams",), "mindcv": (".ckpt",), "modelzoo": (".ckpt",)}
-_LIBRARY_NAMES = {"timm": "timm (PyTorch)", "keras": "Keras", "paddleclas": "PaddleClas", "mindcv": "MindSpore"}
+# whose weights files each suffix names (which suffixes a spec takes is its source library's record's)
+_WRITTEN_BY = {".pth": "PyTorch", ".pt": "PyTorch", ".bin": "PyTorch", ".safetensors": "PyTorch",
+               ".weights.h5": "Keras", ".h5": "Keras", ".hdf5": "Keras", ".keras": "Keras",
+               ".pdparams": "PaddlePaddle", ".ckpt": "MindSpore"}
 # what porting's own files are named: a checkpoint (port-weights, finetune) and each export --format
 CHECKPOINT_SUFFIX = ".ckpt"
 EXPORT_SUFFIXES = {"onnx": ".onnx", "mindir": ".mindir", "air": ".air"}
@@ -74,33 +73,25 @@ def check_content(path: Path, what: str) -> None:
     raise PortingError(f"{what} '{path}' is {_SAID.get(found, found)}, not the {wanted} a {_suffix(path)} file is")
 
 
-def _library_of(suffix: str) -> str:
-    """Whose weights files a suffix names ('' for none): '.h5' -> 'Keras'; '.ckpt' -> 'MindSpore'."""
-    owners = [lib for lib, suffixes in WEIGHTS_SUFFIXES.items() if suffix in suffixes]
-    return _LIBRARY_NAMES[owners[0]] if owners else ""
-
-
-def check_weights(path: str | Path, library: str, spec: str) -> None:
-    """A weights file for a `library` spec: there, named as that library's files are, and holding what that name
-    says (timm also reads a model folder)."""
+def check_weights(path: str | Path, suffixes: tuple[str, ...], spec: str, folder_ok: bool = False) -> None:
+    """A weights file for `spec`: there, named as its library's files are (`suffixes`; or a folder, `folder_ok`),
+    and holding what that name says."""
     path = Path(path)
-    if library == "timm" and path.is_dir():
+    if folder_ok and path.is_dir():
         return
     if not path.is_file():
         raise PortingError(f"weights file '{path}' {'is not a file' if path.exists() else 'does not exist'}")
-    suffixes = WEIGHTS_SUFFIXES[library]
     if not any(path.name.lower().endswith(s) for s in suffixes):
-        owner, found = _library_of(_suffix(path)), _content(path)
+        owner, found = _WRITTEN_BY.get(_suffix(path)), _content(path)
         hint = f": it is {found}" if found.startswith("a ") else f" ({_suffix(path)} is {owner}'s)" if owner else ""
         raise PortingError(f"weights file '{path}' is not one {spec} reads{hint}; {spec} takes "
-                           f"{', '.join(suffixes)} files" + (" or a timm model folder" if library == "timm" else ""))
+                           f"{', '.join(suffixes)} files" + (" or a model folder" if folder_ok else ""))
     check_content(path, "weights file")
 
 
-def check_weights_output(path: str | Path, library: str, spec: str) -> None:
+def check_weights_output(path: str | Path, suffixes: tuple[str, ...], spec: str) -> None:
     """An output in a source library's own format (random-weights): named as that library's files are."""
     path = Path(path)
-    suffixes = WEIGHTS_SUFFIXES[library]
     if not any(path.name.lower().endswith(s) for s in suffixes):
         raise PortingError(f"output '{path}': {spec} weights are written as {', '.join(suffixes)} files")
 
@@ -114,7 +105,7 @@ def check_checkpoint(path: str | Path, what: str = "checkpoint") -> None:
     if not path.is_file():
         raise PortingError(f"{what} '{path}' does not exist")
     suffix = _suffix(path)
-    owner = _library_of(suffix)
+    owner = _WRITTEN_BY.get(suffix)
     if owner and suffix != CHECKPOINT_SUFFIX:
         raise PortingError(f"'{path}' holds {owner} weights, not a porting checkpoint: port it first (porting "
                            f"port-weights SOURCE:MODEL --weights {path} -o {path.name.split('.')[0]}.ckpt)")

@@ -59,7 +59,7 @@ class TrainStep:
 
 @dataclass(frozen=True)
 class SourceJob:
-    source: str  # the library: picks the worker's runner (porting.runners.worker.RUNNERS)
+    source: str  # the library: picks the worker's runner (its record's runner: porting.sources)
     model: str  # the library's own model name (timm's 'model.tag' where a tag is named)
     result_out: str  # where the worker writes SourceInfo as JSON
     hub: str = ""  # a Hugging Face Hub repo (timm)
@@ -71,7 +71,7 @@ class SourceJob:
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     random_init: dict = field(default_factory=dict)  # ModelSpec.random_init
-    checkout: str | None = None  # the model zoo's code (porting.modelzoo)
+    checkout: str | None = None  # the model zoo's code (porting.sources.modelzoo)
     tensors_out: str | None = None  # .npz of the model's named tensors
     inputs: str | None = None  # .npy batch to run the model on ...
     taps: list[str] = field(default_factory=list)  # ... recording these modules' outputs ...
@@ -88,6 +88,9 @@ class SourceJob:
     export_config: dict = field(default_factory=dict)  # what the format has a place for: label_names, preprocessing
     tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
     train_step: TrainStep | None = None  # one training step (with tensors_out: the tensors before it)
+    # a key the parent chose: the model built for this job stays in a kept worker, and the next job with the same
+    # key runs on it instead of loading the weights again (parity's chunks); for jobs that only run inputs
+    keep_model: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))

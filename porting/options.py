@@ -47,7 +47,7 @@ class Preprocess:
         return dataclasses.asdict(self)
 
 
-def split(fields: dict, *kinds: type) -> list[dict]:
+def share_out(fields: dict, *kinds: type) -> list[dict]:
     """`fields` shared out among dataclasses `kinds` by field name (the API's keyword arguments); a name none of
     them has is a one-line error."""
     parts, rest = [], dict(fields)

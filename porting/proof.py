@@ -1,27 +1,40 @@
 """parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
 
-The source runs in its worker on the inputs (a runtime: runners.source) while the MindSpore network is built
+The source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
 round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
 infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
 source's.
+
+The inputs go through in chunks: every recorded layer of every image is ~180 MiB at 299 px for Xception, and
+each runtime holds about as much again, so a chunk is as many images as keep its recorded layers near
+TAPS_PER_CHUNK (measured on the first image), and each chunk goes through the source (the model kept loaded in
+its worker) and every runtime before the next one is drawn; the comparator folds it into running statistics.
+Memory stays that of one chunk, whatever the number of images.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from porting import files
-from porting.compare import RTOL, Report, compare
+from porting.compare import RTOL, Comparison, Report
 from porting.converters.port import port
-from porting.runners.inputs import make_images
-from porting.runtimes import LOGITS, choose_runtimes
-from porting.runners.source import SourceRuntime, run_source, source_job
+from porting.runtimes import LOGITS, Runtime, choose_runtimes
+from porting.sources.inputs import SeededImages
+from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
 from porting.specs import ModelSpec, spec_card
+
+# Bytes of recorded layer outputs (float32) one chunk of images may hold; the source's worker, the reference and
+# each runtime's outputs and allocator hold about as much again each (measured at 299 px: 1.3 GB per Xception
+# image with --onnx --openvino, when every image went through at once). At least one image a chunk.
+TAPS_PER_CHUNK = 256 << 20
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
@@ -33,33 +46,101 @@ def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
     return np.stack([load_image(Path(p), pre) for p in images])
 
 
-def runtime_default(report: Report, runtime, reference: dict[str, np.ndarray], x: np.ndarray, what: str,
-                    label: str = "at its default precision") -> None:
+def _images(spec: ModelSpec, size: int, images: list[Path] | None, batch: int,
+            seed: int) -> Callable[[int], np.ndarray]:
+    """take(n): the next n inputs, the user's files (preprocessed n at a time) or the seeded images."""
+    if not images:
+        return SeededImages(seed, batch, size, spec.mean, spec.std).take
+    taken = 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal taken
+        chunk, taken = images[taken:taken + n], taken + n
+        return user_images(chunk, spec, size)
+
+    return take
+
+
+def chunks(count: int, first: int, chunk: int) -> list[int]:
+    """The chunk sizes: `first`, then `chunk` at a time (the last one what is left)."""
+    rest = count - first
+    return [first] + [chunk] * (rest // chunk) + ([rest % chunk] if rest % chunk else [])
+
+
+class Padded:
+    """An open runtime of one input shape (its record's fixed_batch: a MINDIR's batch is fixed at export, TensorRT
+    builds an engine per shape) on chunks of at most `batch` inputs: zeros fill the batch and their outputs are
+    dropped (inference computes each image on its own). Everything else (name, description, precision,
+    describe_precision()) is the runtime's own."""
+
+    def __init__(self, runtime: Runtime, batch: int):
+        self.runtime, self.batch = runtime, batch
+
+    def __getattr__(self, name):
+        if name == "runtime":  # not set yet
+            raise AttributeError(name)
+        return getattr(self.runtime, name)
+
+    def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
+        n = len(x)
+        if n < self.batch:
+            x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
+        return {k: v[:n] for k, v in self.runtime.infer(x, taps).items()}
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.infer(x)[LOGITS]
+
+
+@dataclass
+class DefaultPrecision:
     """What a deployment runtime computes at a precision other than f32 (its own default: OpenVINO's bf16 on CPUs
-    that have it, TensorRT's TF32; or f16), against the reference logits: reported beside the table, not part of
-    the verdict (the f32 rows are)."""
-    ref = reference[LOGITS].astype(np.float64)
-    got = runtime.logits(x).astype(np.float64)
-    max_abs = float(np.abs(ref - got).max())
-    agree = np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)
-    report.info.setdefault("default_precision", {})[runtime.name] = {
-        "runtime": f"{runtime.name.split('-')[0]} {label}", "precision": runtime.describe_precision(),
-        "max_abs": max_abs,
-        "max_rel": max_abs / max(float(np.abs(ref).max()), 1e-12), "top1_agree": float(np.mean(agree)),
-        "inputs": what, "within_tolerance": max_abs <= report.rtol * max(1.0, float(np.abs(ref).max()))}
+    that have it, TensorRT's TF32; or f16), against the reference logits, folded chunk by chunk: reported beside
+    the table, not part of the verdict (the f32 rows are)."""
+
+    runtime: Runtime | Padded
+    label: str = "at its default precision"
+    max_abs: float = 0.0
+    ref_abs_max: float = 0.0
+    agree: int = 0
+    samples: int = 0
+
+    def add(self, reference_logits: np.ndarray, x: np.ndarray) -> None:
+        ref = reference_logits.astype(np.float64)
+        got = self.runtime.logits(x).astype(np.float64)
+        self.max_abs = float(np.maximum(self.max_abs, np.abs(ref - got).max()))  # a NaN stays
+        self.ref_abs_max = float(np.maximum(self.ref_abs_max, np.abs(ref).max()))
+        self.agree += int(np.sum(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
+        self.samples += len(ref)
+
+    def finish(self, report: Report, what: str) -> None:
+        runtime = self.runtime
+        report.info.setdefault("default_precision", {})[runtime.name] = {
+            "runtime": f"{runtime.name.split('-')[0]} {self.label}", "precision": runtime.describe_precision(),
+            "max_abs": self.max_abs, "max_rel": self.max_abs / max(self.ref_abs_max, 1e-12),
+            "top1_agree": self.agree / self.samples, "inputs": what,
+            "within_tolerance": self.max_abs <= report.rtol * max(1.0, self.ref_abs_max)}
 
 
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, input_seed: int = 1234, log=lambda msg: None,
-           weight_map=None, images: list[Path] | None = None, rtol: float = RTOL) -> Report:
+           weight_map=None, images: list[Path] | None = None, rtol: float = RTOL, chunk: int | None = None) -> Report:
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
     scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one).
     `runtimes`: where else the port is checked, in that order, after MindSpore (names from porting.runtimes:
     ort, openvino, tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` are the same, as flags. Each at
     f32, layer by layer where it shows layers; beside it, what its other precisions give (OpenVINO's default,
     TensorRT's TF32 default and its fp16 export). A runtime that cannot run here (TensorRT without a CUDA device)
-    is skipped, in one line."""
+    is skipped, in one line. `chunk`: inputs run at once (default: from the size of the recorded layers,
+    TAPS_PER_CHUNK); the report is the one all of them at once would give."""
+    with reusing_workers():  # the source's model stays loaded in its worker from one chunk to the next
+        return _parity(spec, weights=weights, seed=seed, batch=batch, size=size, runtimes=runtimes, onnx=onnx,
+                       mindir=mindir, openvino=openvino, tensorrt=tensorrt, input_seed=input_seed, log=log,
+                       weight_map=weight_map, images=images, rtol=rtol, chunk=chunk)
+
+
+def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mindir, openvino, tensorrt, input_seed,
+            log, weight_map, images, rtol, chunk) -> Report:
     from porting import archs, checkpoint, msenv
     from porting.converters.export import (OnnxOptions, export_ms, trace_onnx, without_extra_outputs,
                                            write_onnx)
@@ -79,30 +160,39 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
 
     size = size or spec.input_size
     wm = weight_map or spec.build_weight_map()
-    x = user_images(images, spec, size) if images else make_images(input_seed, batch, size, spec.mean, spec.std)
-    batch = len(x)
+    count = len(images) if images else batch
+    take = _images(spec, size, images, batch, input_seed)
+    x = take(min(count, chunk or 1))  # without a chunk size, the first image measures the recorded layers
     report = Report(spec=spec.id, rtol=rtol, info={**({"skipped": skipped} if skipped else {}),
-        "batch": batch, "size": size, "inputs": f"{batch} image file(s)" if images else "seeded synthetic images",
+        "batch": count, "size": size, "inputs": f"{count} image file(s)" if images else "seeded synthetic images",
         "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
-    log(f"running the {spec.source} source model ({batch}x3x{size}x{size}) in its own process")
-    with source_job(spec, weights=weights, seed=seed, inputs=x, taps=[layer.source for layer in wm.layers]) as done:
+    log(f"running the {spec.source} source model ({count}x3x{size}x{size}) in its own process")
+    job = {"weights": weights, "seed": seed, "keep_model": uuid.uuid4().hex}
+    with source_job(spec, inputs=x, taps=[layer.source for layer in wm.layers], **job) as done:
         msenv.setup()  # MindSpore loads, and the target network is built, while the worker runs the source
         net = archs.build(spec.arch, spec.arch_config, spec.num_classes)
-        source = SourceRuntime(spec, done(), x)
+        source = SourceRuntime(spec, done(), x, job)
     # the very path port-weights takes (drop_background included), checked against the network parity runs
     ported = port(spec, source.source, weight_map=wm, net=net, log=log)
+    source.source.tensors = {}  # ported: the source's weights are not needed again
+    background_dropped = ported.card.background_dropped
     by_source = {layer.source: layer for layer in wm.layers}
     layers = [by_source[name] for name in source.order if name in by_source]  # in the source's order
-    reference = source.infer(x, [layer.source for layer in layers])
-    if ported.card.background_dropped:
-        reference[LOGITS] = reference[LOGITS][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
+    taps = [layer.source for layer in layers]
+    if chunk is None:
+        per_image = sum(v.nbytes for v in source.source.outputs.values()) / len(x)
+        chunk = max(1, min(count, int(TAPS_PER_CHUNK // max(per_image, 1))))
+    sizes = chunks(count, len(x), min(chunk, count))
+    if len(sizes) > 1:
+        log(f"comparing the {count} inputs in {len(sizes)} chunks of at most {max(sizes)}")
     cells = [layer.target for layer in layers]
     to_source = {layer.target: layer.source for layer in layers}
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
         net, card = checkpoint.load_model(tmp / "model.ckpt", into=net)
+        del ported
 
         traced = {}
 
@@ -116,11 +206,13 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
 
         def model_for(record, precision: str = "f32"):
             """What `record` runs: the network, the traced ONNX graph with its taps (the written file, at any
-            other precision; the float16 export where the runtime computes f16 from the file), the MINDIR."""
+            other precision; the float16 export where the runtime computes f16 from the file), the MINDIR (its
+            batch fixed: the largest chunk's)."""
             if record.runs == "network":
                 return net, None, ""
             if record.runs == "mindir":
-                return export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=batch, card=card), None, ""
+                return (export_ms(net, "MINDIR", tmp / "model.mindir", size, batch=max(sizes), card=card), None,
+                        "")
             if precision == "f32":
                 return (*onnx_graph(), str(tmp / "model.onnx"))
             if precision == "f16" and record.f16_from_file:
@@ -130,50 +222,79 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
                 return tmp / "model.fp16.onnx", None, ""
             return tmp / "model.onnx", None, ""
 
-        with contextlib.ExitStack() as opened:  # every runtime open before the first input, closed at the end
-            runtimes = []
+        def padded(record, runtime: Runtime) -> Runtime | Padded:
+            """A runtime of one input shape (its record's fixed_batch) takes every chunk padded to the largest."""
+            return Padded(runtime, max(sizes)) if record.fixed_batch else runtime
+
+        with contextlib.ExitStack() as opened:  # every runtime open before the first chunk, closed at the end
+            running = []  # each chunk goes through all of them, then is let go
             for record in [runtime_record("mindspore"), *chosen]:
-                model, taps, what = model_for(record)
-                runtimes.append(opened.enter_context(record.runtime(model, taps=taps, precision="f32", what=what)))
+                model, tapped, what = model_for(record)
+                running.append(padded(record, opened.enter_context(
+                    record.runtime(model, taps=tapped, precision="f32", what=what))))
             beside = []  # what a deployer gets at the runtime's other precisions, reported beside the verdict
             for record in chosen:
                 for precision in record.beside:
                     label = ("at its default precision" if precision == "default" else "on the --fp16 export"
                              if precision == "f16" and record.f16_from_file else f"at {precision}")
                     model, _, _ = model_for(record, precision)
-                    beside.append((opened.enter_context(record.runtime(model, precision=precision)), label))
-            for runtime in runtimes:
+                    runtime = opened.enter_context(record.runtime(model, precision=precision))
+                    beside.append(DefaultPrecision(padded(record, runtime), label))
+            for runtime in [*running, *(b.runtime for b in beside)]:
                 log(f"running {runtime.description}")
-                outputs = runtime.infer(x, cells)
-                compare(report, runtime.name, reference, {to_source.get(k, k): v for k, v in outputs.items()},
-                        layers)
-            for runtime, label in beside:
-                log(f"running {runtime.description}")
-                runtime_default(report, runtime, reference, x, report.info["inputs"], label)
+            comparisons = [Comparison(report, runtime.name, layers) for runtime in running]
+            done_count = 0
+            for i, n in enumerate(sizes):
+                x = x if i == 0 else take(n)
+                if len(sizes) > 1:
+                    log(f"inputs {done_count + 1}-{done_count + n} of {count}")
+                done_count += n
+                reference = source.infer(x, taps)
+                if background_dropped:
+                    reference[LOGITS] = reference[LOGITS][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
+                for runtime, comparison in zip(running, comparisons):
+                    outputs = runtime.infer(x, cells)
+                    comparison.add(reference, {to_source.get(k, k): v for k, v in outputs.items()})
+                    del outputs  # before the next runtime's
+                for default in beside:
+                    default.add(reference[LOGITS], x)
+                del reference
+            for comparison in comparisons:
+                comparison.finish()
+            for default in beside:
+                default.finish(report, report.info["inputs"])
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
 
+PREPROCESS_CHUNK = 32  # images preprocessed at once on each side (~1 MB each at 299 px)
+
+
 def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:
     """The port's image pipeline against the source library's own (timm.data.create_transform, Keras's
-    load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units."""
+    load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units,
+    PREPROCESS_CHUNK images at a time (the library's model built once, kept in its worker)."""
     from porting.images.preprocessing import preprocessing
 
     size = size or spec.input_size
     pre = preprocessing(spec_card(spec), size=size)
-    ours = user_images(images, spec, size)
     log(f"running {spec.source}'s own preprocessing of {len(images)} image(s) in its worker")
-    theirs = run_source(spec, untrained=True, want_tensors=False,
-                        preprocess=([str(Path(p).resolve()) for p in images], size, pre.resize))
-    rows = []
-    for path, a, b in zip(images, ours, theirs.preprocessed):
-        if a.shape != b.shape:
-            rows.append({"image": str(path), "shape": [list(a.shape), list(b.shape)], "mean_abs": None,
-                         "max_abs": None})
-            continue
-        diff = np.abs(a.astype(np.float64) - b)
-        rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
+    job = {"untrained": True, "want_tensors": False, "keep_model": uuid.uuid4().hex}
+    rows, pipeline = [], ""
+    with reusing_workers():
+        for start in range(0, len(images), PREPROCESS_CHUNK):
+            chunk = images[start:start + PREPROCESS_CHUNK]
+            ours = user_images(chunk, spec, size)
+            theirs = run_source(spec, preprocess=([str(Path(p).resolve()) for p in chunk], size, pre.resize), **job)
+            pipeline = theirs.info.pipeline
+            for path, a, b in zip(chunk, ours, theirs.preprocessed):
+                if a.shape != b.shape:
+                    rows.append({"image": str(path), "shape": [list(a.shape), list(b.shape)], "mean_abs": None,
+                                 "max_abs": None})
+                    continue
+                diff = np.abs(a.astype(np.float64) - b)
+                rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
     same_shape = [r for r in rows if r["mean_abs"] is not None]
-    return {"spec": spec.id, "ours": pre.describe(), "theirs": theirs.info.pipeline, "images": rows,
+    return {"spec": spec.id, "ours": pre.describe(), "theirs": pipeline, "images": rows,
             "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
             "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}

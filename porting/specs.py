@@ -8,24 +8,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from porting.archs.registry import LIBRARIES, RESIZE_BACKEND, ModelSpec  # noqa: F401 - ModelSpec: the API's name
+from porting.archs.registry import ModelSpec  # noqa: F401 - ModelSpec: the API's name
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.sources import libraries, library
 
-
-# timm 1.0.31's pretrained tags of the timm models porting has (timm.list_pretrained('MODEL.*')): a tag is checked
-# here, before torch loads (the worker checks again with timm itself); parity_tests/test_registry.py keeps this
-# table equal to timm's own
-TIMM_TAGS = {"inception_v4": ("tf_in1k",), "seresnext50_32x4d": ("gluon_in1k", "racm_in1k"),
-             "seresnext101_32x4d": ("gluon_in1k",), "legacy_seresnext50_32x4d": ("in1k",),
-             "legacy_xception": ("tf_in1k",), "xception41": ("tf_in1k",), "xception65": ("ra3_in1k", "tf_in1k"),
-             "xception71": ("tf_in1k",), "xception41p": ("ra3_in1k",), "xception65p": ("ra3_in1k",)}
 
 
 def spec_card(spec: ModelSpec) -> ModelCard:
     """The card a port of `spec` starts from: its architecture and the source's own preprocessing."""
     return ModelCard(arch=spec.arch, arch_config=spec.arch_config, num_classes=spec.num_classes, head=spec.head,
-                     source=spec.id, **spec.preprocessing())
+                     source=spec.id, resize_backend=spec.resize_backend or library(spec.source).resize_backend,
+                     **spec.preprocessing())
 
 
 def all_specs() -> list[ModelSpec]:
@@ -43,16 +37,19 @@ def __getattr__(name: str):
 def resolve(text: str) -> ModelSpec:
     """'timm:xception' -> the legacy_xception spec. Case-insensitive; unknown names list the supported ones.
 
-    timm names may carry timm's pretrained tag (`timm:xception65.tf_in1k`), and `hf-hub:timm/MODEL.TAG` names
-    the same model on the Hugging Face Hub; the tag must be one of timm's (TIMM_TAGS).
+    A library with pretrained tags takes them in the name (`timm:xception65.tf_in1k`), and one with a Hub
+    organisation is named there too (`hf-hub:timm/MODEL.TAG`, the same model on the Hugging Face Hub); a tag its
+    record does not list is refused here, before its framework loads (the worker checks again with the library).
     """
     if text.strip().lower().startswith("hf-hub:"):
         repo = text.strip()[len("hf-hub:"):]
         org, _, model = repo.partition("/")
-        if org != "timm" or not model:
-            raise PortingError(f"'{text}': porting knows timm's own Hub repos (hf-hub:timm/MODEL.TAG); for another "
-                               f"repo, download its weights and pass them with --weights to the matching spec")
-        return replace(resolve(f"timm:{model}"), hub=repo)
+        hubs = {lib.hub: lib for lib in libraries() if lib.hub}
+        if org not in hubs or not model:
+            known = " and ".join(f"{lib.title}'s own Hub repos (hf-hub:{org}/MODEL.TAG)" for org, lib in hubs.items())
+            raise PortingError(f"'{text}': porting knows {known}; for another repo, download its weights and pass "
+                               f"them with --weights to the matching spec")
+        return replace(resolve(f"{hubs[org].name}:{model}"), hub=repo)
     source, sep, name = text.partition(":")
     if not sep or not source or not name:
         raise PortingError(f"model spec '{text}' must look like SOURCE:MODEL, e.g. timm:xception")
@@ -66,20 +63,20 @@ def resolve(text: str) -> ModelSpec:
         if key_name == spec.name.lower() or key_name in (a.lower() for a in spec.aliases):
             return spec
     base, dot, tag = key_name.partition(".")
-    if dot and key_source == "timm" and tag:
+    if dot and tag and library(key_source).pretrained_tags:
         for spec in matches:
             if base == spec.name.lower() or base in (a.lower() for a in spec.aliases):
-                tags = TIMM_TAGS.get(spec.name)
+                tags = library(key_source).tags.get(spec.name)
                 if tags is not None and tag not in tags:
-                    raise PortingError(f"timm has no pretrained tag '{tag}' for {spec.name}; its tags: "
-                                       f"{', '.join(f'{spec.name}.{t}' for t in tags)}")
+                    raise PortingError(f"{library(key_source).title} has no pretrained tag '{tag}' for {spec.name}; "
+                                       f"its tags: {', '.join(f'{spec.name}.{t}' for t in tags)}")
                 return replace(spec, tag=tag)
     names = ", ".join(s.id + (f" (alias {', '.join(s.aliases)})" if s.aliases else "") for s in matches)
     # a model that other sources have but this library does not ship (keras:inception_v4, keras:seresnext50_32x4d)
     elsewhere = [s.id for s in specs if s.source != key_source
                  and _bare(key_name) in {_bare(s.name), *map(_bare, s.aliases)}]
     if elsewhere:
-        raise PortingError(f"{LIBRARIES.get(key_source, key_source)} ships no {name.strip()} model; "
+        raise PortingError(f"{library(key_source).title} ships no {name.strip()} model; "
                            f"{key_source} offers: {names}; {name.strip()} is available as {', '.join(elsewhere)}")
     raise PortingError(f"unknown model '{name}' for source {key_source}; supported: {names}")
 

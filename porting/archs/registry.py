@@ -30,7 +30,7 @@ class Arch:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    source: str  # 'timm' | 'keras' | 'paddleclas' | 'mindcv' | 'modelzoo'
+    source: str  # the source library's name: its record in porting.sources ('timm', 'keras'...)
     name: str  # the source library's own model name
     arch: str  # MindSpore architecture id (porting.archs registry)
     arch_config: dict = field(default_factory=dict)
@@ -50,8 +50,8 @@ class ModelSpec:
     # timm's pretrained tag ('tf_in1k' in timm:xception65.tf_in1k): picks the download and the preprocessing
     tag: str = ""
     hub: str = ""  # a Hugging Face Hub repo ('timm/xception41.tf_in1k') when named as hf-hub:REPO
-    resize_backend: str = ""  # how the source resizes (porting.images.preprocessing.RESIZE_BACKENDS); "": the source's
-    # where the source's code is, for a source that is a code checkout (the model zoo: porting.modelzoo); set per
+    resize_backend: str = ""  # how the source resizes (porting.card.RESIZE_BACKENDS); "": its library's (record)
+    # where the source's code is, for a source that is a code checkout (the model zoo: porting.sources.modelzoo); set per
     # run (--modelzoo DIR), like `hub`
     checkout: str = ""
     variant: str = ""  # how this variant computes, for the README table and `porting models`
@@ -77,17 +77,9 @@ class ModelSpec:
         return self.weight_map_module().build(self)
 
     def preprocessing(self) -> dict:
+        """The preprocessing the spec states (the resize backend, where it names none, is its library's)."""
         return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "resize_backend": self.resize_backend or RESIZE_BACKEND[self.source]}
-
-
-LIBRARIES = {"timm": "timm", "keras": "Keras (keras.applications)", "paddleclas": "PaddleClas", "mindcv": "mindcv",
-             "modelzoo": "the MindSpore model zoo"}
-# how each library resizes images: timm (torchvision) and Keras on PIL images, PaddleClas with cv2.resize,
-# mindcv with mindspore.dataset's (OpenCV) Resize, the model zoo with MindSpore's Resize and CenterCrop
-RESIZE_BACKEND = {"timm": "pil", "keras": "pil", "paddleclas": "opencv", "mindcv": "opencv", "modelzoo": "mindspore"}
-
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
 
 
 # How two configs of one architecture relate, key by key, for `export --to` (porting.converters.target): a key

@@ -1,5 +1,5 @@
 """port-weights: the source's tensors -> weight map -> MindSpore parameters (+ model card); the caller writes
-the .ckpt (porting.checkpoint) and runs the source worker (porting.runners.source)."""
+the .ckpt (porting.checkpoint) and runs the source worker (porting.sources.jobs)."""
 from __future__ import annotations
 
 import functools
@@ -14,6 +14,7 @@ import numpy as np
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.job import SourceInfo, SourceResult
+from porting.sources import library
 from porting.specs import ModelSpec, spec_card
 from porting.version import __version__
 
@@ -91,8 +92,9 @@ def card_for(spec: ModelSpec, source: SourceResult, num_classes: int, head_reini
     """The spec's card (porting.specs.spec_card) with what this port adds: the source library's own preprocessing
     config where it states one, and the provenance."""
     pre = {}
-    cfg = source.info.pretrained_cfg
-    # the source library's own config wins over our defaults where it states a value
+    # a library that states its weights' preprocessing (timm's pretrained config): it wins over the spec's defaults
+    # where it states a value
+    cfg = source.info.pretrained_cfg if library(spec.source).states_preprocessing else {}
     for key in ("mean", "std", "interpolation", "crop_pct"):
         if cfg.get(key) not in (None, [], ""):
             pre[key] = cfg[key]
@@ -133,15 +135,17 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
 
 def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = None, keep_background: bool = False,
          allow_nonfinite: bool = False, weight_map=None, net=None, log=lambda msg: None) -> Ported:
-    """The source model's tensors (from its worker: runners.source) -> MindSpore parameters and metadata,
+    """The source model's tensors (from its worker: sources.jobs) -> MindSpore parameters and metadata,
     through the spec's weight map (or `weight_map`), checked against `net` when given (else against a network
     built once per variant)."""
     origin = source.weights or f"{spec.id} ({describe_weights(None, source.seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
-    if spec.source == "timm" and source.weights and not spec.tag and source.info.pretrained_tag:
+    lib = library(spec.source)
+    if lib.pretrained_tags and source.weights and not spec.tag and source.info.pretrained_tag:
         cfg = source.info.pretrained_cfg
-        log(f"warning: recorded the preprocessing of timm's default tag {spec.name}.{source.info.pretrained_tag} "
-            f"(crop {cfg.get('crop_pct')}); for another tag's weights name it: timm:{spec.name}.TAG")
+        log(f"warning: recorded the preprocessing of {lib.title}'s default tag {spec.name}."
+            f"{source.info.pretrained_tag} (crop {cfg.get('crop_pct')}); for another tag's weights name it: "
+            f"{spec.source}:{spec.name}.TAG")
     if source.info.float32_cells:  # the model zoo's SE_ResNeXt50 classifier
         log(f"note: the source network flags {', '.join(source.info.float32_cells)} to run in float16; its worker "
             f"ran {'it' if len(source.info.float32_cells) == 1 else 'them'} in float32, as the port computes")

@@ -22,11 +22,8 @@ from porting import files, formats
 from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Structure
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.sources import checkout_folder, libraries, library, with_checkout
 from porting.specs import ModelSpec, all_specs, resolve
-
-# the outputs each library is written as ("": a folder with no suffix, timm's local-dir layout)
-SUFFIXES = {"timm": ("", ".safetensors", ".pth"), "keras": (".weights.h5", ".keras", ".h5"),
-            "paddleclas": (".pdparams",), "mindcv": (".ckpt",), "modelzoo": (".ckpt",)}
 
 
 @dataclass
@@ -74,15 +71,15 @@ def target_spec(text: str, card: ModelCard) -> ModelSpec:
     """`timm:xception`, or a bare library (`timm`): the checkpoint's own source spec when it comes from that
     library."""
     if ":" not in text:
-        library = text.strip().lower()
-        if card.source.split(":", 1)[0] == library:
+        name = text.strip().lower()
+        if card.source.split(":", 1)[0] == name:
             return resolve(card.source)
-        specs = [s.id for s in all_specs() if s.source == library and s.arch == card.arch]
+        specs = [s.id for s in all_specs() if s.source == name and s.arch == card.arch]
         if not specs:
-            raise PortingError(f"--to {text}: no {library} model has the checkpoint's architecture {card.arch}"
-                               if any(s.source == library for s in all_specs()) else
+            raise PortingError(f"--to {text}: no {name} model has the checkpoint's architecture {card.arch}"
+                               if any(s.source == name for s in all_specs()) else
                                f"--to {text}: unknown library; name a spec (SOURCE:MODEL, `porting models`)")
-        raise PortingError(f"--to {text}: the checkpoint comes from {card.source or 'no spec'}; name the {library} "
+        raise PortingError(f"--to {text}: the checkpoint comes from {card.source or 'no spec'}; name the {name} "
                            f"model: {', '.join(specs)}")
     spec = resolve(text)
     if spec.arch != card.arch:
@@ -96,9 +93,9 @@ def check_suffix(spec: ModelSpec, output: Path) -> bool:
     return _written_as(spec.source, spec.id, output)
 
 
-def _written_as(library: str, target: str, output: Path) -> bool:
+def _written_as(source: str, target: str, output: Path) -> bool:
     name = output.name
-    suffixes = SUFFIXES[library]
+    suffixes = library(source).export_suffixes  # "": a folder with no suffix, timm's local-dir layout
     if any(name.endswith(s) for s in suffixes if s):
         return False
     if "" in suffixes and "." not in name:
@@ -111,11 +108,11 @@ def check_early(ckpt: Path, output: Path, to: str) -> None:
     """What the command line alone says is wrong, before MindSpore loads to read the checkpoint's card: the
     checkpoint, the target's name, and the output's name and place."""
     formats.check_checkpoint(ckpt)
-    library = to.split(":", 1)[0].strip().lower()
+    source = to.split(":", 1)[0].strip().lower()
     if ":" in to:
         resolve(to)  # an unknown spec
-    if library in SUFFIXES:
-        files.check_output(output, (ckpt,), what=f"{library} output", folder=_written_as(library, to, output))
+    if source in {lib.name for lib in libraries()}:
+        files.check_output(output, (ckpt,), what=f"{source} output", folder=_written_as(source, to, output))
 
 
 def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
@@ -160,15 +157,14 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     `batch` seeded inputs of `size` (default: the checkpoint's input size, where the target runs at it)."""
     check_early(ckpt, output, to)
     from porting import archs, checkpoint, msenv
-    from porting import modelzoo as zoo
     from porting.compare import Report, compare
     from porting.converters.port import target_shapes
-    from porting.runners.inputs import make_images
     from porting.runtimes.mindspore_runtime import MindSporeRuntime
-    from porting.runners.source import source_job
+    from porting.sources.inputs import make_images
+    from porting.sources.jobs import source_job
 
     params, card = checkpoint.load(ckpt)
-    spec = zoo.located(target_spec(to, card), modelzoo)
+    spec = with_checkout(target_spec(to, card), modelzoo)
     how = fit(card.arch, card.arch_config, spec.arch_config)
     if how.mismatch:
         raise PortingError(f"cannot export '{ckpt}' ({card.source or card.arch}) to {spec.id}: {how.mismatch}")
@@ -187,8 +183,10 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         except PortingError:
             size = spec.input_size
     msenv.setup()
-    code = zoo.checkout(spec, required=False) if spec.source == "modelzoo" else None
-    proof = check and (spec.source != "modelzoo" or code is not None)
+    lib = library(spec.source)
+    # a library that is a checkout (the model zoo) is written without it, as a .ckpt, but proven only in it
+    code = checkout_folder(spec, required=False)
+    proof = check and (lib.checkout is None or code is not None)
 
     @functools.cache
     def net():  # built only for the proof or a BN eps fold (seconds for the larger networks)
@@ -209,7 +207,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         "batch": batch, "size": size, "inputs": "seeded synthetic images", "weights": str(output),
         "reference": f"{ckpt.name} in MindSpore"})
     with files.atomic_output(output, (ckpt,), what=f"{spec.source} output", folder=folder) as staged:
-        if spec.source == "modelzoo" and code is None:
+        if lib.checkout is not None and code is None:
             _write_ckpt(tensors, staged.file)
             log(f"no model-zoo checkout: wrote {output} without the proof in the model zoo's {spec.name}; pass "
                 f"--modelzoo DIR (or set PORTING_MODELZOO) to prove it, or run `porting parity {spec.id} --weights "
@@ -230,8 +228,9 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
             if proof:
                 _check_written(result.tensors, tensors, output)
                 labels = result.info.pretrained_cfg.get("label_names")
-                if spec.source == "timm" and card.class_names and labels != card.class_names:
-                    raise PortingError(f"'{output}': timm reads back class names {labels}, not the checkpoint's")
+                if lib.export_has_class_names and card.class_names and labels != card.class_names:
+                    raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
+                                       f"checkpoint's")
                 by_source = {layer.source: layer for layer in wm.layers}
                 layers = [by_source[n] for n in result.info.order if n in by_source]
                 to_source = {layer.target: layer.source for layer in layers}

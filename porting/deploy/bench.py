@@ -16,8 +16,8 @@ from pathlib import Path
 
 from porting import archs, checkpoint, files
 from porting.errors import PortingError
-from porting.runners.inputs import make_images
 from porting.runtimes import RuntimeRecord, all_runtimes, check_precision, choose_runtimes, runtime_record
+from porting.sources.inputs import make_images
 
 
 def bench_runtimes(runtimes: tuple[str, ...] | None, log) -> list[RuntimeRecord]:

@@ -23,22 +23,89 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """How many rows have their label among their k largest logits."""
     k = min(k, logits.shape[-1])
     top = np.argsort(-logits, axis=-1)[:, :k]
-    return float(np.mean([label in row for row, label in zip(top, labels)]))
+    return int(sum(label in row for row, label in zip(top, labels)))
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    return topk_hits(logits, labels, k) / len(labels)
+
+
+class Scores:
+    """The model zoo's eval.py result (mean cross-entropy loss, top-1 and top-5 accuracy) folded batch by batch:
+    sums and counts, so no pass keeps more than one batch of logits."""
+
+    def __init__(self):
+        self.loss_sum, self.top1, self.top5, self.samples = 0.0, 0, 0, 0
+
+    def add(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        probs = softmax(logits.astype(np.float64))
+        self.loss_sum -= float(np.sum(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
+        self.top1 += topk_hits(logits, labels, 1)
+        self.top5 += topk_hits(logits, labels, 5)
+        self.samples += len(labels)
+
+    def result(self) -> dict:
+        n = max(self.samples, 1)
+        return {"Loss": self.loss_sum / n, "Top_1_Acc": self.top1 / n, "Top_5_Acc": self.top5 / n}
+
+
+def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Scores of one batch."""
+    folded = Scores()
+    folded.add(logits, labels)
+    return folded.result()
+
+
+class LogitsFile:
+    """--dump-logits: an .npz as np.savez writes it ('logits' [N, classes], 'labels' [N]), the logits streamed into
+    it batch by batch: N is known before the first batch, so the .npy header goes first."""
+
+    def __init__(self, path: Path, count: int):
+        import zipfile
+
+        self.zip = zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self.count, self.written, self.member, self.labels = count, 0, None, []
+
+    def add(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        if self.member is None:
+            self.member = self.zip.open("logits.npy", "w", force_zip64=True)
+            np.lib.format.write_array_header_1_0(self.member, {
+                "descr": np.lib.format.dtype_to_descr(logits.dtype), "fortran_order": False,
+                "shape": (self.count, *logits.shape[1:])})
+            self.dtype = logits.dtype
+        self.member.write(np.ascontiguousarray(logits, self.dtype).tobytes())
+        self.written += len(logits)
+        self.labels.append(np.asarray(labels))
+
+    def close(self) -> None:
+        if self.written != self.count:
+            raise PortingError(f"--dump-logits: {self.written} logits for {self.count} images")
+        if self.member is not None:
+            self.member.close()
+        with self.zip.open("labels.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.concatenate(self.labels) if self.labels else np.zeros(0, np.int32))
+        self.zip.close()
 
 
 def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
              progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
              results: Path | None = None, topk: int = 5, runtimes: Sequence[str] | None = None,
-             precision: str | None = None) -> tuple[list[dict], list[np.ndarray], np.ndarray]:
-    """([{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'runtime', 'precision'}], logits, labels): one result and one
-    logits array per runtime, over DATA/val (or DATA), in either layout (data.labelled_images), the images read
-    once for all runtimes; `results` gets the deployment guide's per-image top-k lines (of one runtime).
-    `runtimes` and `precision`: what runs the file (deploy.artifacts.open_artifacts)."""
-    if results is not None and len(choose_runtimes(runtimes)) > 1:
+             precision: str | None = None, dump_logits: Path | None = None) -> list[dict]:
+    """[{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'}]: one result per runtime, over
+    DATA/val (or DATA), in either layout (data.labelled_images), the images read once for all runtimes and one
+    batch of logits held at a time (each runtime's scores folded as the batches come). `results` gets the
+    deployment guide's per-image top-k lines and `dump_logits` an .npz of the logits and labels, both of one
+    runtime, written as the batches come. `runtimes` and `precision`: what runs the file
+    (deploy.artifacts.open_artifacts)."""
+    several = len(choose_runtimes(runtimes)) > 1
+    if results is not None and several:
         raise PortingError("--results writes one runtime's top-k lines: give one --runtime")
+    if dump_logits is not None and several:
+        raise PortingError("--dump-logits holds one runtime's outputs: give one --runtime")
     artifacts = open_artifacts(model, device, runtimes, precision, log)
     with contextlib.ExitStack() as opened:
         for artifact in artifacts:
@@ -46,57 +113,70 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
         card = artifacts[0].card
         pre = artifacts[0].preprocessing(overrides)  # a fixed-size file at its own size (the same in every runtime)
         archs.check_input_size(card.arch, pre.size)
-        if results is not None:
-            files.check_output(results, (model,))
+        for path in (results, dump_logits):
+            if path is not None:
+                files.check_output(path, (model,))
         samples = labelled_images(data, card, label_file, log)
         log(f"{len(samples.paths)} images in '{samples.root}'; {'; '.join(a.kind for a in artifacts)}; "
             f"preprocessing: {pre.describe()}")
         check_images(samples.root, log, progress, images=samples.paths)
         dataset = file_dataset(samples, pre, batch_size, workers)
-        with pipeline_cwd():  # one pass over the images feeds every runtime
-            both, labels = run_dataset(lambda x: np.concatenate([a(x) for a in artifacts], axis=1), dataset,
-                                       progress, "eval")
-    logits = np.split(both, len(artifacts), axis=1)
-    if results is not None:
-        names = label_names(card, None)
-        with files.atomic_output(results, (model,)) as staged:
-            write_topk(staged.file, samples.paths, logits[0], names, min(topk, len(names)))
-    return [dict(scores(each, labels), runtime=a.runtime, precision=a.precision)
-            for a, each in zip(artifacts, logits)], logits, labels
+        folded = [Scores() for _ in artifacts]  # one running fold per runtime
+        topk_lines = dumped = None
+        if results is not None:
+            names = label_names(card, None)
+            staged = opened.enter_context(files.atomic_output(results, (model,)))
+            topk_lines = opened.enter_context(open(staged.file, "w"))
+        if dump_logits is not None:
+            staged = opened.enter_context(files.atomic_output(dump_logits, (model,)))
+            dumped = LogitsFile(staged.file, len(samples.paths))
+        with pipeline_cwd():  # one pass over the images feeds every runtime, a batch at a time
+            for both, labels in run_batches(lambda x: np.concatenate([a(x) for a in artifacts], axis=1), dataset,
+                                            progress, "eval"):
+                each = np.split(both, len(artifacts), axis=1)
+                for fold, logits in zip(folded, each):
+                    fold.add(logits, labels)
+                seen = folded[0].samples  # --results and --dump-logits: the one runtime's
+                if topk_lines is not None:
+                    write_topk(topk_lines, samples.paths[seen - len(labels):seen], each[0], names,
+                               min(topk, len(names)))
+                if dumped is not None:
+                    dumped.add(each[0], labels)
+        if dumped is not None:
+            dumped.close()
+    return [dict(each.result(), runtime=a.runtime, precision=a.precision, samples=each.samples)
+            for a, each in zip(artifacts, folded)]
 
 
-def run_dataset(run, dataset, progress=None, description: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """All logits and labels of one pass over a batched (image, label) dataset; `run` maps a float32 NCHW batch
-    to logits. A short last batch is padded to the batch size, so a compiled network compiles once."""
+def run_batches(run, dataset, progress=None, description: str = "eval"):
+    """(logits, labels) of each batch of one pass over a batched (image, label) dataset; `run` maps a float32 NCHW
+    batch to logits. A short last batch is padded to the batch size, so a compiled network compiles once."""
     task = progress.add_task(description, total=dataset.get_dataset_size()) if progress else None
-    all_logits, all_labels = [], []
     batch = dataset.get_batch_size()
     for images, labels in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
         n = images.shape[0]
         if n < batch:
             images = np.concatenate([images, np.zeros((batch - n, *images.shape[1:]), images.dtype)])
-        all_logits.append(run(images)[:n])
-        all_labels.append(labels)
+        yield run(images)[:n], labels
         if task is not None:
             progress.update(task, advance=1)
-    return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
-def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """The model zoo's eval.py result: mean cross-entropy loss, top-1 and top-5 accuracy."""
+def score_dataset(run, dataset, progress=None, description: str = "eval") -> dict:
+    """Scores of one pass over a batched (image, label) dataset, one batch of logits held at a time."""
+    folded = Scores()
+    for logits, labels in run_batches(run, dataset, progress, description):
+        folded.add(logits, labels)
+    return folded.result()
+
+
+def write_topk(out, images: list[Path], logits: np.ndarray, names: list[str], k: int) -> None:
+    """`IMAGE: Relay top-K id: N, prob: P, class name: NAME`, k lines per image (to an open text file): what the
+    deployment guide's eval_topk.py reads (it takes the true class from the image's folder, a WordNet id)."""
     probs = softmax(logits.astype(np.float64))
-    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))))
-    return {"Loss": loss, "Top_1_Acc": topk_accuracy(logits, labels, 1), "Top_5_Acc": topk_accuracy(logits, labels, 5)}
-
-
-def write_topk(path: Path, images: list[Path], logits: np.ndarray, names: list[str], k: int) -> None:
-    """`IMAGE: Relay top-K id: N, prob: P, class name: NAME`, k lines per image: what the deployment guide's
-    eval_topk.py reads (it takes the true class from the image's folder, a WordNet id)."""
-    probs = softmax(logits.astype(np.float64))
-    with open(path, "w") as f:
-        for image, row in zip(images, probs):
-            for rank, index in enumerate(np.argsort(-row)[:k]):
-                f.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
+    for image, row in zip(images, probs):
+        for rank, index in enumerate(np.argsort(-row)[:k]):
+            out.write(f"{image}: Relay top-{rank} id: {index}, prob: {row[index]:.8f}, class name: {names[index]}\n")
 
 
 def read_label_names(labels_file: Path) -> list[str]:
@@ -126,11 +206,15 @@ def label_names(card: ModelCard, labels_file: Path | None) -> list[str]:
     return [f"class_{i}" for i in range(n)]
 
 
+PREDICT_BATCH = 32  # images predict runs at once
+
+
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
             device: str | None = None, overrides: dict | None = None, runtimes: Sequence[str] | None = None,
             precision: str | None = None, log=lambda msg: None) -> list[dict]:
     """[{'image', 'runtime', 'precision', 'top': [{'class', 'index', 'probability'}]}], image by image for each
-    runtime in turn."""
+    runtime in turn; the images go PREDICT_BATCH at a time through every runtime, so memory does not grow with
+    their number."""
     artifacts = open_artifacts(model, device, runtimes, precision, log)
     with contextlib.ExitStack() as opened:
         for artifact in artifacts:
@@ -141,13 +225,15 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
             raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
         topk = topk or min(5, len(names))
         pre = artifacts[0].preprocessing(overrides)
-        batch = np.stack([load_image(p, pre) for p in images])  # unreadable files fail here, by name
-        results = []
-        for artifact in artifacts:
-            probs = softmax(artifact(batch).astype(np.float64))
-            for path, row in zip(images, probs):
-                order = np.argsort(-row)[:topk]
-                results.append({"image": str(path), "runtime": artifact.runtime, "precision": artifact.precision,
-                                "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
-                                        for i in order]})
-    return results
+        results = [[] for _ in artifacts]  # each runtime's, in the images' order
+        for start in range(0, len(images), PREDICT_BATCH):
+            chunk = images[start:start + PREDICT_BATCH]
+            batch = np.stack([load_image(p, pre) for p in chunk])  # unreadable files fail here, by name
+            for artifact, found in zip(artifacts, results):
+                probs = softmax(artifact(batch).astype(np.float64))
+                for path, row in zip(chunk, probs):
+                    order = np.argsort(-row)[:topk]
+                    found.append({"image": str(path), "runtime": artifact.runtime, "precision": artifact.precision,
+                                  "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
+                                          for i in order]})
+    return [result for found in results for result in found]

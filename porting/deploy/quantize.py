@@ -7,6 +7,8 @@ overlap, the largest logit difference and, where the images have labels, both ac
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -45,19 +47,63 @@ def _subset(samples: Samples, indices: list[int]) -> Samples:
 
 class _Reader:
     """onnxruntime's CalibrationDataReader over a preprocessed dataset, batch by batch; `used` counts the images
-    it handed over (a static-batch export takes whole batches only)."""
+    it handed over (a static-batch export takes whole batches only). quantize_static asks for it one batch at a
+    time (CalibStridedMinMax: set_range, then get_next until None), and folds each batch into its running ranges
+    or histograms before the next: its calibrators otherwise keep every calibration image's every activation
+    (~100 MB an image at 299 px for Xception) until the last one is read."""
 
-    def __init__(self, dataset, name: str, batch: int | None):
+    def __init__(self, dataset, name: str, batch: int | None, images: int):
         self.batches = dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
         self.name, self.batch, self.used = name, batch, 0
+        self.count = images // batch if batch is not None else -(-images // dataset.get_batch_size())
+        self.left = self.count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.left = end_index - start_index  # the calls come in order: the next batches
 
     def get_next(self):
+        if self.left <= 0:
+            return None
         for images, _ in self.batches:
             if self.batch is not None and images.shape[0] != self.batch:
                 continue
             self.used += images.shape[0]
+            self.left -= 1
             return {self.name: images}
         return None
+
+
+class _Agreement:
+    """float32 against int8 on the held-out images, folded batch by batch: top-1 agreement, top-5 overlap, the
+    largest logit difference and, on labelled images, both models' scores."""
+
+    def __init__(self, labelled: bool):
+        from porting.deploy.evaluate import Scores
+
+        self.agree, self.overlap, self.max_error, self.scale, self.samples = 0, 0.0, 0.0, 0.0, 0
+        self.scores = (Scores(), Scores()) if labelled else None
+
+    def add(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
+        self.agree += int(np.sum(a.argmax(1) == b.argmax(1)))
+        self.overlap += sum(len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1])
+                            for x, y in zip(a, b))
+        self.max_error = max(self.max_error, float(np.abs(a - b).max()))
+        self.scale = max(self.scale, float(np.abs(a).max()))
+        self.samples += len(a)
+        if self.scores:
+            self.scores[0].add(a, labels)
+            self.scores[1].add(b, labels)
+
+    def result(self) -> dict:
+        n = max(self.samples, 1)
+        out = {"top1_agreement": self.agree / n, "top5_overlap": self.overlap / n, "max_logit_error": self.max_error,
+               "logit_scale": self.scale}
+        if self.scores:
+            out["float32"], out["int8"] = self.scores[0].result(), self.scores[1].result()
+        return out
 
 
 DEFAULT_IMAGES = 1000  # the deployment guide's: one ImageNet image per class
@@ -74,7 +120,7 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from porting.deploy.evaluate import run_dataset, scores
+    from porting.deploy.evaluate import run_batches
 
     fp32 = open_artifact(model)
     card = fp32.card
@@ -111,7 +157,10 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
            "warning: no images left to hold out: the comparison runs on calibration images")
         + f"; preprocessing: {pre.describe()}")
     batch = fp32.batch or 8
-    reader = _Reader(file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch)
+    reader = _Reader(file_dataset(_subset(samples, chosen), pre, batch), "input", fp32.batch, len(chosen))
+    if not len(reader):
+        raise PortingError(f"'{model}' takes batches of {fp32.batch} images: calibrating needs at least that many "
+                           f"(--images {len(chosen)})")
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with files.atomic_output(out, (model,), what="int8 ONNX output") as staged:
@@ -120,9 +169,11 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
                 # onnxruntime's recommended first step: shape inference and graph optimisation (BN folding...)
                 prepared = staged.dir / "prepared.onnx"
                 quant_pre_process(str(model), str(prepared))
-                quantize_static(str(prepared), str(staged.file), reader, quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=calibrate)
+                with contextlib.redirect_stdout(io.StringIO()):  # its histogram calibrators print to stdout (--json)
+                    # one calibration batch at a time (_Reader)
+                    quantize_static(str(prepared), str(staged.file), reader, quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                    calibrate_method=calibrate, extra_options={"CalibStridedMinMax": 1})
             except (PortingError, OSError):
                 raise
             except Exception as exc:  # noqa: BLE001 - onnxruntime.quantization raises plain Exceptions
@@ -140,14 +191,11 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
               "size_mib": {"float32": round(Path(model).stat().st_size / 2**20, 1),
                            "int8": round(Path(out).stat().st_size / 2**20, 1)}}
     int8 = open_artifact(out)
-    with fp32, int8, pipeline_cwd():  # one pass over the held-out images feeds both models; then both close
-        both, labels = run_dataset(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),
-                                   file_dataset(_subset(samples, held), pre, batch), progress,
-                                   "float32 and int8")
-    a, b = np.split(both, 2, axis=1)
-    top5 = [len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1]) for x, y in zip(a, b)]
-    report.update(top1_agreement=float(np.mean(a.argmax(1) == b.argmax(1))), top5_overlap=float(np.mean(top5)),
-                  max_logit_error=float(np.abs(a - b).max()), logit_scale=float(np.abs(a).max()))
-    if np.all(labels >= 0):  # labelled images: both accuracies too
-        report["float32"], report["int8"] = scores(a, labels), scores(b, labels)
+    agreement = _Agreement(labelled=bool(np.all(samples.labels[held] >= 0)))
+    with fp32, int8, pipeline_cwd():  # one pass over the held-out images feeds both models, a batch at a time
+        for both, labels in run_batches(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),
+                                        file_dataset(_subset(samples, held), pre, batch), progress,
+                                        "float32 and int8"):
+            agreement.add(*np.split(both, 2, axis=1), labels)
+    report.update(agreement.result())
     return report

@@ -69,7 +69,7 @@ class MindSporeRuntime(Runtime):
 
 
 @register_runtime(name="mindir", title="MINDIR", runs="mindir", taps=False, precisions=("default", "f32"),
-                  devices=MINDSPORE_DEVICES)
+                  devices=MINDSPORE_DEVICES, fixed_batch=True)
 class MindirRuntime(Runtime):
     """A MINDIR through mindspore.load (fixed batch and size): logits only, its graph has no taps."""
 

@@ -25,7 +25,9 @@ class RuntimeRecord:
     `default_precision`: what 'default' computes at when that is known without running it (f32), None where the
     machine decides (OpenVINO's bf16 on CPUs that have it, TensorRT's TF32); `beside`: the other precisions parity
     reports beside its f32 verdict; `f16_from_file`: it computes f16 only from a float16 file (export --fp16),
-    keeping the file's types; `devices`: where it computes ('CUDA' alone: skipped without a CUDA device)."""
+    keeping the file's types; `devices`: where it computes ('CUDA' alone: skipped without a CUDA device);
+    `fixed_batch`: it runs one input shape (a MINDIR's batch is fixed at export, TensorRT builds an engine per
+    shape), so parity gives it every chunk padded to the largest."""
 
     name: str  # as --runtime takes it
     title: str  # as people name it: 'ONNX Runtime'
@@ -37,6 +39,7 @@ class RuntimeRecord:
     default_precision: str | None = "f32"
     beside: tuple[str, ...] = ()
     f16_from_file: bool = False
+    fixed_batch: bool = False
     extra: str | None = None  # pyproject's extra that installs it (None: porting's own dependencies)
     package: str | None = None  # the module whose import proves the extra is installed
     cls: type[Runtime] | None = field(default=None, compare=False, repr=False)  # set by register_runtime

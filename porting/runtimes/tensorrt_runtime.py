@@ -21,7 +21,7 @@ PRECISIONS = ("default", "f32", "f16")
 
 @register_runtime(name="tensorrt", title="TensorRT", runs="onnx", taps=True, precisions=PRECISIONS,
                   default_precision=None, beside=("default", "f16"), f16_from_file=True, devices=("CUDA",),
-                  extra="tensorrt", package="tensorrt")
+                  fixed_batch=True, extra="tensorrt", package="tensorrt")
 class TensorRtRuntime(Runtime):
     """An ONNX model (a file or a ModelProto) as a TensorRT engine on CUDA device 0. `taps` as for OnnxRuntime.
     Engines are built on first use, one per input shape; close() frees them."""

@@ -29,7 +29,7 @@ from porting.images.folders import check_images, class_names
 from porting.images.labels import label_mapping
 from porting.images.pipelines import TrainFolder, default_workers, folder_dataset, pipeline_cwd
 from porting.images.preprocessing import preprocessing
-from porting.deploy.evaluate import run_dataset, scores
+from porting.deploy.evaluate import score_dataset
 from porting.runtimes.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
 from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
@@ -322,7 +322,7 @@ class Trainer:
     def validate(self, epoch: int) -> None:
         self.net.set_train(False)
         with MindSporeRuntime(self.net) as runtime:
-            result = scores(*run_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}"))
+            result = score_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}")
         self.net.set_train(True)
         line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
                 f"loss {result['Loss']:.4f}")

@@ -21,8 +21,9 @@ from porting.converters.port import port, target_shapes
 from porting.errors import PortingError
 from porting.job import SourceResult, TrainStep
 from porting.report import Report
-from porting.runners.inputs import make_images
-from porting.runners.source import run_source, source_job
+from porting.sources import library
+from porting.sources.inputs import make_images
+from porting.sources.jobs import run_source, source_job
 from porting.specs import ModelSpec
 from porting.training.step import BN_MOMENTUM
 
@@ -194,7 +195,9 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
                             ours.after[name] - ours.before[name], _resolution(ours.after[name])))
     for name in [n for n in ours.before if n.endswith((".moving_mean", ".moving_variance"))]:
         deltas = [runs[r][1][name] - src_before[name] for r in ("64", "32", "32p")]
-        if name.endswith(".moving_variance") and spec.source in BIASED_VARIANCE:
+        # a library whose BN running variance takes the biased batch variance (its record says why; MindSpore's
+        # and PyTorch's take the unbiased one): its update is converted with the layer's count n, then compared
+        if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance:
             n = counts[variance_of[name]]
             deltas = [_unbiased_update(d, src_before[name], n, step.bn_momentum) for d in deltas]
         entries.append((name, "bn-update", deltas[0], deltas[1:], ours.after[name] - ours.before[name],
@@ -235,15 +238,6 @@ def _resolution(weights: np.ndarray) -> float:
     """An update read as after - before of float32 weights is known to one float32 ulp of the largest of them
     (each side rounds its new weights by half an ulp)."""
     return float(np.spacing(np.float32(np.abs(weights).max())))
-
-
-# Libraries whose BN running variance is updated with the biased batch variance (MindSpore's and PyTorch's use
-# the unbiased one): their update is converted with the layer's count n before it is compared.
-BIASED_VARIANCE: dict[str, str] = {
-    "keras": "BatchNormalization updates moving_variance with tf.nn.moments' variance, the biased (population) one",
-    "paddleclas": "Paddle's batch_norm kernel divides the batch variance by N x H x W (the biased one) before its "
-                  "running update",
-}
 
 
 def _unbiased_update(delta: np.ndarray, before: np.ndarray, n: int, momentum: float) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""Entry point of a source worker process: `python -m porting.runners.worker JOB.json`.
+"""Entry point of a source worker process: `python -m porting.sources.worker JOB.json`.
 
-Imports exactly one source framework, chosen by the job's "source". Every failure, anticipated or not, is
+Imports exactly one source framework: the runner of the job's library (its record's `runner`). Every failure, anticipated or not, is
 printed as one `error: ...` line on stderr with exit code 2; the parent turns that line into a PortingError
 (with `porting --verbose`, the worker's traceback is printed too). The worker dies with its parent.
 
-`python -m porting.runners.worker --serve FD` is the same worker kept for several jobs of one library
-(porting.runners.source.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
+`python -m porting.sources.worker --serve FD` is the same worker kept for several jobs of one library
+(porting.sources.jobs.reusing_workers): job paths arrive on stdin one per line, and each answer is one JSON
 line on FD: {"error": null or "the line", "sound": false after an unanticipated failure}.
 """
 from __future__ import annotations
@@ -25,11 +25,8 @@ import numpy as np
 
 from porting.errors import PortingError, describe_os_error, first_line
 from porting.job import SourceInfo, SourceJob
+from porting.sources import library
 
-# source -> the module holding its SourceRunner (imported alone: one framework per process)
-RUNNERS = {"timm": "porting.runners.timm_source:TimmRunner", "paddleclas": "porting.runners.paddle_source:PaddleRunner",
-           "keras": "porting.runners.keras_source:KerasRunner", "mindcv": "porting.runners.mindcv_source:MindcvRunner",
-           "modelzoo": "porting.runners.modelzoo_source:ModelzooRunner"}
 PR_SET_PDEATHSIG = 1
 
 
@@ -41,13 +38,32 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run(job: SourceJob) -> None:
-    module, _, cls = RUNNERS[job.source].partition(":")
+# (key, runner, model, what load() found) of the last job that asked to keep its model (SourceJob.keep_model)
+_kept_model: tuple | None = None
+
+
+def _loaded(job: SourceJob):
+    """(runner, model, found): the model the job asks for, or the one an earlier job with its keep_model key left."""
+    global _kept_model
+    if job.keep_model and _kept_model is not None and _kept_model[0] == job.keep_model:
+        return _kept_model[1:]
+    _kept_model = None  # another job: the kept model goes before this one loads
+    if job.keep_model and (job.assign or job.save_weights or job.train_step or job.preprocess is None
+                           and not job.inputs):
+        raise ValueError("keep_model is for jobs that only run inputs (or preprocess) on the model as loaded")
+    module, _, cls = library(job.source).runner.partition(":")
     runner = getattr(importlib.import_module(module), cls)()
     model, found = runner.load(job)
+    if job.keep_model:
+        _kept_model = (job.keep_model, runner, model, found)
+    return runner, model, found
+
+
+def _run(job: SourceJob) -> None:
+    runner, model, found = _loaded(job)
     if job.assign:
         with np.load(job.assign) as npz:
-            runner.put(model, {k: npz[k] for k in npz.files}, job.unassigned)
+            runner.assign_checked(model, {k: npz[k] for k in npz.files}, job.unassigned)
     if job.save_weights:
         runner.export_config = job.export_config
         try:
@@ -62,7 +78,7 @@ def _run(job: SourceJob) -> None:
         if job.assign and (job.inputs or job.tensors_out):
             # an export is proven on the file as the library reads it, not on the model that wrote it
             model = runner.load_file(job.save_weights, job.model, job.num_classes)
-            found = {**found, **runner.finish(model)}
+            found = {**found, **runner.inference_info(model)}
     info = SourceInfo(**found)
     if job.tensors_out:
         np.savez(job.tensors_out, **runner.tensors(model))

@@ -1,6 +1,6 @@
 """The source-runner contract (as Polygraphy's BaseRunner): the shared flow once, each framework's hooks apart.
 
-A worker process (porting.runners.worker) holds one runner. `load(job)` is the same for every framework: the
+A worker process (porting.sources.worker) holds one runner. `load(job)` is the same for every framework: the
 user's file, the library's untrained model (for names and shapes), seeded synthetic weights, or the library's
 own pretrained download. `randomize` is the one seeded randomiser, in NumPy. `forward` taps named modules. A
 framework's runner implements only the hooks: how to build, read, describe, list and assign its tensors, run
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from porting.errors import PortingError
-from porting.runners.inputs import make_images
+from porting.sources.inputs import make_images
 from porting.job import SourceJob
 
 LOGITS = "logits"
@@ -53,8 +53,9 @@ class SourceRunner:
         """(model, info) from the library's own pretrained download."""
         raise NotImplementedError
 
-    def finish(self, model) -> dict:
-        """Put the model in inference mode; what the parent needs to know: num_classes, pretrained_cfg..."""
+    def inference_info(self, model) -> dict:
+        """The model put in inference mode, and what the parent needs to know of it (SourceInfo's fields:
+        num_classes, pretrained_cfg...)."""
         raise NotImplementedError
 
     def parameters(self, model) -> list[Tensor]:
@@ -108,9 +109,9 @@ class SourceRunner:
 
     # ------------------------------------------------------------------------------------------ shared
 
-    def put(self, model, values: dict[str, np.ndarray], unassigned: list[str]) -> None:
-        """An export's tensors into the library's own model: each one it has, of its shape, and every one it has
-        but those matching `unassigned` (tensors porting never ports, such as BN step counters)."""
+    def assign_checked(self, model, values: dict[str, np.ndarray], unassigned: list[str]) -> None:
+        """`assign` of an export's tensors, checked whole first: each one the model has, of its shape, and every
+        one it has but those matching `unassigned` (tensors porting never ports, such as BN step counters)."""
         import fnmatch
 
         have = {k: tuple(np.shape(v)) for k, v in self.tensors(model).items()}
@@ -140,7 +141,7 @@ class SourceRunner:
                            **(job.random_init))
         else:
             model, info = self.download(job)
-        return model, {**info, **self.finish(model)}
+        return model, {**info, **self.inference_info(model)}
 
     def randomize(self, model, seed: int, size: int, mean, std, bn_beta_mean: float = 0.0) -> None:
         """Seeded synthetic weights for every tensor, BN running statistics included, with live activations.

@@ -1,5 +1,5 @@
 """MindSpore model zoo side of a source worker: the seeds' own Xception, InceptionV4 and SE_ResNeXt50 networks,
-imported from the user's model-zoo checkout (porting.modelzoo says where and how eval.py builds them).
+imported from the user's model-zoo checkout (porting.sources.modelzoo says where and how eval.py builds them).
 
 The user's files are never modified: bytecode is not written into the checkout, and what parity needs is done
 in memory, here: SE_ResNeXt50 runs in PYNATIVE (the mode forward hooks need) with its SEBlock's two-name shape
@@ -20,14 +20,14 @@ import numpy as np  # noqa: E402
 
 from porting import msenv  # noqa: E402
 from porting.errors import PortingError, check_fits, first_line  # noqa: E402
-from porting.modelzoo import NETWORKS  # noqa: E402
-from porting.runners.mindcv_source import MindSporeSource, read_checkpoint, shapes  # noqa: E402
+from porting.sources.modelzoo import NETWORKS  # noqa: E402
+from porting.sources.mindcv.runner import MindSporeSource, read_checkpoint, shapes  # noqa: E402
 
 msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
 from mindspore import nn  # noqa: E402
 
-from porting.checkpoint import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
+from porting.card import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
 from porting.job import SourceJob, Training
 
 
@@ -128,7 +128,7 @@ class ModelzooRunner(MindSporeSource):
         raise PortingError(f"the model zoo publishes no download porting can fetch: pass --weights FILE with the "
                            f"{job.model} .ckpt its train.py saved")
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         head = NETWORKS[self.name].head
         if isinstance(model, Weights):
             return {"num_classes": int(model.params[head].shape[0])}

@@ -20,14 +20,14 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
-from porting.runners.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
-from porting.job import SourceJob
-from porting.weight_maps.conventions import KerasModel
-from porting.threads import cpu_threads
+from porting.job import SourceJob  # noqa: E402
+from porting.sources.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
+from porting.sources.keras import KERAS  # noqa: E402
+from porting.threads import cpu_threads  # noqa: E402
+from porting.weight_maps.conventions import KerasModel  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
-_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 ROLES = {"gamma": "gamma", "beta": "beta", "moving_mean": "mean", "moving_variance": "var", "bias": "bias"}
 DECAYED = ("kernel", "depthwise_kernel", "pointwise_kernel")  # conv / separable / Dense weights: the recipe's L2
 
@@ -70,9 +70,9 @@ def _dtype(keras, dtype: str):
 def _adapter(name: str) -> KerasModel:
     """The family's KerasModel for keras:NAME (its from_keras.KERAS_MODEL): how keras.applications builds and names
     it."""
-    from porting.specs import all_specs
+    from porting.archs import SPECS
 
-    specs = [s for s in all_specs() if s.source == "keras"]
+    specs = [s for s in SPECS if s.source == KERAS.name]
     spec = next((s for s in specs if s.name == name), None)
     if spec is None:
         raise PortingError(f"the keras runner builds {', '.join(f'keras:{s.name}' for s in specs)}, not '{name}'")
@@ -84,7 +84,7 @@ def _adapter(name: str) -> KerasModel:
 # ----------------------------------------------------------------------------------------------- files
 
 def _check_suffix(path: str) -> None:
-    if not path.endswith(_SUFFIXES):
+    if not path.endswith(KERAS.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a Keras .weights.h5, legacy .h5 (as "
                            f"keras.applications downloads) or whole-model .keras file")
 
@@ -186,7 +186,7 @@ class KerasRunner(SourceRunner):
                 f"could not download keras's ImageNet {m.constructor} weights ({type(exc).__name__}); offline? pass "
                 f"--weights FILE with a local .h5 / .weights.h5 / .keras file") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         m = self.model
         return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": {
             "input_size": [3, m.size, m.size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
@@ -209,7 +209,10 @@ class KerasRunner(SourceRunner):
                 out.append(Tensor(name, shape, ROLES.get(var.name), module=layer))
         return out
 
+    _sized = None  # (model, size, the model built at that size): forward's, until a value is assigned
+
     def assign(self, model, values: dict[str, np.ndarray]) -> None:
+        self._sized = None
         for layer, var in self._named_weights(model):
             if f"{layer}/{var.name}" in values:
                 var.assign(values[f"{layer}/{var.name}"])
@@ -260,7 +263,11 @@ class KerasRunner(SourceRunner):
             raise PortingError(f"keras {self.model.constructor} has no layer(s) {', '.join(missing)}")
         wanted = set(taps)
         order = [names[id(layer)] for layer in model.layers if names[id(layer)] in wanted]
-        *values, logits = self._outputs(model, x, order, "output", training=False)
+        size = int(x.shape[2]) if x.ndim == 4 and x.shape[1] == 3 and x.shape[2] == x.shape[3] else 0
+        if self._sized is None or self._sized[0] is not model or self._sized[1] != size:
+            # built at the size once, not once per chunk of a parity run (SourceJob.keep_model)
+            self._sized = (model, size, self._at_size(model, size) if size else model)
+        *values, logits = self._outputs(self._sized[2], x, order, "output", training=False)
         return {**dict(zip(order, values)), LOGITS: logits}, order
 
     def tensors(self, model) -> dict[str, np.ndarray]:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
+from porting.sources.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.timm import TIMM
 from porting.threads import cpu_threads
 
 torch.set_num_threads(cpu_threads())
@@ -30,8 +31,9 @@ def _classifier_weight(timm, name: str) -> str:
 def _read_state_dict(timm, path: str, model_name: str) -> dict:
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
-    if not path.endswith((".pth", ".pt", ".bin", ".safetensors")):
-        raise PortingError(f"weights file '{path}': expected a .pth, .pt, .bin or .safetensors file for timm")
+    if not path.endswith(TIMM.weight_suffixes):
+        *others, last = TIMM.weight_suffixes
+        raise PortingError(f"weights file '{path}': expected a {', '.join(others)} or {last} file for timm")
     try:
         # timm's own loader: safetensors for .safetensors, torch.load(weights_only=True) otherwise, and it
         # unwraps {'state_dict': ...} / {'model': ...} and 'module.' prefixes.
@@ -88,7 +90,7 @@ class TimmRunner(SourceRunner):
                 f"could not download timm's pretrained {where} weights ({type(exc).__name__}); offline? "
                 f"pass --weights FILE with a local .pth/.bin/.safetensors") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.eval()
         cfg = model.pretrained_cfg
         # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
@@ -201,7 +203,7 @@ class TimmRunner(SourceRunner):
 
     def save_weights(self, model, path: str) -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        if not path.endswith((".safetensors", ".pth", ".pt", ".bin")):  # a folder timm's `local-dir:` loads
+        if not path.endswith(TIMM.weight_suffixes):  # a folder timm's `local-dir:` loads
             _save_folder(_timm(), model, path, self.export_config)
         elif path.endswith(".safetensors"):
             from safetensors.torch import save_file

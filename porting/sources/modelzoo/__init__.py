@@ -1,17 +1,20 @@
-"""The MindSpore model zoo's own networks (seeds 000-002): where a checkout keeps them and how its scripts build them.
+"""The MindSpore model zoo's own networks (seeds 000-002): its record, where a checkout keeps them and how its
+scripts build them.
 
 The model zoo is a repository of scripts, not an installable library, so a `modelzoo:` spec runs in the user's
 checkout: `--modelzoo DIR` (the model's own folder, or the repository root) or $PORTING_MODELZOO. This module
-finds the model in it and says how its eval.py builds the network; the worker (porting.runners.modelzoo_source)
-imports it from there. No framework imported here.
+finds the model in it and says how its eval.py builds the network; the worker (runner.py) imports it from there.
+No framework imported here.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from porting.errors import PortingError
+from porting.sources.registry import Checkout, SourceLibrary, register_source
+from porting.weight_maps.conventions import MODELZOO as CONVENTION
 
 ENV = "PORTING_MODELZOO"
 
@@ -55,15 +58,6 @@ def model_folder(name: str, given: str | os.PathLike) -> Path:
                        f"{net.folder} of a MindSpore models repository, or at the repository's root")
 
 
-def located(spec, given: str | os.PathLike | None):
-    """`spec` with the checkout to run it in: `given` (--modelzoo) checked now, before any work."""
-    if spec.source != "modelzoo":
-        if given is not None:
-            raise PortingError(f"--modelzoo is for modelzoo: specs, not {spec.id}")
-        return spec
-    return replace(spec, checkout=str(model_folder(spec.name, given))) if given is not None else spec
-
-
 def checkout(spec, required: bool = True) -> str | None:
     """The model's folder for a worker: the spec's (--modelzoo), else $PORTING_MODELZOO; without either, an error
     naming both when `required`, else None."""
@@ -76,3 +70,11 @@ def checkout(spec, required: bool = True) -> str | None:
                            f"folder {NETWORKS[spec.name].folder} in a clone of the MindSpore models repository, or "
                            f"the clone's root) or set {ENV}=DIR")
     return None
+
+
+MODELZOO = register_source(SourceLibrary(
+    "modelzoo", "the MindSpore model zoo", "porting.sources.modelzoo.runner:ModelzooRunner", CONVENTION,
+    resize_backend="mindspore",  # MindSpore's Resize and CenterCrop, as its eval.py's dataset
+    weight_suffixes=(".ckpt",), export_suffixes=(".ckpt",),
+    checkpoint_has_optimizer=True,  # its train.py's ModelCheckpoint saves the training network
+    checkout=Checkout(model_folder, checkout)))

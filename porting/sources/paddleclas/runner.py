@@ -27,8 +27,9 @@ import warnings
 import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor, library_smoothing
 from porting.job import SourceJob
+from porting.sources.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.paddleclas import PADDLECLAS
 from porting.threads import cpu_threads
 
 warnings.filterwarnings("ignore")
@@ -165,7 +166,7 @@ def _check_pickle(path: str) -> None:
 def read_pdparams(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
-    if not path.endswith(".pdparams"):
+    if not path.endswith(PADDLECLAS.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a .pdparams file for PaddleClas")
     try:
         _check_pickle(path)
@@ -227,7 +228,7 @@ class PaddleRunner(SourceRunner):
         path = download_pretrained(job.model)
         return self.load_file(path, job.model, job.num_classes), {"pretrained_tag": os.path.basename(path)}
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.eval()
         return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
 

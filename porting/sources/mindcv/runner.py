@@ -12,8 +12,9 @@ import numpy as np
 
 from porting import msenv
 from porting.errors import PortingError, check_fits, first_line
-from porting.runners.base import SourceRunner, Tensor
 from porting.job import SourceJob
+from porting.sources.base import SourceRunner, Tensor
+from porting.sources.mindcv import MINDCV
 
 msenv.setup("CPU")
 import mindspore as ms  # noqa: E402 - after the context is set
@@ -40,7 +41,7 @@ def read_checkpoint(path: str, what: str) -> dict:
     """The weights in a MindSpore .ckpt, without what training keeps beside them (TRAINING_STATE)."""
     if not os.path.isfile(path):
         raise PortingError(f"weights file '{path}' does not exist")
-    if not path.endswith(".ckpt"):
+    if not path.endswith(MINDCV.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a MindSpore .ckpt file for {what}")
     try:
         params = ms.load_checkpoint(path)
@@ -115,7 +116,7 @@ class MindcvRunner(MindSporeSource):
             raise PortingError(f"could not download mindcv's pretrained {job.model} weights "
                                f"({type(exc).__name__}); offline? pass --weights FILE with a local .ckpt") from None
 
-    def finish(self, model) -> dict:
+    def inference_info(self, model) -> dict:
         model.set_train(False)
         return {"num_classes": int(shapes(model)[f"{HEAD}.weight"][0])}
 

@@ -21,10 +21,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from porting import files
+from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
 from porting.runtimes.base import LOGITS, Runtime
-from porting.specs import ModelSpec
+from porting.sources.registry import checkout_folder
 
 
 def _verbose() -> bool:
@@ -42,7 +43,7 @@ def _worker_env(tmpdir: Path) -> dict:
 
 
 def _start_worker(job_file: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "porting.runners.worker", str(job_file)],
+    return subprocess.Popen([sys.executable, "-m", "porting.sources.worker", str(job_file)],
                             stdout=None if _verbose() else subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, errors="replace", env=env)
 
@@ -88,7 +89,7 @@ class _KeptWorker:
         answers, theirs = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "porting.runners.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "porting.sources.worker", "--serve", str(theirs)], stdin=subprocess.PIPE,
                 stdout=None if _verbose() else subprocess.DEVNULL, stderr=None if _verbose() else self.log,
                 text=True, env=_worker_env(self.scratch), pass_fds=(theirs,))
         finally:
@@ -212,8 +213,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None,
                training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
                unassigned: list[str] | None = None, export_config: dict | None = None,
-               train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None
-               ) -> Iterator[Callable[[], SourceResult]]:
+               train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None,
+               keep_model: str = "") -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
     The caller works meanwhile (port-weights imports MindSpore and builds the target network while the worker
@@ -228,13 +229,13 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     back by the library's loader and that model answers (export --to); export_config: label names and
     preprocessing for the formats that hold them. train_step: one training step of the model on `inputs` (its
     labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
-    with step_grads (the library's names), the recipe's optimizer alone on those gradients.
+    with step_grads (the library's names), the recipe's optimizer alone on those gradients. keep_model: a key; within
+    reusing_workers() the worker keeps the model it built, and the next job with the same key runs on it (for jobs
+    that only run inputs or preprocess: SourceRuntime's chunks).
     """
-    code = None
-    if spec.source == "modelzoo":  # the model zoo's network runs from the user's checkout; reading weights alone
-        from porting import modelzoo  # (port-weights) needs none
-
-        code = modelzoo.checkout(spec, required=not weights or inputs is not None or preprocess is not None)
+    # a library that is a checkout (the model zoo) runs its network from it; reading weights alone (port-weights)
+    # needs none
+    code = checkout_folder(spec, required=not weights or inputs is not None or preprocess is not None)
     with files.scratch_dir("worker-") as tmp:
         job = SourceJob(
             source=spec.source, model=spec.source_name, hub=spec.hub, weights=weights, seed=seed,
@@ -251,7 +252,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             export_config=dict(export_config or {}),
             train_step=dataclasses.replace(train_step, out=str(tmp / "step.npz"),
                                            grads=str(tmp / "grads.npz") if step_grads is not None else "")
-            if train_step else None)
+            if train_step else None, keep_model=keep_model)
         (tmp / "tmp").mkdir()
         if step_grads is not None:
             np.savez(job.train_step.grads, **step_grads)
@@ -289,12 +290,15 @@ def run_source(spec: ModelSpec, **kwargs) -> SourceResult:
 
 
 class SourceRuntime(Runtime):
-    """The source library's model in its worker process, as a runtime. The worker builds the model once per job
-    and runs it on the batch the job carries (`inputs`, recording `taps`), so infer answers for that batch."""
+    """The source library's model in its worker process, as a runtime. The job that loaded the model ran it on the
+    chunk it carried (`inputs`: infer answers for that chunk from its outputs); it was asked to keep the model
+    (`job`: source_job's arguments with a keep_model key), so infer on any other chunk is one more job on the model
+    its worker kept, within reusing_workers(): the weights are read once and the framework imported once, however
+    many chunks follow, and only one chunk's outputs travel at a time."""
 
-    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray):
+    def __init__(self, spec: ModelSpec, source: SourceResult, inputs: np.ndarray, job: dict):
         self.name, self.description = spec.source, f"{spec.id} in its {spec.source} worker"
-        self.source, self.inputs = source, inputs
+        self.spec, self.source, self.job, self.inputs = spec, source, job, inputs
 
     @property
     def order(self) -> list[str]:
@@ -302,7 +306,8 @@ class SourceRuntime(Runtime):
         return self.source.info.order
 
     def infer(self, x: np.ndarray, taps=()) -> dict[str, np.ndarray]:
-        if x.shape != self.inputs.shape or not np.array_equal(x, self.inputs):
-            raise PortingError(f"{self.description} ran on the batch its job carried, not on this one")
-        outputs = self.source.outputs
+        if self.inputs is not None and x.shape == self.inputs.shape and np.array_equal(x, self.inputs):
+            outputs, self.inputs, self.source.outputs = self.source.outputs, None, {}  # answered once, then freed
+        else:
+            outputs = run_source(self.spec, want_tensors=False, inputs=x, taps=list(taps), **self.job).outputs
         return {**{t: outputs[t] for t in taps if t in outputs}, LOGITS: outputs[LOGITS]}
