@@ -270,3 +270,160 @@ def test_head_rows_map_and_invert_bit_for_bit(spec_id):
     assert back.keys() == params.keys() and all(np.array_equal(back[k], params[k]) for k in params)
     assert all(np.array_equal(wm.invert(back, spec.id)[k], v) for k, v in source.items())
     del ms
+
+
+# --------------------------------------------------------------------------------------------- the pipeline
+
+SPEC = "timm:legacy_xception"
+SEQUENTIAL = "linear:64,bn,relu,dropout:0.3,linear:4"  # timm's fc = nn.Sequential(Linear, BatchNorm1d, ReLU, ...)
+
+
+def timm_state_dict(head: Head, seed: int = 0) -> tuple[dict, dict]:
+    """(MindSpore parameters of a seeded model with `head`, the state dict timm's model with that head holds: the
+    same tensors under timm's names, laid out by timm's convention through the head's rows)."""
+    from porting import archs, msenv
+    from porting.converters.port import weight_map_for
+    from porting.specs import resolve
+
+    msenv.setup()
+    spec = resolve(SPEC)
+    net = archs.build(spec.arch, spec.arch_config, head.num_classes, head)
+    seeded(net, seed)
+    params = {n: p.asnumpy() for n, p in net.parameters_and_names()}
+    return params, weight_map_for(spec, head).invert(params, spec.id)
+
+
+def source_result(head: Head, tensors: dict, echoed: bool = True):
+    from porting.job import SourceInfo, SourceResult
+
+    return SourceResult(SourceInfo(num_classes=head.num_classes, head=head.to_dict() if echoed else None), seed=0,
+                        tensors=tensors)
+
+
+def test_a_sequential_head_ports_through_its_rows():
+    """The port of a timm model whose fc is an nn.Sequential: every tensor lands bit for bit, the card records the
+    head (from the worker's SourceInfo.head, or given); --num-classes redraws only the last dense layer; a head
+    the worker did not load is refused."""
+    from porting.converters.port import port
+    from porting.specs import resolve
+
+    spec = resolve(SPEC)
+    head = parse_head(SEQUENTIAL, FEATURES, prefix="fc")
+    params, tensors = timm_state_dict(head)
+    assert {"fc.0.weight", "fc.1.running_var", "fc.4.bias"} <= tensors.keys() and "fc.weight" not in tensors
+    for given in (None, head):
+        ported = port(spec, source_result(head, tensors), head=given)
+        assert ported.params.keys() == params.keys()
+        assert all(np.array_equal(ported.params[k], v) for k, v in params.items())
+        assert ported.card.custom_head == head and ported.card.num_classes == 4
+        assert not ported.card.head_reinitialized
+    logged = []
+    five = port(spec, source_result(head, tensors), num_classes=5, log=logged.append)
+    assert five.card.num_classes == 5 and five.card.head_reinitialized and five.card.custom_head.num_classes == 5
+    assert five.params["fc.4.weight"].shape == (5, 64) and not five.params["fc.4.bias"].any()
+    assert all(np.array_equal(five.params[k], v) for k, v in params.items() if not k.startswith("fc.4."))
+    assert any("re-initialised the head's last dense layer 'fc.4' for 5 classes" in line for line in logged)
+    with pytest.raises(PortingError, match="the source model's head is global average pool -> dense 64"):
+        port(spec, source_result(head, tensors), head=parse_head("linear:4", FEATURES, prefix="fc"))
+    # a head the worker did not echo, with a wrong shape: the weight map names the tensor
+    narrow = parse_head("linear:32,bn,relu,dropout:0.3,linear:4", FEATURES, prefix="fc")
+    with pytest.raises(PortingError, match="fc.0.weight"):
+        port(spec, source_result(head, tensors, echoed=False), head=narrow)
+
+
+def test_a_feature_extractor_ports_and_gets_a_classifier():
+    from porting.converters.port import port
+    from porting.specs import resolve
+
+    spec = resolve(SPEC)
+    headless = parse_head("none", FEATURES, prefix="fc")
+    params, tensors = timm_state_dict(headless)
+    assert not [k for k in tensors if k.startswith("fc.")]
+    ported = port(spec, source_result(headless, tensors))
+    assert ported.card.headless and ported.card.num_classes == 0 and ported.card.output == "features"
+    given = port(spec, source_result(headless, tensors), num_classes=3)
+    assert given.card.num_classes == 3 and given.card.custom_head.layers[-1].name == "fc.0"
+    assert given.params["fc.0.weight"].shape == (3, FEATURES)
+
+
+@pytest.fixture(scope="module")
+def head_checkpoints(work):
+    """{'frozen': a 4-class Sequential-head checkpoint whose source ran its backbone frozen and its BNs in
+    inference mode (Keras's base.trainable = False, base(x, training=False)), 'features': a feature extractor's},
+    at 64 px."""
+    from porting import checkpoint
+    from porting.converters.port import port
+    from porting.specs import resolve
+
+    spec, made = resolve(SPEC), {}
+    for name, text, changes in (("frozen", SEQUENTIAL, {"backbone_bn": "inference", "backbone_trainable": False}),
+                                ("features", "none", {"backbone_bn": "inference"})):
+        head = dataclasses.replace(parse_head(text, FEATURES, prefix="fc"), **changes)
+        ported = port(spec, source_result(head, timm_state_dict(head)[1]))
+        made[name] = work / f"{name}.ckpt"
+        checkpoint.save(ported.params, made[name], ported.card.replace(input_size=SIZE))
+    return made
+
+
+TRAIN = ["--epochs", "1", "--image-size", str(SIZE), "--batch-size", "4", "--workers", "1", "--log-every", "1",
+         "--max-steps", "1", "--pynative"]
+
+
+def test_finetune_replaces_the_last_dense_and_holds_the_backbone(head_checkpoints, tiny_data, work):
+    """The 3 class folders replace only the head's last dense layer; the backbone stays frozen with its BNs on
+    their moving statistics, as the source trained it, and the log says so; --resume continues with the head."""
+    from porting import checkpoint
+
+    out = work / "frozen-run"
+    run = porting("finetune", head_checkpoints["frozen"], "--data", tiny_data, *TRAIN, "-o", out)
+    assert run.code == 0, run.stderr
+    log = " ".join(run.stderr.split())
+    assert "new classifier (the head's last dense layer) 'fc.4' for 3 classes" in log
+    assert "backbone BatchNorm: inference mode, as its source ran it (training=False)" in log
+    assert "backbone frozen, as its source froze it (trainable=False)" in log
+    before, _ = checkpoint.load(head_checkpoints["frozen"])
+    (first,) = out.glob("*.ckpt")
+    after, card = checkpoint.load(first)
+    assert card.custom_head.num_classes == 3 and card.custom_head.backbone_bn == "inference"
+    assert card.custom_head.layers[:4] == parse_head(SEQUENTIAL, FEATURES, prefix="fc").layers[:4]
+    backbone = [k for k in before if not k.startswith("fc.")]
+    assert all(np.array_equal(before[k], after[k]) for k in backbone)  # weights and moving statistics alike
+    assert not np.array_equal(before["fc.0.weight"], after["fc.0.weight"])  # the head trains
+    assert not np.array_equal(before["fc.1.moving_mean"], after["fc.1.moving_mean"])  # its own BN in training mode
+    again = porting("finetune", head_checkpoints["frozen"], "--data", tiny_data, *TRAIN, "-o", out, "--resume")
+    assert again.code == 0, again.stderr
+    assert "resuming from" in again.stderr
+    resumed, card = checkpoint.load(max(out.glob("*.ckpt"), key=lambda p: p.stat().st_mtime))
+    assert card.train_state["global_step"] == 2 and card.custom_head.num_classes == 3
+    assert all(np.array_equal(before[k], resumed[k]) for k in backbone)
+
+
+def test_a_feature_extractor_gets_a_classifier_and_the_run_may_train_its_bns(head_checkpoints, tiny_data, work):
+    from porting import checkpoint
+
+    out = work / "features-run"
+    run = porting("finetune", head_checkpoints["features"], "--data", tiny_data, *TRAIN, "--backbone-bn", "train",
+                  "-o", out)
+    assert run.code == 0, run.stderr
+    log = " ".join(run.stderr.split())
+    assert "'fc.0' for 3 classes" in log and "the checkpoint had none (a feature extractor)" in log
+    assert "backbone BatchNorm: training mode, --backbone-bn train" in log
+    before, _ = checkpoint.load(head_checkpoints["features"])
+    (first,) = out.glob("*.ckpt")
+    after, card = checkpoint.load(first)
+    assert card.num_classes == 3 and card.custom_head.layers == (HeadLayer("dense", "fc.0", units=3),)
+    assert after["fc.0.weight"].shape == (3, FEATURES)
+    moving = [k for k in before if k.endswith("moving_mean")]
+    assert any(not np.array_equal(before[k], after[k]) for k in moving)
+
+
+def test_eval_and_predict_refuse_a_feature_extractor(head_checkpoints, tiny_data, tmp_path):
+    """One line each, exit 2, nothing written: a feature extractor has no classes to score or predict."""
+    features = head_checkpoints["features"]
+    results = tmp_path / "r.json"
+    for args in (("eval", features, "--data", tiny_data, "--results", results),
+                 ("predict", features, tiny_data / "val" / "circle" / "0.png")):
+        run = porting(*args)
+        assert run.code == 2, run.stderr
+        assert "is a feature extractor" in error_line(run) and "--num-classes N" in error_line(run)
+    assert list(tmp_path.iterdir()) == []
