@@ -427,3 +427,26 @@ def test_eval_and_predict_refuse_a_feature_extractor(head_checkpoints, tiny_data
         assert run.code == 2, run.stderr
         assert "is a feature extractor" in error_line(run) and "--num-classes N" in error_line(run)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_feature_extractors_parity_report_says_features_and_no_top1():
+    """Its output has no classes: the report compares 'features' and shows no top-1 (nor calls it 0%)."""
+    import io
+
+    from rich.console import Console
+
+    from porting.compare import Comparison
+    from porting.report import Report, summary_table, verdict
+
+    report = Report(spec=SPEC, info={"output": "features", "batch": 2, "size": SIZE})
+    reference = {"features": np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)}
+    comparison = Comparison(report, "mindspore", [], "features", top1=False)
+    comparison.add(reference, {"features": reference["features"] + 1e-6})
+    comparison.finish()
+    assert report.ok and report.top1_agree == {}
+    console = Console(width=100, record=True, file=io.StringIO())
+    for part in (summary_table(report), *verdict(report)):
+        console.print(part)
+    text = console.export_text()
+    assert "n/a" in text and "0%" not in text and "top-1 for every input" not in text, text
+    assert "features too: a feature extractor has no top-1" in " ".join(text.split())

@@ -203,6 +203,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     # a feature extractor's output is compared as 'features', without a top-1 (it has no classes)
     output = "features" if ported.card.headless else LOGITS
     to_source[LOGITS] = output
+    if output != LOGITS:
+        report.info["output"] = output
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
