@@ -48,6 +48,10 @@ class SourceLibrary:
     export_has_class_names: bool = False  # what `export --to` writes keeps the class names (timm's config.json)
     checkpoint_has_optimizer: bool = False  # its own checkpoints carry the optimizer's state (the model zoo's)
     checkout: Checkout | None = None  # its code is a checkout the user names (the model zoo), not a package
+    # where a model's own head (porting.heads: a fine-tuned classifier, or none) comes from: "graph", the weights
+    # file's own model graph (Keras); "flag", the user's --head SPEC, checked against the file's tensors (timm and
+    # PaddleClas state dicts carry no graph); "": nowhere, its models port with their standard head only
+    head_source: str = ""
 
 
 LIBRARIES: dict[str, SourceLibrary] = {}  # in registration order
