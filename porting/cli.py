@@ -193,7 +193,7 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
 
     table_map = api.weight_map(spec, modelzoo=modelzoo, head=head)
     if as_json:
-        out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
+        out.print_json(json.dumps({k: table_map.get(k) for k in ("spec", "head", "rows", "ignore")}))
         return
     out.print(map_table(table_map))
 
@@ -201,8 +201,9 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
 def map_table(table_map: dict) -> Fitted:
     """`porting map`: api.weight_map's rows; each source tensor over its MindSpore parameter when narrow."""
     rows = table_map["rows"]
+    head = f"; its own head: {table_map['head']}" if table_map.get("head") else ""
     table = Fitted(f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
-                   f"{', '.join(table_map['ignore']) or 'none'})",
+                   f"{', '.join(table_map['ignore']) or 'none'}{head})",
                    [Column("source"), Column("source shape"), Column("target", under="source"),
                     Column("target shape", under="source shape"), Column("transform")])
     for r in rows:
