@@ -234,10 +234,7 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
     model = api.spec_for(spec, modelzoo)  # the checkout checked now, before any work
     own_head = api.own_head(model, head)  # and the head
     weights_path, seed = _weights_args(weights, random_init)
-    if own_head is not None and weights_path is None and seed is None:
-        raise PortingError(f"--head describes your weights file: give --weights FILE (or --random-init SEED); "
-                           f"{model.source}'s own download of {model.source_name} holds its standard head")
-    if weights_path is None and seed is None:
+    if weights_path is None and seed is None and own_head is None:  # with a head, api.port says what it needs
         log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
     output = output or Path(f"{model.source}_{model.name}.ckpt")
     t0 = time.perf_counter()
