@@ -48,9 +48,8 @@ class SourceLibrary:
     export_has_class_names: bool = False  # what `export --to` writes keeps the class names (timm's config.json)
     checkpoint_has_optimizer: bool = False  # its own checkpoints carry the optimizer's state (the model zoo's)
     checkout: Checkout | None = None  # its code is a checkout the user names (the model zoo), not a package
-    # where a model's own head (porting.heads: a fine-tuned classifier, or none) comes from: "graph", the weights
-    # file's own model graph (Keras); "flag", the user's --head SPEC, checked against the file's tensors (timm and
-    # PaddleClas state dicts carry no graph); "": nowhere, its models port with their standard head only
+    # where a user's own head comes from (porting.heads): 'graph' (read from the file's own graph: Keras), 'flag'
+    # (--head, checked against the file's tensor shapes: timm, PaddleClas), '' (none: standard heads only)
     head_source: str = ""
 
 
