@@ -82,6 +82,9 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     got = net(ms.Tensor(x)).asnumpy()
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
 
+    with pytest.raises(PortingError, match="a timm model folder holds its standard classifier only"):
+        api.export_to(ckpt, work / "sx_head_folder", "timm")  # its config.json would build timm's Linear
+    assert not (work / "sx_head_folder").exists()
     back = work / "sx_head_back.pth"
     report, _, _ = api.export_to(ckpt, back, "timm", size=64, batch=1)
     assert report.ok
