@@ -96,7 +96,7 @@ class TimmRunner(SourceRunner):
         # the user's model: timm's without its classifier (num_classes=0), then theirs at the classifier's place
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool=self.asked.get("pooling", "avg"))
         self.head = resolved_head(self.asked, int(model.num_features), f"timm {name}")
-        if not self.head.headless:
+        if self.head.layers:  # also layers without a Linear (a feature extractor ending in bn, relu...)
             model.set_submodule(_classifier(timm, name), _sequential(self.head))
             model.num_classes = self.head.num_classes
         return model
