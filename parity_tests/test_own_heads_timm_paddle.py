@@ -68,6 +68,10 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     assert_parity(report, ("mindspore", "onnx"))
     assert _head_kinds(report) == ["fc.0", "fc.1", "fc.2", "fc.3"]  # every head layer, in order
 
+    rows = {r["source"]: r for r in api.weight_map(spec, head=TIMM_HEAD)["rows"]}  # what `porting map` lists
+    assert [(r["target"], r["target_shape"]) for k, r in rows.items() if k.startswith("fc.")] == [
+        ("fc.0.weight", [256, 2048]), ("fc.0.bias", [256]), ("fc.3.weight", [5, 256]), ("fc.3.bias", [5])]
+
     ckpt = work / "sx_head.ckpt"
     ported = api.port(spec, weights, head=TIMM_HEAD, output=ckpt)
     assert ported.card.num_classes == 5 and ported.card.custom_head.num_classes == 5
@@ -150,6 +154,10 @@ def test_a_paddleclas_custom_head_ports_proves_and_goes_back_bit_exact(files, wo
     report = api.parity(spec, weights, head=PADDLE_HEAD, size=64, onnx=True)
     assert_parity(report, ("mindspore", "onnx"))
     assert _head_kinds(report) == [f"out.{i}" for i in range(5)]
+    # one training step of the user's model, its head's BatchNorm1D (Paddle's biased batch variance) included
+    step = api.train_step_parity(spec, weights, head=PADDLE_HEAD, size=64, batch=2)
+    assert step.ok, step.first_failure()
+    assert {"fc.0.weight", "fc.1.moving_variance", "fc.4.bias"} <= {r.target for r in step.rows}  # MindSpore's
     ckpt = work / "paddle_head.ckpt"
     api.port(spec, weights, head=PADDLE_HEAD, output=ckpt)
     back = work / "paddle_head_back.pdparams"
