@@ -203,3 +203,22 @@ def test_the_file_shows_its_layers_and_the_gaps_between_them():
     # Paddle stores a Linear [in, out]; the standard head (fc.weight, fc.bias) is no Sequential
     assert found_layers({"out.0.weight": (2048, 7)}, "out", dense_in_out=True, bn_stat="_variance")[0].units == 7
     assert found_layers({"fc.weight": (5, 2048), "fc.bias": (5,)}, "fc", False, "running_var") is None
+
+
+def test_a_checkpoints_head_goes_where_its_target_can_hold_it():
+    """export --to's head for the target (no framework): renumbered at the target's classifier, a Keras layout
+    only back to Keras, nothing to mindcv or the model zoo."""
+    from porting.heads import Head, HeadLayer
+    from porting.sources.head_option import head_for_target
+    from porting.specs import resolve
+
+    paddle = Head("avg", (HeadLayer("dense", "out.0", units=8), HeadLayer("activation", "out.1", activation="relu"),
+                          HeadLayer("dense", "out.2", units=3)), features=2048)
+    to_timm = head_for_target(resolve("timm:seresnext50_32x4d"), paddle, "paddleclas:SE_ResNeXt50_32x4d")
+    assert [layer.name for layer in to_timm.layers] == ["fc.0", "fc.1", "fc.2"] and to_timm.features == 2048
+    keras = Head("avg", (HeadLayer("dense", "dense", units=6),), features=2048, layout="keras-nested")
+    with pytest.raises(PortingError, match="laid out 'keras-nested': it goes back to keras"):
+        head_for_target(resolve("timm:legacy_xception"), keras, "keras:xception")
+    assert head_for_target(resolve("keras:xception"), keras, "keras:xception") is keras
+    with pytest.raises(PortingError, match="mindcv:xception cannot hold the checkpoint's head"):
+        head_for_target(resolve("mindcv:xception"), keras, "keras:xception")
