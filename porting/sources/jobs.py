@@ -214,7 +214,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
                unassigned: list[str] | None = None, export_config: dict | None = None,
                train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None,
-               keep_model: str = "") -> Iterator[Callable[[], SourceResult]]:
+               keep_model: str = "", head: dict | None = None) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
     The caller works meanwhile (port-weights imports MindSpore and builds the target network while the worker
@@ -231,7 +231,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
     with step_grads (the library's names), the recipe's optimizer alone on those gradients. keep_model: a key; within
     reusing_workers() the worker keeps the model it built, and the next job with the same key runs on it (for jobs
-    that only run inputs or preprocess: SourceRuntime's chunks).
+    that only run inputs or preprocess: SourceRuntime's chunks). head: a porting.heads.Head as a dict, the head the
+    library's model is built with (SourceJob.head).
     """
     # a library that is a checkout (the model zoo) runs its network from it; reading weights alone (port-weights)
     # needs none
@@ -252,7 +253,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             export_config=dict(export_config or {}),
             train_step=dataclasses.replace(train_step, out=str(tmp / "step.npz"),
                                            grads=str(tmp / "grads.npz") if step_grads is not None else "")
-            if train_step else None, keep_model=keep_model)
+            if train_step else None, keep_model=keep_model, head=head)
         (tmp / "tmp").mkdir()
         if step_grads is not None:
             np.savez(job.train_step.grads, **step_grads)
