@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from porting.errors import PortingError
+from porting.heads import Head
 
 FORMAT = "porting-ckpt/2"
 META_KEY = "porting_metadata"  # the .ckpt entry that holds the card as JSON (porting.checkpoint)
@@ -29,6 +30,9 @@ class ModelCard:
     arch_config: dict  # its variant config
     num_classes: int
     head: str = "fc"  # the classifier cell --num-classes replaces
+    # the user's own head (pooling, dense / BN / activation / dropout layers), or a feature extractor's (no dense:
+    # num_classes 0); None: the library's standard head
+    custom_head: Head | None = None
     class_names: list[str] | None = None  # after fine-tuning (folder names), or ImageNet's in an export
     background_class: dict | None = None  # {"index": 0, "kept": bool}: a TF-slim 1001-class source head
     # how to feed it
@@ -63,7 +67,10 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         """The card as JSON-ready data; fields that are unset (None) are left out."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        raw = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if self.custom_head is not None:
+            raw["custom_head"] = self.custom_head.to_dict()
+        return raw
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -110,6 +117,8 @@ class ModelCard:
         for key in ("arch", "arch_config", "num_classes", "input_size", "mean", "std"):
             if key not in raw:
                 raise PortingError(f"'{where}': metadata '{key}' is missing")
+        if raw.get("custom_head") is not None:
+            raw = {**raw, "custom_head": Head.from_dict(raw["custom_head"], where)}
         card = cls(**raw)
         card.check(where)
         return card
@@ -133,8 +142,17 @@ class ModelCard:
             bad("arch", f"must be an architecture name, not {self.arch!r}")
         archs.config_for(self.arch, self.arch_config)
         for key in ("num_classes", "input_size"):
-            if not whole(getattr(self, key)):
-                bad(key, f"must be a positive whole number, not {getattr(self, key)!r}")
+            if not whole(getattr(self, key)) and not (key == "num_classes" and self.headless
+                                                      and self.num_classes == 0):
+                bad(key, f"must be a positive whole number, not {getattr(self, key)!r}"
+                    + (" (0 only for a feature extractor: a custom_head without a dense layer)"
+                       if getattr(self, key) == 0 else ""))
+        head = self.custom_head
+        if head is not None and not isinstance(head, Head):
+            bad("custom_head", "must be a head record")
+        if head is not None and head.num_classes != self.num_classes:
+            bad("num_classes", f"is {self.num_classes}, but its custom_head's last dense layer gives "
+                               f"{head.num_classes}")
         if self.test_input_size is not None and not whole(self.test_input_size):
             bad("test_input_size", f"must be a positive whole number, not {self.test_input_size!r}")
         for key in ("mean", "std"):
@@ -172,6 +190,17 @@ class ModelCard:
     def background_dropped(self) -> bool:
         """The source's 1001-class head lost its background row in the port."""
         return self.background_class == {"index": 0, "kept": False}
+
+    @property
+    def headless(self) -> bool:
+        """A feature extractor: no classifier (its output is named 'features', it has no classes)."""
+        return self.custom_head is not None and self.custom_head.headless
+
+    @property
+    def fixed_size(self) -> int | None:
+        """The one input size the model takes, where its head flattens a feature map of fixed size; else None."""
+        head = self.custom_head
+        return self.input_size if head is not None and head.pooling == "flatten" else None
 
     @property
     def export_options(self) -> dict:

@@ -91,8 +91,8 @@ class SourceJob:
     # a key the parent chose: the model built for this job stays in a kept worker, and the next job with the same
     # key runs on it instead of loading the weights again (parity's chunks); for jobs that only run inputs
     keep_model: str = ""
-    # a head the library's model is built with (porting.heads.Head.to_dict): timm / Paddle from --head; any library
-    # when export --to writes the user's own shape back
+    # the head the worker gives the library's model (porting.heads.Head.to_dict): timm / PaddleClas from --head, and
+    # any library when export --to writes the user's own shape back; None: the library's standard classifier
     head: dict | None = None
 
     def write(self, path: Path) -> None:
@@ -121,7 +121,9 @@ class SourceInfo:
     float32_cells: list[str] = field(default_factory=list)  # cells the source flags as float16, run at float32
     order: list[str] = field(default_factory=list)  # the taps in the order the model computed them
     pipeline: str = ""  # the library's preprocessing, described (with PipelineRequest)
-    head: dict | None = None  # the loaded model's head (Head.to_dict) where it is not the library's standard one
+    # the head of the model the worker loaded (porting.heads.Head.to_dict) where it is not the library's standard
+    # one: Keras reads it from the file's graph, timm / PaddleClas echo the job's, checked against the file
+    head: dict | None = None
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self)))

@@ -23,6 +23,7 @@ import numpy as np
 from porting import files
 from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
+from porting.heads import Head
 from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
 from porting.runtimes.base import LOGITS, Runtime
 from porting.sources.registry import checkout_folder
@@ -214,7 +215,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
                unassigned: list[str] | None = None, export_config: dict | None = None,
                train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None,
-               keep_model: str = "", head: dict | None = None) -> Iterator[Callable[[], SourceResult]]:
+               keep_model: str = "", head: Head | None = None) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
 
     The caller works meanwhile (port-weights imports MindSpore and builds the target network while the worker
@@ -231,8 +232,8 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
     labels and recipe in the request): result().tensors are the tensors before it, result().step what it gave;
     with step_grads (the library's names), the recipe's optimizer alone on those gradients. keep_model: a key; within
     reusing_workers() the worker keeps the model it built, and the next job with the same key runs on it (for jobs
-    that only run inputs or preprocess: SourceRuntime's chunks). head: a porting.heads.Head as a dict, the head the
-    library's model is built with (SourceJob.head).
+    that only run inputs or preprocess: SourceRuntime's chunks). head: the head the library's model is built with
+    instead of its standard classifier (porting.heads; the worker's SourceInfo.head says the head it loaded).
     """
     # a library that is a checkout (the model zoo) runs its network from it; reading weights alone (port-weights)
     # needs none
@@ -253,7 +254,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             export_config=dict(export_config or {}),
             train_step=dataclasses.replace(train_step, out=str(tmp / "step.npz"),
                                            grads=str(tmp / "grads.npz") if step_grads is not None else "")
-            if train_step else None, keep_model=keep_model, head=head)
+            if train_step else None, keep_model=keep_model, head=head.to_dict() if head is not None else None)
         (tmp / "tmp").mkdir()
         if step_grads is not None:
             np.savez(job.train_step.grads, **step_grads)
