@@ -375,6 +375,8 @@ def _head(chain: list[Layer], features: int, layout: str, where: str, **backbone
             map_size = (first.shape[1], first.shape[2])
     layers = []
     for layer in rest:
+        if layer.cls not in HEAD_LAYERS and layer.cls not in POOLINGS:  # a Conv2D, an attention...
+            raise _refused(where, layer, "not a layer porting's heads compute")
         if pooling == "none" or layer.cls in POOLINGS:
             raise _refused(where, layer, "on the 4-D feature map (porting's heads pool or flatten it first)"
                            if pooling == "none" else "a second pooling in the head")
