@@ -48,6 +48,9 @@ class SourceLibrary:
     export_has_class_names: bool = False  # what `export --to` writes keeps the class names (timm's config.json)
     checkpoint_has_optimizer: bool = False  # its own checkpoints carry the optimizer's state (the model zoo's)
     checkout: Checkout | None = None  # its code is a checkout the user names (the model zoo), not a package
+    # where a user's own head comes from (porting.heads): 'graph' (read from the file's own graph: Keras), 'flag'
+    # (--head, checked against the file's tensor shapes: timm, PaddleClas), '' (none: standard heads only)
+    head_source: str = ""
 
 
 LIBRARIES: dict[str, SourceLibrary] = {}  # in registration order

@@ -9,5 +9,6 @@ KERAS = register_source(SourceLibrary(
     weight_suffixes=(".weights.h5", ".h5", ".hdf5", ".keras"),
     export_suffixes=(".weights.h5", ".keras", ".h5"),
     train_step=True, states_preprocessing=True,
+    head_source="graph",  # a whole-model file's own graph (graph.py): the user's head, read without a flag
     biased_bn_variance="BatchNormalization updates moving_variance with tf.nn.moments' variance, the biased "
                        "(population) one"))
