@@ -115,9 +115,12 @@ def build(keras, family, head: Head, size: int):
                            f"form here; the keras runner writes {', '.join(KERAS_LAYOUTS)} models")
     if head.layout == "keras-sequential" and head.backbone_bn == "inference":
         raise PortingError("a Sequential cannot call its backbone with training=False; the head says it did")
+    # include_top=False with pooling 'avg' / 'max' and nothing after: keras.applications' own pooling layer
+    own_pooling = head.layout == "keras-flat" and not head.layers and head.pooling in ("avg", "max")
     base = getattr(keras.applications, family.constructor)(weights=None, include_top=False,
-                                                            input_shape=(size, size, 3))
-    chain = head_layers(keras, head)
+                                                            input_shape=(size, size, 3),
+                                                            pooling=head.pooling if own_pooling else None)
+    chain = [] if own_pooling else head_layers(keras, head)
     try:
         if head.layout == "keras-flat":
             for layer in base.layers:
