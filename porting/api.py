@@ -20,6 +20,7 @@ from typing import Sequence
 
 from porting import files, formats
 from porting.errors import PortingError
+from porting.heads import Head
 from porting.options import Preprocess, TrainingRun
 from porting.specs import ModelSpec, resolve
 
@@ -63,22 +64,25 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
-def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> dict:
+def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: Head | None = None) -> dict:
     """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
-    {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}]}."""
+    {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}], 'head':
+    the head's description or None}. `head`: the user's own head (porting.heads), whose rows replace the
+    classifier's."""
     import numpy as np
 
     from porting import msenv
-    from porting.converters.port import target_shapes
+    from porting.converters.port import target_shapes, weight_map_for
     from porting.sources.jobs import run_source
 
     model = spec_for(spec, modelzoo)
-    wm = model.build_weight_map()
-    sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
+    wm = weight_map_for(model, head)
+    sources = {k: v.shape for k, v in run_source(model, untrained=True, head=head).tensors.items()}
     msenv.setup()
-    targets = target_shapes(model, model.num_classes)
+    targets = target_shapes(model, model.num_classes, head=head)
     wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
-    return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets)}
+    return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets),
+            "head": head.describe() if head is not None else None}
 
 
 def _check_weights(model: ModelSpec, weights: str | Path) -> None:
@@ -120,9 +124,13 @@ def _training(spec: ModelSpec):
 
 def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
          output: str | Path | None = None, num_classes: int | None = None, keep_background: bool = False,
-         allow_nonfinite: bool = False, modelzoo: str | Path | None = None, log=lambda msg: None):
+         allow_nonfinite: bool = False, modelzoo: str | Path | None = None, head: Head | None = None,
+         log=lambda msg: None):
     """Source weights (a file, `seed` for seeded synthetic ones, neither: the library's download) to porting's
-    parameters and model card (a `Ported`); with `output`, the .ckpt is written too."""
+    parameters and model card (a `Ported`); with `output`, the .ckpt is written too. `head`: the user's own head
+    (porting.heads) the source's model has instead of its library's standard classifier; a library that reads
+    the head from the file itself (Keras) says it without one. `num_classes` replaces a custom head's last dense
+    layer only (a feature extractor gets one)."""
     from porting.converters.port import port as port_tensors
     from porting.converters.port import target_shapes
     from porting.sources.jobs import source_job
@@ -137,14 +145,14 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
         files.check_output(output, (weights,), what="checkpoint")
         formats.check_checkpoint_output(output)
     log(f"building {model.id} in a {model.source} worker process")
-    with source_job(model, weights=weights, seed=seed) as source_result:
+    with source_job(model, weights=weights, seed=seed, head=head) as source_result:
         from porting import msenv
 
         msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
-        target_shapes(model, model.num_classes)
+        target_shapes(model, model.num_classes, head=head)
         source = source_result()
     ported = port_tensors(model, source, num_classes=num_classes, keep_background=keep_background,
-                          allow_nonfinite=allow_nonfinite, log=log)
+                          allow_nonfinite=allow_nonfinite, head=head, log=log)
     if output is not None:
         from porting import checkpoint
 
@@ -184,7 +192,7 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
         raise PortingError(f"AIR export needs an Ascend device (this machine runs MindSpore on {msenv.device()}); "
                            f"use --format mindir or --format onnx instead")
     net, card = checkpoint.load_model(ckpt)
-    size = archs.check_input_size(card.arch, size or card.input_size)
+    size = card.check_size(archs.check_input_size(card.arch, size or card.input_size))
     if fmt == "onnx":
         options = exporter.OnnxOptions(opset=opset, batch=batch, dynamic_size=dynamic_size, float16=fp16,
                                        fold_bn=fold_bn)
@@ -217,7 +225,8 @@ def targets(markdown: bool = False):
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] | str = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
-           modelzoo: str | Path | None = None, chunk: int | None = None, log=lambda msg: None):
+           modelzoo: str | Path | None = None, chunk: int | None = None, head: Head | None = None,
+           log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `runtimes`: where else the port is checked after
     MindSpore, in that order (['ort', 'openvino'] or 'ort,openvino'; porting.runtimes lists them: ort, openvino,
@@ -226,7 +235,9 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     (`report.info['default_precision']`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
     folder whose first `batch` images are the inputs instead of seeded synthetic ones. The inputs are compared
     `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so memory does not grow with
-    `batch`; the report is the one of all inputs at once."""
+    `batch`; the report is the one of all inputs at once. `head`: the user's own head (porting.heads) the source's
+    model has; every one of its layers is compared (kind 'head'); a library that reads it from the file (Keras)
+    says it without one."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
@@ -239,7 +250,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     msenv.setup()
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, runtimes=[runtimes] if isinstance(runtimes, str) else list(runtimes), onnx=onnx,
-                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol, chunk=chunk,
+                      mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol, chunk=chunk, head=head,
                       images=list_images(Path(images))[:batch] if images is not None else None)
 
 
@@ -254,7 +265,8 @@ TRAIN_STEP_MAX_BATCH = 16
 
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
                       batch: int = 2, size: int | None = None, rtol: float | None = None,
-                      modelzoo: str | Path | None = None, source_changes: dict | None = None, log=lambda msg: None):
+                      modelzoo: str | Path | None = None, source_changes: dict | None = None, head: Head | None = None,
+                      log=lambda msg: None):
     """One training step of the source library against one call of finetune's step: a Report whose rows are the
     loss and, per MindSpore parameter, its gradient ('grad'), its update ('update': the source's optimizer on
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
@@ -277,7 +289,7 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
-               rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], log=log)[0]
+               rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], head=head, log=log)[0]
 
 
 def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label_file: str | Path | None = None,
@@ -428,6 +440,10 @@ def finetune(ckpt: str | Path, data: str | Path, output: str | Path = "finetune_
     run_fields, recipe_values = share_out(options, TrainingRun, Recipe)
     run = replace(run or TrainingRun(), **run_fields)
     # what the command line alone says is wrong, before MindSpore loads
+    from porting.heads import BACKBONE_BN
+
+    if run.backbone_bn not in (None, *BACKBONE_BN):
+        raise PortingError(f"backbone_bn '{run.backbone_bn}' is not one of {', '.join(BACKBONE_BN)}")
     if run.distributed and not _launched_as_ranks():
         raise PortingError("--distributed trains one process per device, and MindSpore's msrun starts them: msrun "
                            "--worker_num=N --local_worker_num=N --master_port=8118 --log_dir=msrun_log --join=True "

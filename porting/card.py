@@ -197,10 +197,29 @@ class ModelCard:
         return self.custom_head is not None and self.custom_head.headless
 
     @property
+    def output(self) -> str:
+        """What the model outputs: 'logits', 'probabilities' (a softmax ends its head) or 'features' (no
+        classifier)."""
+        if self.headless:
+            return "features"
+        for layer in reversed(self.custom_head.layers if self.custom_head is not None else ()):
+            if layer.kind != "dropout":
+                return "probabilities" if layer.activation == "softmax" else "logits"
+        return "logits"
+
+    @property
     def fixed_size(self) -> int | None:
         """The one input size the model takes, where its head flattens a feature map of fixed size; else None."""
         head = self.custom_head
         return self.input_size if head is not None and head.pooling == "flatten" else None
+
+    def check_size(self, size: int, what: str = "--size") -> int:
+        """`size`, unless the model takes one input size only (fixed_size) and it is another: a one-line error."""
+        if self.fixed_size and size != self.fixed_size:
+            h, w = self.custom_head.map_size
+            raise PortingError(f"{what} {size}: the model's head flattens its {h}x{w} feature map, so it takes "
+                               f"{self.fixed_size} px inputs only")
+        return size
 
     @property
     def export_options(self) -> dict:

@@ -99,17 +99,17 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], ModelCard]:
 
 def load_model(path: str | Path, into=None):
     """(net in inference mode, card) rebuilt from a checkpoint alone. `into`: a network archs.build already
-    made; used instead of building another when the checkpoint's card names that same architecture, variant
-    and class count (parity builds one while the source model runs)."""
+    made; used instead of building another when the checkpoint's card names that same architecture, variant,
+    class count and head (parity builds one while the source model runs)."""
     from porting import archs
 
     params, card = load(path)
-    wanted = (card.arch, archs.config_for(card.arch, card.arch_config), card.num_classes)
+    wanted = (card.arch, archs.config_for(card.arch, card.arch_config), card.num_classes, card.custom_head)
     if into is not None and getattr(into, "built_as", None) == wanted:
         load_params(into, params, str(path), train_state_ok=card.train_state is not None)
         return into, card
     try:
-        net = archs.build(card.arch, card.arch_config, card.num_classes)
+        net = archs.build(card.arch, card.arch_config, card.num_classes, card.custom_head, card.head)
     except (TypeError, ValueError) as exc:
         raise PortingError(f"'{path}': cannot build {card.arch} from its arch_config "
                            f"{card.arch_config}: {first_line(exc)}") from None

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from porting import api, files, formats
 from porting.errors import PortingError
+from porting.heads import BACKBONE_BN
 from porting.options import PRECISIONS, Preprocess, TrainingRun
 from porting.runtimes import all_runtimes, runtime_names
 from porting.tables import Column, Fitted
@@ -68,6 +69,7 @@ RecipeName = StrEnum("RecipeName", {name: name for name in RECIPES})  # the regi
 Amp = StrEnum("Amp", {v: v for v in ("O0", "O1", "O2", "O3")})
 Optim = StrEnum("Optim", {v: v for v in ("momentum", "rmsprop")})
 Decay = StrEnum("Decay", {v: v for v in ("linear", "cosine")})
+BackboneBn = StrEnum("BackboneBn", {v: v for v in BACKBONE_BN})
 RUNTIME_NAMES = runtime_names(leave_out=("mindspore",))  # the registry's, not a copy: MindSpore always runs
 
 
@@ -565,6 +567,13 @@ def finetune_cmd(
             None, "--bn-momentum", min=0.0, max=1.0,
             help="BatchNorm momentum in MindSpore's convention (moving = m x moving + (1 - m) x batch: PyTorch's "
                  "momentum is 1 - m; Keras trains with 0.99).", show_default="0.9, PyTorch's 0.1"),
+        backbone_bn: Optional[BackboneBn] = typer.Option(
+            None, "--backbone-bn", case_sensitive=False,
+            help="The backbone's BatchNorms in training: 'train' (batch statistics, moving ones updated) or "
+                 "'inference' (moving statistics, left as they are).",
+            show_default="inference where the source ran its backbone so (Keras training=False), else train"),
+        train_backbone: bool = typer.Option(False, "--train-backbone",
+                                            help="Train a backbone its source froze (Keras base.trainable = False)."),
         print_recipe: bool = typer.Option(False, "--print-recipe",
                                           help="Print the recipe (JSON) and the learning rates this run would train "
                                                "with, scaled to its global batch, and exit"),
@@ -599,7 +608,7 @@ def finetune_cmd(
     run = TrainingRun(num_classes=num_classes, image_size=image_size, device=_value(device), distributed=distributed,
                       resume=resume, workers=workers, log_every=log_every, max_steps=max_steps, shard=shard_pair,
                       seed=seed, save_rank_weights=save_rank_weights, pynative=pynative, dataset_sink=dataset_sink,
-                      bn_momentum=bn_momentum)
+                      bn_momentum=bn_momentum, backbone_bn=_value(backbone_bn), train_backbone=train_backbone)
     with _progress() as progress:
         api.finetune(ckpt, data, output, recipe=_value(recipe), config=config, run=run, log=log, progress=progress,
                      **recipe_values)
@@ -644,6 +653,10 @@ def quantize_table(report: dict) -> Fitted:
     table = Fitted(f"float32 vs int8 on {report['held_out']} held-out images" if report["held_out"] else
                    f"float32 vs int8 on {report['compared_images']} calibration images (none held out)",
                    [Column("measure", prose=True), Column("value", justify="right", prose=True)])
+    if "max_feature_error" in report:  # a feature extractor: no classes to agree on
+        table.add_row("max feature error", f"{report['max_feature_error']:.4f} (features up to "
+                                           f"{report['feature_scale']:.2f})")
+        return table
     table.add_row("top-1 agreement", f"{report['top1_agreement']:.2%}")
     table.add_row("top-5 overlap", f"{report['top5_overlap']:.2%}")
     table.add_row("max logit error", f"{report['max_logit_error']:.4f} (logits up to {report['logit_scale']:.2f})")

@@ -115,6 +115,7 @@ class Comparison:
     runtime: str
     layers: list
     logits: str = LOGITS
+    top1: bool = True  # False: the output has no classes (a feature extractor's features)
     stats: dict[str, TensorStats] = field(default_factory=dict)
     errors: dict[str, None] = field(default_factory=dict)  # ordered, each once however many chunks said it
     agree: int = 0
@@ -129,7 +130,7 @@ class Comparison:
                 self.errors[f"{self.runtime}: reference has no output for '{name}'"] = None
                 continue
             self.stats.setdefault(name, TensorStats()).add(reference[name], candidate[name])
-        if self.logits in candidate and self.logits in reference:
+        if self.top1 and self.logits in candidate and self.logits in reference:
             same = np.argmax(reference[self.logits], axis=-1) == np.argmax(candidate[self.logits], axis=-1)
             self.agree += int(np.sum(same))
             self.samples += int(np.size(same))

@@ -30,6 +30,10 @@ class TrainingRun:
     pynative: bool = False  # run cell by cell (debugging) instead of compiling the training step (GRAPH)
     dataset_sink: bool | None = None  # None: sink on Ascend/GPU, feed from the host on CPU
     bn_momentum: float | None = None  # MindSpore's convention (0.9: moving = 0.9 x moving + 0.1 x batch); None: 0.9
+    # a custom head's backbone: its BatchNorms on batch statistics ('train') or on their moving ones ('inference');
+    # None: as the source ran it (Keras's training=False: 'inference'), else 'train'
+    backbone_bn: str | None = None
+    train_backbone: bool = False  # train a backbone the source froze (Keras's base.trainable = False)
 
 
 @dataclass(frozen=True)

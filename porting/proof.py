@@ -25,7 +25,8 @@ import numpy as np
 
 from porting import files
 from porting.compare import RTOL, Comparison, Report
-from porting.converters.port import port
+from porting.converters.port import port, weight_map_for
+from porting.heads import Head
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
 from porting.sources.inputs import SeededImages
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
@@ -124,7 +125,8 @@ class DefaultPrecision:
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, input_seed: int = 1234, log=lambda msg: None,
-           weight_map=None, images: list[Path] | None = None, rtol: float = RTOL, chunk: int | None = None) -> Report:
+           weight_map=None, images: list[Path] | None = None, rtol: float = RTOL, chunk: int | None = None,
+           head: Head | None = None) -> Report:
     """Seeded image-like inputs, or `images` (the user's files, preprocessed as the port evaluates); `rtol`
     scales the tolerance. `weight_map` overrides the spec's table (the mapping-bug tests inject a broken one).
     `runtimes`: where else the port is checked, in that order, after MindSpore (names from porting.runtimes:
@@ -132,15 +134,17 @@ def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = No
     f32, layer by layer where it shows layers; beside it, what its other precisions give (OpenVINO's default,
     TensorRT's TF32 default and its fp16 export). A runtime that cannot run here (TensorRT without a CUDA device)
     is skipped, in one line. `chunk`: inputs run at once (default: from the size of the recorded layers,
-    TAPS_PER_CHUNK); the report is the one all of them at once would give."""
+    TAPS_PER_CHUNK); the report is the one all of them at once would give. `head`: the user's own head the
+    source's model has (else the one its worker reports, if any): each of its layers is compared; a feature
+    extractor's output is compared as 'features', without a top-1."""
     with reusing_workers():  # the source's model stays loaded in its worker from one chunk to the next
         return _parity(spec, weights=weights, seed=seed, batch=batch, size=size, runtimes=runtimes, onnx=onnx,
                        mindir=mindir, openvino=openvino, tensorrt=tensorrt, input_seed=input_seed, log=log,
-                       weight_map=weight_map, images=images, rtol=rtol, chunk=chunk)
+                       weight_map=weight_map, images=images, rtol=rtol, chunk=chunk, head=head)
 
 
 def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mindir, openvino, tensorrt, input_seed,
-            log, weight_map, images, rtol, chunk) -> Report:
+            log, weight_map, images, rtol, chunk, head) -> Report:
     from porting import archs, checkpoint, msenv
     from porting.converters.export import (OnnxOptions, export_ms, trace_onnx, without_extra_outputs,
                                            write_onnx)
@@ -159,7 +163,7 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         chosen.append(record)
 
     size = size or spec.input_size
-    wm = weight_map or spec.build_weight_map()
+    wm = weight_map or weight_map_for(spec, head)
     count = len(images) if images else batch
     take = _images(spec, size, images, batch, input_seed)
     x = take(min(count, chunk or 1))  # without a chunk size, the first image measures the recorded layers
@@ -168,13 +172,21 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({count}x3x{size}x{size}) in its own process")
-    job = {"weights": weights, "seed": seed, "keep_model": uuid.uuid4().hex}
+    job = {"weights": weights, "seed": seed, "keep_model": uuid.uuid4().hex, "head": head}
     with source_job(spec, inputs=x, taps=[layer.source for layer in wm.layers], **job) as done:
         msenv.setup()  # MindSpore loads, and the target network is built, while the worker runs the source
-        net = archs.build(spec.arch, spec.arch_config, spec.num_classes)
+        net = archs.build(spec.arch, spec.arch_config, *((head.num_classes, head, spec.head) if head is not None
+                                                          else (spec.num_classes,)))
         source = SourceRuntime(spec, done(), x, job)
+    if head is None and source.source.info.head is not None:  # the file says its head (Keras): its rows and layers
+        head = Head.from_dict(source.source.info.head, spec.id)
+        log(f"the model's own head: {head.describe()}")
+        wm = weight_map_for(spec, head) if weight_map is None else _with_head(spec, weight_map, head)
+        net = archs.build(spec.arch, spec.arch_config, head.num_classes, head, spec.head)
+        source.inputs = None  # the first chunk runs again, its head layers tapped too
+        job["head"] = head
     # the very path port-weights takes (drop_background included), checked against the network parity runs
-    ported = port(spec, source.source, weight_map=wm, net=net, log=log)
+    ported = port(spec, source.source, weight_map=wm, net=net, head=head, log=log)
     source.source.tensors = {}  # ported: the source's weights are not needed again
     background_dropped = ported.card.background_dropped
     by_source = {layer.source: layer for layer in wm.layers}
@@ -188,6 +200,11 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         log(f"comparing the {count} inputs in {len(sizes)} chunks of at most {max(sizes)}")
     cells = [layer.target for layer in layers]
     to_source = {layer.target: layer.source for layer in layers}
+    # a feature extractor's output is compared as 'features', without a top-1 (it has no classes)
+    output = "features" if ported.card.headless else LOGITS
+    to_source[LOGITS] = output
+    if output != LOGITS:
+        report.info["output"] = output
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
@@ -242,7 +259,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
                     beside.append(DefaultPrecision(padded(record, runtime), label))
             for runtime in [*running, *(b.runtime for b in beside)]:
                 log(f"running {runtime.description}")
-            comparisons = [Comparison(report, runtime.name, layers) for runtime in running]
+            comparisons = [Comparison(report, runtime.name, layers, output, top1=output == LOGITS)
+                           for runtime in running]
             done_count = 0
             for i, n in enumerate(sizes):
                 x = x if i == 0 else take(n)
@@ -252,9 +270,10 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
                 reference = source.infer(x, taps)
                 if background_dropped:
                     reference[LOGITS] = reference[LOGITS][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
+                compared = {output if k == LOGITS else k: v for k, v in reference.items()}
                 for runtime, comparison in zip(running, comparisons):
                     outputs = runtime.infer(x, cells)
-                    comparison.add(reference, {to_source.get(k, k): v for k, v in outputs.items()})
+                    comparison.add(compared, {to_source.get(k, k): v for k, v in outputs.items()})
                     del outputs  # before the next runtime's
                 for default in beside:
                     default.add(reference[LOGITS], x)
@@ -265,6 +284,13 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
                 default.finish(report, report.info["inputs"])
     report.info["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def _with_head(spec: ModelSpec, weight_map, head: Head):
+    from porting.sources import library
+    from porting.weight_maps.heads import with_head
+
+    return with_head(weight_map, head, library(spec.source).convention, spec.head)
 
 
 PREPROCESS_CHUNK = 32  # images preprocessed at once on each side (~1 MB each at 299 px)

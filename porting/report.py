@@ -109,14 +109,15 @@ def summary_table(report: Report) -> Fitted:
                     Column("MindSpore cell", under="worst layer"),
                     Column("worst error / bound", justify="right"), Column("top-1 agreement", justify="right"),
                     Column("first failure")])
+    output = info.get("output", "logits")  # 'features': a feature extractor's, which has no top-1
     for runtime in report.runtimes():
         rows = [r for r in report.rows if r.runtime == runtime]
         worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else math.inf)
         first = report.first_failure(runtime)
-        table.add_row(runtime, f"{len(rows) - 1} layers + logits" if len(rows) > 1 else "logits",
+        table.add_row(runtime, f"{len(rows) - 1} layers + {output}" if len(rows) > 1 else output,
                       _escape(worst.layer), _escape(worst.target or "(output)"),
                       f"{worst.max_abs / worst.bound:.3f}" if worst.bound else "inf",
-                      f"{report.top1_agree.get(runtime, 0):.0%}",
+                      f"{report.top1_agree[runtime]:.0%}" if runtime in report.top1_agree else "n/a",
                       "[green]none[/green]" if first is None else f"[bold red]{_escape(first.layer)}[/bold red]")
     return table
 
@@ -168,13 +169,16 @@ def verdict(report: Report) -> list[str]:
                      f"{failure.bound:.3e} (max rel {failure.max_rel:.3e})" if failure else
                      f"[bold red]FAIL[/bold red] {report.spec}: {'; '.join(report.errors)}")
         return lines
-    lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|), and the logits "
-             f"give the same top-1 for every input"]
+    output = report.info.get("output", "logits")
+    lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|)"
+             + (", and the logits give the same top-1 for every input" if output == "logits" else
+                f" (the {output} too: a feature extractor has no top-1)")]
     lines += [f"[red]problem:[/red] {_escape(e)}" for e in report.errors]
     for name, d in report.info.get("default_precision", {}).items():
-        lines.append(f"{_escape(d.get('runtime', name))} ({_escape(d['precision'])}): logits max abs "
-                     f"{d['max_abs']:.2e}, max rel {d['max_rel']:.2e}, top-1 agreement {d['top1_agree']:.0%} on "
-                     f"{_escape(d['inputs'])}"
+        lines.append(f"{_escape(d.get('runtime', name))} ({_escape(d['precision'])}): {output} max abs "
+                     f"{d['max_abs']:.2e}, max rel {d['max_rel']:.2e}"
+                     + (f", top-1 agreement {d['top1_agree']:.0%}" if output == "logits" else "")
+                     + f" on {_escape(d['inputs'])}"
                      + ("" if d["within_tolerance"] else " [yellow](outside the tolerance)[/yellow]")
                      + " (not in the verdict, which is f32: README 'Deployment runtimes' says how to pin it)")
     for name, why in report.info.get("skipped", {}).items():

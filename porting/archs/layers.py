@@ -298,3 +298,137 @@ class Concat(Traced, nn.Cell):
 
     def construct(self, *xs):
         return ops.concat(xs, 1)
+
+
+# ------------------------------------------------------------------------------------------------- the user's head
+# A custom head (porting.heads.Head: the user's pooling, then dense / 1-d BN / activation / dropout layers) replaces
+# a model's `global_pool` and classifier cells (archs.build(..., head=)); each cell here is Traced and has an ONNX
+# lowering (porting.converters.onnx_ops).
+
+
+def activate(x, kind: str, alpha: float = 0.0, log_softmax: bool = False):
+    """One of porting.heads.ACTIVATIONS ('' is none) on x; softmax over the last axis (log_softmax: its log)."""
+    if kind == "relu":
+        return ops.relu(x)
+    if kind == "relu6":
+        return ops.relu6(x)
+    if kind == "gelu":
+        return ops.gelu(x, approximate="none")  # the exact, erf form (Keras's, PyTorch's and Paddle's default)
+    if kind == "silu":
+        return x * ops.sigmoid(x)
+    if kind == "sigmoid":
+        return ops.sigmoid(x)
+    if kind == "tanh":
+        return ops.tanh(x)
+    if kind == "softmax":
+        return ops.log_softmax(x, -1) if log_softmax else ops.softmax(x, -1)
+    if kind == "leaky_relu":
+        return ops.leaky_relu(x, alpha)
+    if kind == "elu":
+        return ops.where(x > 0, x, alpha * ops.expm1(x))
+    return x
+
+
+class GlobalMaxPool(Traced, nn.Cell):
+    """Max over H and W, flattened to [N, C] (Keras GlobalMaxPooling2D, --head pool:max)."""
+
+    def construct(self, x):
+        return ops.amax(x, (2, 3))
+
+
+class FlattenNHWC(Traced, nn.Cell):
+    """[N, C, H, W] -> [N, H x W x C], flattened in Keras's channels-last order, so the next Dense's kernel is the
+    source's as it is (Keras Flatten on a map of fixed size: `map_size`)."""
+
+    def __init__(self, map_size: tuple[int, int]):
+        super().__init__()
+        self.map_size = tuple(map_size)
+
+    def construct(self, x):
+        return ops.transpose(x, (0, 2, 3, 1)).reshape((x.shape[0], -1))
+
+
+class Identity(Traced, nn.Cell):
+    """No pooling (a feature extractor's last feature map), or no classifier."""
+
+    def construct(self, x):
+        return x
+
+
+class HeadDense(Dense):
+    """A head's dense layer, with the activation the source fuses into it where it does (Keras Dense(activation=)):
+    one cell, whose output is the source layer's."""
+
+    def __init__(self, in_channels, out_channels, bias=True, activation: str = "", alpha: float = 0.0):
+        super().__init__(in_channels, out_channels, bias)
+        self.activation, self.alpha, self.log_softmax = activation, alpha, False
+
+    def construct(self, x):
+        return activate(super().construct(x), self.activation, self.alpha, self.log_softmax)
+
+
+class HeadActivation(Traced, nn.Cell):
+    def __init__(self, activation: str, alpha: float = 0.0):
+        super().__init__()
+        self.activation, self.alpha, self.log_softmax = activation, alpha, False
+
+    def construct(self, x):
+        return activate(x, self.activation, self.alpha, self.log_softmax)
+
+
+class HeadDropout(Traced, nn.Dropout):
+    """Dropout: the identity at inference; in training MindSpore's dropout kernel draws the masks (its state is not
+    in a checkpoint, so a resumed run draws other masks than the run it continues would have)."""
+
+    def __init__(self, rate: float):
+        super().__init__(p=float(rate))
+        self.rate = float(rate)
+
+
+class HeadStack(Sequential):
+    """The layers of a porting.heads.Head, numbered as Head.layers (and as timm's nn.Sequential numbers them):
+    parameters `fc.0.weight`, `fc.3.bias`, `fc.1.gamma`..."""
+
+    def __init__(self, head, in_features: int):
+        cells = []
+        for layer, width in zip(head.layers, head.widths()):
+            if layer.kind == "dense":
+                cells.append(HeadDense(width, layer.units, layer.bias, layer.activation, layer.alpha))
+            elif layer.kind == "batchnorm":
+                cells.append(BatchNorm1d(width, layer.eps, layer.momentum))
+            elif layer.kind == "activation":
+                cells.append(HeadActivation(layer.activation, layer.alpha))
+            else:
+                cells.append(HeadDropout(layer.rate))
+        super().__init__(cells)
+        self.in_features = in_features
+
+    def log_probabilities(self) -> bool:
+        """Make a softmax that ends the head give its log (what a cross entropy on logits takes: the softmax of
+        log-probabilities is the probabilities again); False where the head does not end in a softmax."""
+        for cell in reversed(list(self.cell_list)):
+            if isinstance(cell, HeadDropout):
+                continue
+            if getattr(cell, "activation", "") == "softmax":
+                cell.log_softmax = True
+                return True
+            return False
+        return False
+
+
+def head_cells(head) -> tuple[nn.Cell, nn.Cell]:
+    """(pooling cell, classifier cell) of a porting.heads.Head: the classifier a HeadStack, or the identity for a
+    head without layers."""
+    return head_pool(head), HeadStack(head, head.pooled) if head.layers else Identity()
+
+
+def head_pool(head) -> nn.Cell:
+    """The pooling cell of a porting.heads.Head."""
+    if head.pooling == "avg":
+        return GlobalAvgPool()
+    if head.pooling == "max":
+        return GlobalMaxPool()
+    if head.pooling == "flatten":
+        return FlattenNHWC(head.map_size)
+    return Identity()
+

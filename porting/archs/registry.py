@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 
 from porting.errors import PortingError
+from porting.heads import Head
 
 # below 32 px no ImageNet classifier here means anything; an architecture may need more (Inception-v4: 75)
 MIN_SIZE_FLOOR, MAX_INPUT_SIZE = 32, 2048
@@ -164,11 +165,33 @@ def config_for(arch: str, config: dict):
     return cls(**config)
 
 
-def build(arch: str, config: dict, num_classes: int):
-    """The MindSpore model in inference mode (imports MindSpore)."""
+def build(arch: str, config: dict, num_classes: int, head: Head | None = None, classifier: str = "fc"):
+    """The MindSpore model in inference mode (imports MindSpore). `head`: the user's own head (porting.heads)
+    instead of the architecture's: its pooling becomes `global_pool` and its layers the `classifier` cell (a
+    HeadStack, numbered as head.layers; a feature extractor's is the identity), so `num_classes` is the head's."""
     cfg = config_for(arch, config)
     module, _, cls = get_arch(arch).model.partition(":")
-    net = getattr(importlib.import_module(module), cls)(num_classes, cfg)
+    if head is not None and num_classes != head.num_classes:
+        raise PortingError(f"{arch}: a head of {head.num_classes} classes asked for {num_classes}")
+    net = getattr(importlib.import_module(module), cls)(num_classes if head is None else max(1, num_classes), cfg)
+    if head is not None:
+        _fit_head(net, arch, head, classifier)
     net.set_train(False)
-    net.built_as = (arch, cfg, num_classes)  # what checkpoint.load_model(into=net) checks a checkpoint against
+    net.built_as = (arch, cfg, num_classes, head)  # what checkpoint.load_model(into=net) checks a checkpoint against
     return net
+
+
+def _fit_head(net, arch: str, head: Head, classifier: str) -> None:
+    """Put `head`'s cells in place of the architecture's global pool and plain Dense classifier, which every
+    architecture ends in (`self.fc(self.global_pool(features))`); one whose head computes more is refused."""
+    # the cells import MindSpore: loaded by name, as the architecture's module is (the registry stays framework-free)
+    layers = importlib.import_module("porting.archs.layers")
+    standard = getattr(net, classifier, None)
+    if type(standard) is not layers.Dense or not hasattr(net, "global_pool"):
+        raise PortingError(f"{arch} ({type(net).__name__}) ends in {type(standard).__name__}, not in a global pool and "
+                           f"one Dense: porting gives custom heads only to models whose own head is that")
+    if head.features != standard.in_channels:
+        raise PortingError(f"the head takes {head.features} features, but {arch}'s last feature map has "
+                           f"{standard.in_channels} channels")
+    net.global_pool, head_classifier = layers.head_cells(head)
+    setattr(net, classifier, head_classifier)

@@ -13,6 +13,7 @@ from porting.converters.onnx_graph import OPSET
 from porting.errors import PortingError, first_line
 
 INPUT, OUTPUT = "input", "logits"
+FEATURES = "features"  # the output of a feature extractor (a custom head without a classifier)
 OPSETS = range(13, 22)  # checked by the tests at both ends; 17 is the default
 
 
@@ -54,22 +55,46 @@ def trace_onnx(net, card: ModelCard, size: int, taps: list[str] | None = None, o
     from porting.version import __version__
     from porting.converters.onnx_ops import trace
 
-    graph, logits = trace(net, INPUT)
+    graph, logits = trace(net, INPUT, options.opset)
+    output = output_name(card)
     extra, tap_names = [], {}
     for name in taps or []:
         if name not in graph.taps:
             raise PortingError(f"ONNX graph has no layer '{name}'")
         value = graph.taps[name]
-        tap_names[name] = OUTPUT if value == logits.name else value
+        tap_names[name] = output if value == logits.name else value
         if value != logits.name and value not in extra:
             extra.append(value)
     if options.fold_bn:
         graph.fold_batchnorm(keep={*extra, logits.name})
-    model = graph.to_model({INPUT: options.input_shape(size)},
-                           {OUTPUT: (logits, [options.batch or "batch", card.num_classes])}, extra,
+    model = graph.to_model({INPUT: options.input_shape(size)}, {output: (logits, output_shape(card, size, options))},
+                           extra,
                            exported_card(card, onnx_export_options(options)).to_props(), graph_name=card.arch,
                            opset=options.opset, float16=options.float16, producer_version=__version__)
     return model, tap_names
+
+
+def output_name(card: ModelCard) -> str:
+    """'logits' (or the probabilities of a head that ends in a softmax), 'features' for a feature extractor."""
+    return FEATURES if card.headless else OUTPUT
+
+
+def output_shape(card: ModelCard, size: int, options: OnnxOptions) -> list:
+    """[batch, classes]; a feature extractor's [batch, channels] after its pooling, or its whole last feature map."""
+    batch = options.batch or "batch"
+    head = card.custom_head
+    if not card.headless:
+        return [batch, card.num_classes]
+    width = head.widths()[-1] if head.layers else head.pooled
+    return [batch, width] if head.pooling != "none" else [batch, head.features, None, None]
+
+
+def check_onnx_options(card: ModelCard, options: OnnxOptions) -> None:
+    """What a model's head rules out: a head that flattens a feature map of fixed size takes one input size."""
+    if options.dynamic_size and card.fixed_size:
+        raise PortingError(f"--dynamic-size: the model's head flattens its {card.custom_head.map_size[0]}x"
+                           f"{card.custom_head.map_size[1]} feature map, so it takes {card.fixed_size}x"
+                           f"{card.fixed_size} inputs only")
 
 
 def export_onnx(net, card: ModelCard, out: str | Path, size: int | None = None, inputs: tuple = (),
@@ -79,6 +104,7 @@ def export_onnx(net, card: ModelCard, out: str | Path, size: int | None = None, 
     if options.opset not in OPSETS:
         raise PortingError(f"--opset {options.opset}: porting writes ONNX opsets {OPSETS[0]} to {OPSETS[-1]}")
     size = size or card.input_size
+    check_onnx_options(card, options)
     model, _ = trace_onnx(net, card, size, options=options)
     return write_onnx(model, out, inputs)
 

@@ -39,6 +39,7 @@ class GraphBuilder:
     initializers: dict = field(default_factory=dict)  # named after its output
     taps: dict = field(default_factory=dict)  # cell path -> the ONNX value that cell output
     scope: str = ""  # the cell whose construct is running (onnx_ops.trace sets it): the prefix of new names
+    opset: int = OPSET  # the opset the graph is written for (a lowering may choose its nodes by it)
     _used: set = field(default_factory=set)
 
     def fresh(self, name: str) -> str:

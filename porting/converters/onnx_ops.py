@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from porting.converters.onnx_graph import GraphBuilder, OnnxValue
+from porting.converters.onnx_graph import OPSET, GraphBuilder, OnnxValue
 from porting.archs import layers
 
 LOWERINGS: dict[type, Callable] = {}
@@ -27,9 +27,9 @@ def lowering(*classes: type):
     return register
 
 
-def trace(net, input_name: str) -> tuple[GraphBuilder, OnnxValue]:
-    """(graph, output value) of `net`; graph.taps holds every traced cell's output by cell path."""
-    graph = GraphBuilder()
+def trace(net, input_name: str, opset: int = OPSET) -> tuple[GraphBuilder, OnnxValue]:
+    """(graph, output value) of `net` for `opset`; graph.taps holds every traced cell's output by cell path."""
+    graph = GraphBuilder(opset=opset)
     paths = {id(cell): name for name, cell in net.cells_and_names()}
 
     def hook(cell, args, call):
@@ -134,3 +134,58 @@ def squeeze_excite(cell, g, path, x):
 @lowering(layers.Concat)
 def concat(cell, g, path, *xs):
     return g.op("Concat", list(xs), axis=1)
+
+
+# ------------------------------------------------------------------------------------------------- the user's head
+
+@lowering(layers.GlobalMaxPool)
+def global_max_pool(cell, g, path, x):
+    return g.op("Flatten", [g.op("GlobalMaxPool", [x])], axis=1)
+
+
+@lowering(layers.FlattenNHWC)
+def flatten_nhwc(cell, g, path, x):
+    return g.op("Flatten", [g.op("Transpose", [x], perm=[0, 2, 3, 1])], axis=1)
+
+
+@lowering(layers.Identity, layers.HeadDropout)
+def identity(cell, g, path, x):
+    return x  # dropout is the identity at inference: no node
+
+
+def activation(g, x, kind: str, alpha: float):
+    """The nodes of one of porting.heads.ACTIVATIONS ('' none), as MindSpore computes it (layers.activate)."""
+    if kind == "relu":
+        return g.op("Relu", [x])
+    if kind == "relu6":
+        return g.op("Clip", [x, g.const("zero", np.array(0, np.float32)), g.const("six", np.array(6, np.float32))])
+    if kind == "gelu":
+        if g.opset >= 20:
+            return g.op("Gelu", [x], approximate="none")
+        # below opset 20, the exact GELU in its erf form: x * 0.5 * (1 + erf(x / sqrt(2)))
+        erf = g.op("Erf", [g.op("Div", [x, g.const("sqrt2", np.array(np.sqrt(2.0), np.float32))])])
+        half = g.op("Mul", [x, g.const("half", np.array(0.5, np.float32))])
+        return g.op("Mul", [half, g.op("Add", [erf, g.const("one", np.array(1, np.float32))])])
+    if kind == "silu":
+        return g.op("Mul", [x, g.op("Sigmoid", [x])])
+    if kind == "sigmoid":
+        return g.op("Sigmoid", [x])
+    if kind == "tanh":
+        return g.op("Tanh", [x])
+    if kind == "softmax":
+        return g.op("Softmax", [x], axis=-1)
+    if kind == "leaky_relu":
+        return g.op("LeakyRelu", [x], alpha=float(alpha))
+    if kind == "elu":
+        return g.op("Elu", [x], alpha=float(alpha))
+    return x
+
+
+@lowering(layers.HeadDense)
+def head_dense(cell, g, path, x):
+    return activation(g, dense(cell, g, path, x), cell.activation, cell.alpha)
+
+
+@lowering(layers.HeadActivation)
+def head_activation(cell, g, path, x):
+    return activation(g, x, cell.activation, cell.alpha)

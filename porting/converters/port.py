@@ -13,6 +13,7 @@ import numpy as np
 
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.heads import Head
 from porting.job import SourceInfo, SourceResult
 from porting.sources import library
 from porting.specs import ModelSpec, spec_card
@@ -42,16 +43,21 @@ def describe_weights(weights: str | None, seed: int | None, info: SourceInfo) ->
 
 
 @functools.lru_cache(maxsize=8)
-def _arch_shapes(arch: str, config_json: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+def _arch_shapes(arch: str, config_json: str, num_classes: int, head: Head | None = None,
+                 classifier: str = "fc") -> dict[str, tuple[int, ...]]:
     from porting import archs
 
-    net = archs.build(arch, json.loads(config_json), num_classes)
+    net = archs.build(arch, json.loads(config_json), num_classes, head, classifier)
     return {name: tuple(p.shape) for name, p in net.parameters_and_names()}
 
 
-def target_shapes(spec: ModelSpec, num_classes: int, net=None) -> dict[str, tuple[int, ...]]:
+def target_shapes(spec: ModelSpec, num_classes: int, net=None, head: Head | None = None) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of the MindSpore model for `num_classes`: of `net`, or of a network built once per
-    variant and process."""
+    variant (and head) and process. With the user's own `head`, the head says the classes."""
+    if head is not None:
+        return ({name: tuple(p.shape) for name, p in net.parameters_and_names()} if net is not None else
+                dict(_arch_shapes(spec.arch, json.dumps(spec.arch_config, sort_keys=True), head.num_classes, head,
+                                  spec.head)))
     if net is not None:
         shapes = {name: tuple(p.shape) for name, p in net.parameters_and_names()}
     else:
@@ -82,10 +88,32 @@ def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = Fals
     return bad
 
 
-def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None, net=None) -> dict[str, np.ndarray]:
+def weight_map_for(spec: ModelSpec, head: Head | None = None):
+    """The spec's weight map; with the user's own `head`, its classifier's rows and layers are the head's, named by
+    the source library's convention (porting.weight_maps.heads)."""
+    wm = spec.build_weight_map()
+    if head is None:
+        return wm
+    from porting.weight_maps.heads import with_head
+
+    return with_head(wm, head, library(spec.source).convention, spec.head)
+
+
+def source_head(spec: ModelSpec, source: SourceResult, head: Head | None = None) -> Head | None:
+    """The head the port builds: the one the source's worker says its model has (Keras reads it from the file,
+    timm and PaddleClas echo the job's after checking it against the file), which must be `head` where one was
+    given; None: the library's standard classifier."""
+    found = Head.from_dict(source.info.head, spec.id) if source.info.head is not None else None
+    if head is not None and found is not None and found != head:
+        raise PortingError(f"{spec.id}: the source model's head is {found.describe()}, not {head.describe()}")
+    return head or found
+
+
+def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None, net=None,
+               head: Head | None = None) -> dict[str, np.ndarray]:
     """Apply the spec's weight map (or `weight_map`) to the source tensors, checked against the real model."""
-    wm = weight_map or spec.build_weight_map()
-    return wm.apply(source.tensors, target_shapes(spec, int(source.info.num_classes), net), context=origin)
+    wm = weight_map or weight_map_for(spec, head)
+    return wm.apply(source.tensors, target_shapes(spec, int(source.info.num_classes), net, head), context=origin)
 
 
 def card_for(spec: ModelSpec, source: SourceResult, num_classes: int, head_reinitialized: bool) -> ModelCard:
@@ -134,10 +162,16 @@ def drop_background(spec: ModelSpec, params: dict[str, np.ndarray], src_classes:
 
 
 def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = None, keep_background: bool = False,
-         allow_nonfinite: bool = False, weight_map=None, net=None, log=lambda msg: None) -> Ported:
+         allow_nonfinite: bool = False, weight_map=None, net=None, head: Head | None = None,
+         log=lambda msg: None) -> Ported:
     """The source model's tensors (from its worker: sources.jobs) -> MindSpore parameters and metadata,
     through the spec's weight map (or `weight_map`), checked against `net` when given (else against a network
-    built once per variant)."""
+    built once per variant). `head`: the user's own head, where the source's model has one (else the one its
+    worker reports, if any: source_head); `weight_map`, when given, already has its rows."""
+    head = source_head(spec, source, head)
+    if head is not None:
+        return _port_custom_head(spec, source, head, num_classes=num_classes, allow_nonfinite=allow_nonfinite,
+                                 weight_map=weight_map, net=net, log=log)
     origin = source.weights or f"{spec.id} ({describe_weights(None, source.seed, source.info)})"
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
     lib = library(spec.source)
@@ -172,3 +206,49 @@ def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = Non
         background_class=background,  # {"index": 0, "kept": bool} for a 1001-class source head
         nonfinite_values=bad or None)  # only with allow_nonfinite: the checkpoint says what it carries
     return Ported(params, card)
+
+
+def added_dense_name(head: Head, classifier: str) -> str:
+    """The source's name for a dense layer added after `head`'s layers (--num-classes on a feature extractor): as
+    an nn.Sequential at the classifier's attribute numbers it, or Keras's name for a classifier."""
+    if head.layout.startswith("keras"):
+        taken = {layer.name for layer in head.layers}
+        return next(name for name in ("predictions", *(f"predictions_{k}" for k in range(1, len(taken) + 2)))
+                    if name not in taken)
+    prefix = head.layers[0].name.rsplit(".", 1)[0] if head.layers and "." in head.layers[0].name else classifier
+    return f"{prefix}.{len(head.layers)}"
+
+
+def _port_custom_head(spec: ModelSpec, source: SourceResult, head: Head, *, num_classes: int | None,
+                      allow_nonfinite: bool, weight_map, net, log) -> Ported:
+    """port() of a model with the user's own head: its rows through the source's convention; `num_classes` replaces
+    the head's last dense layer only (a feature extractor gets one), drawn anew."""
+    origin = source.weights or f"{spec.id} ({describe_weights(None, source.seed, source.info)})"
+    log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map} and the "
+        f"model's own head: {head.describe()}")
+    bad = check_finite(source.tensors, origin, allow=allow_nonfinite)
+    params = map_source(spec, source, origin, weight_map=weight_map, net=net, head=head)
+    if bad:
+        log(f"warning: porting {sum(bad.values())} NaN/Inf value(s) in {len(bad)} tensor(s) (--allow-nonfinite)")
+    final = head
+    if num_classes is not None and num_classes != head.num_classes:
+        final = head.with_classes(num_classes, added_dense_name(head, spec.head))
+        params = {**{k: v for k, v in params.items() if not k.startswith(f"{spec.head}.{final.last_dense}.")},
+                  **new_classifier(spec.arch, spec.arch_config, final, spec.head, seed=source.seed or 0)}
+        log(f"re-initialised the head's last dense layer '{spec.head}.{final.last_dense}' for {num_classes} classes "
+            + (f"(source has {head.num_classes})" if head.num_classes else "(the source is a feature extractor)")
+            + ": fine-tune before use")
+    card = card_for(spec, source, final.num_classes, final is not head).replace(
+        custom_head=final, nonfinite_values=bad or None)
+    return Ported(params, card)
+
+
+def new_classifier(arch: str, config: dict, head: Head, classifier: str = "fc", seed: int = 0) -> dict[str, np.ndarray]:
+    """The freshly drawn parameters of `head`'s last dense layer (layers.init_head), by MindSpore name."""
+    from porting import archs
+    from porting.archs.layers import init_head
+
+    cell = f"{classifier}.{head.last_dense}"
+    net = archs.build(arch, config, head.num_classes, head, classifier)
+    init_head(net, cell, head.num_classes, seed=seed)
+    return {name: p.asnumpy() for name, p in net.parameters_and_names() if name.startswith(cell + ".")}

@@ -44,6 +44,10 @@ class Artifact:
         self.runtime, self.precision = runtime.record.name, runtime.precision or "f32"
 
     def check_size(self, size: int) -> None:
+        if self.card.fixed_size and size != self.card.fixed_size:
+            h, w = self.card.custom_head.map_size
+            raise PortingError(f"'{self.path}' takes {self.card.fixed_size}x{self.card.fixed_size} inputs only, not "
+                               f"{size}x{size}: its head flattens a {h}x{w} feature map")
         if self.size is not None and size != self.size:
             raise PortingError(f"'{self.path}' takes {self.size}x{self.size} inputs, not {size}x{size}: export it "
                                f"with --size {size}, or (ONNX) with --dynamic-size")
@@ -206,5 +210,5 @@ def _ckpt(path: Path, records: list[RuntimeRecord], device: str | None, opened) 
 
     msenv.setup(device, graph=True)
     net, card = checkpoint.load_model(path)
-    return [Artifact(path, KINDS[".ckpt"], card, opened.enter_context(record.runtime(net)), None, None)
+    return [Artifact(path, KINDS[".ckpt"], card, opened.enter_context(record.runtime(net)), None, card.fixed_size)
             for record in records]

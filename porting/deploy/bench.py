@@ -65,7 +65,7 @@ def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None
     records = bench_runtimes(runtimes, log)
     msenv.setup(device, graph=True)
     net, card = checkpoint.load_model(ckpt)
-    size = archs.check_input_size(card.arch, size or card.input_size)
+    size = card.check_size(archs.check_input_size(card.arch, size or card.input_size))
     with files.scratch_dir("bench-") as tmp, contextlib.ExitStack() as opened:
 
         def model_for(record: RuntimeRecord, precision: str, batch: int):

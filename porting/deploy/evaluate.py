@@ -23,6 +23,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def as_logits(card: ModelCard, outputs: np.ndarray) -> np.ndarray:
+    """A model's outputs as logits: a head that ends in a softmax gives probabilities, whose log the softmax, the
+    loss and the top-k read as they read logits."""
+    if card.output == "probabilities":
+        return np.log(np.maximum(outputs.astype(np.float64), 1e-30))
+    return outputs
+
+
+def check_classifier(card: ModelCard, model: Path, command: str) -> None:
+    """A feature extractor has no classes to score or predict: refused in one line saying how to add them."""
+    if card.headless:
+        raise PortingError(f"'{model}' is a feature extractor (its head has no classifier: it outputs features, not "
+                           f"classes), so {command} has nothing to score; give it one with porting finetune {model} "
+                           f"--data DIR --num-classes N")
+
+
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
     """How many rows have their label among their k largest logits."""
     k = min(k, logits.shape[-1])
@@ -111,6 +127,7 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
         for artifact in artifacts:
             opened.enter_context(artifact)
         card = artifacts[0].card
+        check_classifier(card, model, "eval")
         pre = artifacts[0].preprocessing(overrides)  # a fixed-size file at its own size (the same in every runtime)
         archs.check_input_size(card.arch, pre.size)
         for path in (results, dump_logits):
@@ -131,8 +148,8 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
             staged = opened.enter_context(files.atomic_output(dump_logits, (model,)))
             dumped = LogitsFile(staged.file, len(samples.paths))
         with pipeline_cwd():  # one pass over the images feeds every runtime, a batch at a time
-            for both, labels in run_batches(lambda x: np.concatenate([a(x) for a in artifacts], axis=1), dataset,
-                                            progress, "eval"):
+            for both, labels in run_batches(lambda x: np.concatenate([as_logits(card, a(x)) for a in artifacts],
+                                                                     axis=1), dataset, progress, "eval"):
                 each = np.split(both, len(artifacts), axis=1)
                 for fold, logits in zip(folded, each):
                     fold.add(logits, labels)
@@ -220,6 +237,7 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
         for artifact in artifacts:
             opened.enter_context(artifact)
         card = artifacts[0].card
+        check_classifier(card, model, "predict")
         names = label_names(card, labels_file)
         if topk is not None and topk > len(names):
             raise PortingError(f"--topk {topk} is more than the model's {len(names)} classes")
@@ -230,7 +248,7 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
             chunk = images[start:start + PREDICT_BATCH]
             batch = np.stack([load_image(p, pre) for p in chunk])  # unreadable files fail here, by name
             for artifact, found in zip(artifacts, results):
-                probs = softmax(artifact(batch).astype(np.float64))
+                probs = softmax(as_logits(card, artifact(batch)).astype(np.float64))
                 for path, row in zip(chunk, probs):
                     order = np.argsort(-row)[:topk]
                     found.append({"image": str(path), "runtime": artifact.runtime, "precision": artifact.precision,

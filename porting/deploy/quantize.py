@@ -78,27 +78,33 @@ class _Reader:
 
 class _Agreement:
     """float32 against int8 on the held-out images, folded batch by batch: top-1 agreement, top-5 overlap, the
-    largest logit difference and, on labelled images, both models' scores."""
+    largest logit difference and, on labelled images, both models' scores; for a feature extractor (`classes`
+    False) the largest feature difference alone."""
 
-    def __init__(self, labelled: bool):
+    def __init__(self, labelled: bool, classes: bool = True):
         from porting.deploy.evaluate import Scores
 
         self.agree, self.overlap, self.max_error, self.scale, self.samples = 0, 0.0, 0.0, 0.0, 0
-        self.scores = (Scores(), Scores()) if labelled else None
+        self.classes = classes
+        self.scores = (Scores(), Scores()) if labelled and classes else None
 
     def add(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
-        self.agree += int(np.sum(a.argmax(1) == b.argmax(1)))
-        self.overlap += sum(len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1])
-                            for x, y in zip(a, b))
         self.max_error = max(self.max_error, float(np.abs(a - b).max()))
         self.scale = max(self.scale, float(np.abs(a).max()))
         self.samples += len(a)
+        if not self.classes:
+            return
+        self.agree += int(np.sum(a.argmax(1) == b.argmax(1)))
+        self.overlap += sum(len(set(np.argsort(-x)[:5]) & set(np.argsort(-y)[:5])) / min(5, a.shape[1])
+                            for x, y in zip(a, b))
         if self.scores:
             self.scores[0].add(a, labels)
             self.scores[1].add(b, labels)
 
     def result(self) -> dict:
         n = max(self.samples, 1)
+        if not self.classes:
+            return {"max_feature_error": self.max_error, "feature_scale": self.scale}
         out = {"top1_agreement": self.agree / n, "top5_overlap": self.overlap / n, "max_logit_error": self.max_error,
                "logit_scale": self.scale}
         if self.scores:
@@ -120,7 +126,7 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from porting.deploy.evaluate import run_batches
+    from porting.deploy.evaluate import as_logits, run_batches
 
     fp32 = open_artifact(model)
     card = fp32.card
@@ -191,9 +197,10 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
               "size_mib": {"float32": round(Path(model).stat().st_size / 2**20, 1),
                            "int8": round(Path(out).stat().st_size / 2**20, 1)}}
     int8 = open_artifact(out)
-    agreement = _Agreement(labelled=bool(np.all(samples.labels[held] >= 0)))
+    agreement = _Agreement(labelled=bool(np.all(samples.labels[held] >= 0)), classes=not card.headless)
     with fp32, int8, pipeline_cwd():  # one pass over the held-out images feeds both models, a batch at a time
-        for both, labels in run_batches(lambda x: np.concatenate([fp32(x), int8(x)], axis=1),
+        for both, labels in run_batches(lambda x: np.concatenate([as_logits(card, fp32(x)), as_logits(card, int8(x))],
+                                                                 axis=1),
                                         file_dataset(_subset(samples, held), pre, batch), progress,
                                         "float32 and int8"):
             agreement.add(*np.split(both, 2, axis=1), labels)

@@ -22,6 +22,7 @@ from mindspore import nn, ops
 
 from porting import archs, checkpoint, files
 from porting.card import ModelCard
+from porting.converters.port import added_dense_name
 from porting.options import TrainingRun
 from porting.errors import PortingError
 from porting.archs.layers import init_head
@@ -32,7 +33,8 @@ from porting.images.preprocessing import preprocessing
 from porting.deploy.evaluate import score_dataset
 from porting.runtimes.mindspore_runtime import MindSporeRuntime
 from porting.training.recipes import LR_KEYS, Recipe, as_dict, lr_schedule, scaled
-from porting.training.step import CrossEntropySmooth, bn_settings, set_bn_momentum, train_step  # noqa: F401
+from porting.training.step import (CrossEntropySmooth, bn_settings, hold_backbone, set_bn_momentum,  # noqa: F401
+                                   train_step)
 
 DIVERGED = 3.0  # stop when the recent mean loss is this many times its start (or chance level)
 # recipe fields that say when checkpoints are written, not what is trained: a resumed run may change them
@@ -47,6 +49,11 @@ class Options:
     recipe: Recipe
     run: TrainingRun = TrainingRun()
     lr_given: tuple[str, ...] = ()  # learning rates the user set: not scaled to the batch
+
+
+def net_head(net, card: ModelCard):
+    """The classifier cell of a built network (card.head: 'fc')."""
+    return dict(net.cells_and_names())[card.head]
 
 
 class TrainLog:
@@ -234,7 +241,8 @@ class Trainer:
         num_classes = opts.run.num_classes or len(classes)
         if num_classes != len(classes):
             raise PortingError(f"--num-classes {num_classes} but '{train_root}' has {len(classes)} class folders")
-        size = archs.check_input_size(card.arch, opts.run.image_size or card.input_size, what="--image-size")
+        size = card.check_size(archs.check_input_size(card.arch, opts.run.image_size or card.input_size,
+                                                      what="--image-size"), "--image-size")
         labels, new_head = _train_labels(train_root, card, num_classes)
         class_order = sorted(labels, key=labels.get)
         val_labels = label_mapping(val_root, card.replace(num_classes=num_classes, class_names=class_order)) \
@@ -245,24 +253,37 @@ class Trainer:
         self.recipe = recipe
         # the augmentation's random draws depend on the number of workers: a resumed run keeps its run's
         workers = opts.run.workers or (resumed.settings.get("workers") if resumed else None) or default_workers()
+        custom = card.custom_head
+        backbone_bn = opts.run.backbone_bn or (custom.backbone_bn if custom is not None else "train")
+        train_backbone = opts.run.train_backbone or custom is None or custom.backbone_trainable
         self.settings = {"seed": opts.run.seed, "workers": workers, "image_size": size, "num_classes": num_classes,
                          "ranks": world, "shard": "{}/{}".format(*opts.run.shard) if opts.run.shard else None,
                          "bn_momentum": opts.run.bn_momentum,
+                         **({"backbone_bn": backbone_bn, "train_backbone": train_backbone}
+                            if custom is not None or backbone_bn != "train" else {}),
                          **{k: v for k, v in as_dict(recipe).items() if k not in CHECKPOINTING}}
         if resumed:
             resumed.check(self.settings)
         for root in (train_root, val_root) if val_labels else (train_root,):
             check_images(root, self.log, self.progress)
 
-        self.net = net = archs.build(card.arch, card.arch_config, num_classes)
-        head = card.head
+        head = card.head  # the cell a new classifier replaces: the head's last dense layer where it has its own
+        if new_head and custom is not None:
+            custom = custom.with_classes(num_classes, added_dense_name(custom, card.head))
+            head = f"{card.head}.{custom.last_dense}"
+        elif custom is not None:
+            head = f"{card.head}.{custom.last_dense}"
+        self.net = net = archs.build(card.arch, card.arch_config, num_classes, custom, card.head)
         if new_head:
             params = {k: v for k, v in params.items() if not k.startswith(head + ".")}
             init_head(net, head, num_classes, seed=opts.run.seed)
-            self.log(f"new head '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
-                     f"{'...' if num_classes > 5 else ''}); the checkpoint had {card.num_classes}")
+            what = "new head" if card.custom_head is None else "new classifier (the head's last dense layer)"
+            self.log(f"{what} '{head}' for {num_classes} classes ({', '.join(class_order[:5])}"
+                     f"{'...' if num_classes > 5 else ''}); the checkpoint had "
+                     + (f"{card.num_classes}" if not card.headless else "none (a feature extractor)"))
             params.update({n: p.asnumpy() for n, p in net.parameters_and_names() if n.startswith(head + ".")})
         checkpoint.load_params(net, params, str(ckpt), train_state_ok=True)
+        self._hold_backbone(net, card.replace(custom_head=custom), backbone_bn, train_backbone)
 
         self.data = TrainFolder(train_root, card, size, recipe.batch_size, labels, workers, num_shards=shards[0],
                                 shard_id=shards[1], seed=opts.run.seed)
@@ -290,7 +311,7 @@ class Trainer:
         self.num_classes = num_classes
         self.card = card.replace(num_classes=num_classes, class_names=class_order, input_size=size,
                                  head_reinitialized=card.head_reinitialized or new_head, finetuned_from=ckpt.name,
-                                 background_class=None)  # the classes are now the folders'
+                                 custom_head=custom, background_class=None)  # the classes are now the folders'
         self.prefix = card.arch
         self.train_log = TrainLog(output, self.is_main)
         scaling = ", ".join(f"{k} {getattr(opts.recipe, k):g} -> {getattr(recipe, k):g}" for k in
@@ -304,6 +325,28 @@ class Trainer:
                         f"{recipe.lr_max:g} -> {recipe.lr_end:g} ({recipe.lr_decay_mode}), device {device}, "
                         f"{'PYNATIVE' if opts.run.pynative else 'GRAPH'} mode")
         self.log(self.opening)
+
+    def _hold_backbone(self, net, card: ModelCard, backbone_bn: str, train_backbone: bool) -> None:
+        """The backbone as its source trained it (a custom head's backbone_bn and backbone_trainable) unless the
+        run says otherwise; a head that ends in a softmax trains on its log (the loss takes logits). Logged."""
+        custom = card.custom_head
+        held, frozen = hold_backbone(net, card.head, backbone_bn == "inference", not train_backbone)
+        if held:
+            why = ("as its source ran it (training=False)" if custom is not None and custom.backbone_bn == "inference"
+                   and self.opts.run.backbone_bn is None else "--backbone-bn inference")
+            self.log(f"backbone BatchNorm: inference mode, {why}: its {held} BatchNorms normalise with their moving "
+                     f"statistics, which stay as they are (--backbone-bn train updates them)")
+        elif custom is not None:
+            why = "--backbone-bn train" if self.opts.run.backbone_bn else "as its source trained it"
+            self.log(f"backbone BatchNorm: training mode, {why}: batch statistics, moving statistics updated")
+        if frozen:
+            self.log(f"backbone frozen, as its source froze it (trainable=False): {frozen} parameters stay as they are, "
+                     f"the head trains (--train-backbone trains them too)")
+        elif custom is not None and not custom.backbone_trainable:
+            self.log("backbone trained (--train-backbone), though its source froze it")
+        if custom is not None and card.output == "probabilities" and net_head(net, card).log_probabilities():
+            self.log("the head ends in a softmax: it trains on the log of its probabilities, which the loss reads "
+                     "as logits (the same cross entropy)")
 
     def save(self, loss_value: float, start_loss: float, recent: deque) -> None:
         epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)

@@ -116,3 +116,36 @@ def train_step(net, recipe: Recipe, num_classes: int, lr, return_grad: bool = Fa
                                return_grad=return_grad)
     cell.set_train(True)
     return net, cell
+
+
+def hold_backbone(net, classifier: str, bn_inference: bool, frozen: bool) -> tuple[int, int]:
+    """What a source did to the backbone of a model with its own head, kept in training: with `bn_inference` every
+    BatchNorm outside the head's `classifier` cell normalises with its moving statistics and leaves them as they
+    are (Keras's base(x, training=False)); `frozen` takes the backbone's parameters out of training (Keras's
+    base.trainable = False). Returns (BatchNorms held, parameters frozen)."""
+    inside = f"{classifier}."
+    held = 0
+    if bn_inference:
+        for name, cell in net.cells_and_names():
+            if isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d)) and not name.startswith(inside):
+                cell.use_batch_statistics = False
+                held += 1
+    frozen_count = 0
+    if frozen:
+        for name, param in net.parameters_and_names():
+            if not name.startswith(inside) and param.requires_grad:
+                param.requires_grad = False
+                frozen_count += 1
+    return held, frozen_count
+
+
+def without_dropout(net) -> int:
+    """Every dropout of `net` the identity in training too (a step compared with the source's, which runs its own
+    without); returns how many."""
+    from porting.archs.layers import HeadDropout
+
+    count = 0
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, HeadDropout):
+            cell.p, count = 0.0, count + 1
+    return count

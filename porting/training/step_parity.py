@@ -17,8 +17,9 @@ import numpy as np
 
 from porting import archs, checkpoint, msenv
 from porting.compare import compare_tensor
-from porting.converters.port import port, target_shapes
+from porting.converters.port import port, source_head, target_shapes, weight_map_for
 from porting.errors import PortingError
+from porting.heads import Head
 from porting.job import SourceResult, TrainStep
 from porting.report import Report
 from porting.sources import library
@@ -84,38 +85,49 @@ def request(spec: ModelSpec, labels: np.ndarray, batch: int, **changes) -> tuple
 
 def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
                       size: int | None = None, input_seed: int = 1234, rtol: float = TRAIN_RTOL,
-                      variants: list[dict] | None = None, log=lambda msg: None) -> list[Report]:
+                      variants: list[dict] | None = None, head: Head | None = None,
+                      log=lambda msg: None) -> list[Report]:
     """One report per variant of the source's step (rows 'loss', 'grad', 'update', 'bn-update' per MindSpore
     tensor), against one MindSpore step. A variant alters the source's step only (TrainStep fields: what the
-    mutation tests get wrong on purpose); [{}] (the default) is the step as the recipe says."""
+    mutation tests get wrong on purpose); [{}] (the default) is the step as the recipe says. `head`: the user's own
+    head the source's model has (else the one its worker reports): finetune's step holds the backbone as the head
+    says its source trained it (its BatchNorms' statistics, frozen parameters), with dropout off on both sides."""
     from porting.training.step import train_step
 
     variants = variants or [{}]
     size = size or spec.input_size
-    wm = spec.build_weight_map()
+    if head is not None and head.headless:
+        raise PortingError(f"--train-step: {spec.id} here is a feature extractor (no classifier): no loss to step on")
+    num_classes = head.num_classes if head is not None else spec.num_classes
+    wm = weight_map_for(spec, head)
     x = make_images(input_seed, batch, size, spec.mean, spec.std)
-    labels = _labels(input_seed, batch, spec.num_classes)
+    labels = _labels(input_seed, batch, num_classes)
     steps = [request(spec, labels, batch, **changes) for changes in variants]
     recipe = steps[0][1]
     t0 = time.perf_counter()
     log(f"one training step of {spec.id} ({batch}x3x{size}x{size}, {recipe.optimizer}, lr {recipe.lr_max:g}) in its "
         f"{spec.source} worker, in float32 (twice, the images moved by 1e-6 the second time) and float64")
-    with source_job(spec, weights=weights, seed=seed, inputs=x, train_step=steps[0][0]) as done:
+    with source_job(spec, weights=weights, seed=seed, inputs=x, train_step=steps[0][0], head=head) as done:
         msenv.setup(graph=True)  # GRAPH mode, as finetune trains
-        net = archs.build(spec.arch, spec.arch_config, spec.num_classes)
+        net = archs.build(spec.arch, spec.arch_config, num_classes, *((head, spec.head) if head else ()))
         result = done()
-    ported = port(spec, result, weight_map=wm, net=net, log=log)
+    if head is None and result.info.head is not None:  # the file's own head (Keras): its classes draw the labels
+        log("the model has its own head: the step again, with labels of its classes")
+        return train_step_parity(spec, weights=weights, seed=seed, batch=batch, size=size, input_seed=input_seed,
+                                 rtol=rtol, variants=variants, head=source_head(spec, result), log=log)
+    ported = port(spec, result, weight_map=wm, net=net, head=head, log=log)
     if ported.card.background_dropped or ported.card.head_reinitialized:
         raise PortingError(f"--train-step compares {spec.id} as its source computes it; its port drops or "
                            f"re-draws classes")
     checkpoint.load_params(net, ported.params, spec.id)
-    shapes = target_shapes(spec, int(result.info.num_classes), net)
+    shapes = target_shapes(spec, int(result.info.num_classes), net, head)
     folded = {row.target: row.transform.name for row in wm.rows if not row.transform.exact}
+    held = _hold_as_source(net, ported.card, log) if head is not None else set()
 
     # finetune's step cell, returning its gradients (x the loss scale)
     import mindspore as ms
 
-    net, cell = train_step(net, recipe, spec.num_classes, float(recipe.lr_max), return_grad=True)
+    net, cell = train_step(net, recipe, num_classes, float(recipe.lr_max), return_grad=True)
     before = {p.name: p.asnumpy().astype(np.float64) for p in net.get_parameters()}
     log("one call of finetune's training step in MindSpore (GRAPH mode)")
     loss, grads = cell(ms.Tensor(x), ms.Tensor(labels.astype(np.int32)))
@@ -135,7 +147,7 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
             result = run_source(spec, weights=weights, seed=seed, inputs=x, train_step=step)
         log(f"the {spec.source} optimizer on MindSpore's gradients")
         optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given)
-        reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol))
+        reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol, held))
         reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
                                 weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
         if variants[i]:
@@ -155,10 +167,31 @@ class MindSporeStep:
     after: dict[str, np.ndarray]
 
 
+def _hold_as_source(net, card, log) -> set[str]:
+    """finetune's hold on a custom head's backbone (training.step.hold_backbone: its BatchNorms on their moving
+    statistics, its parameters frozen, where its source trained it so), dropout off, a closing softmax trained on
+    its log, as finetune trains; returns the moving statistics held (their update must be none, on both sides)."""
+    from porting.training.step import hold_backbone, without_dropout
+
+    head = card.custom_head
+    bn_inference = head.backbone_bn == "inference"
+    held, frozen = hold_backbone(net, card.head, bn_inference, not head.backbone_trainable)
+    without_dropout(net)
+    if card.output == "probabilities":
+        dict(net.cells_and_names())[card.head].log_probabilities()
+    if held or frozen:
+        log(f"the backbone as its source trains it: {held} BatchNorms on their moving statistics, {frozen} parameters "
+            f"frozen")
+    inside = f"{card.head}."
+    return {name for name, _ in net.parameters_and_names()
+            if bn_inference and not name.startswith(inside) and name.endswith((".moving_mean", ".moving_variance"))}
+
+
 def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceResult, ours: MindSporeStep,
-            step: TrainStep, recipe, rtol: float) -> Report:
+            step: TrainStep, recipe, rtol: float, held: set[str] = frozenset()) -> Report:
     """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
-    MindSpore's (`ours`)."""
+    MindSpore's (`ours`). `held`: moving statistics both sides leave as they are (their updates are zero: a
+    result, not a dead layer)."""
     report = Report(spec=spec.id, rtol=rtol, info={
         "noise": NOISE, "grad_rtol": GRAD_RTOL,
         "train_step": {"optimizer": recipe.optimizer, "lr": recipe.lr_max, "momentum": recipe.momentum,
@@ -197,7 +230,7 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
         deltas = [runs[r][1][name] - src_before[name] for r in ("64", "32", "32p")]
         # a library whose BN running variance takes the biased batch variance (its record says why; MindSpore's
         # and PyTorch's take the unbiased one): its update is converted with the layer's count n, then compared
-        if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance:
+        if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance and name not in held:
             n = counts[variance_of[name]]
             deltas = [_unbiased_update(d, src_before[name], n, step.bn_momentum) for d in deltas]
         entries.append((name, "bn-update", deltas[0], deltas[1:], ours.after[name] - ours.before[name],
@@ -213,7 +246,8 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
                                           (GRAD_RTOL if kind == "grad" else rtol) + NOISE * spread.get(kind, 0.0),
                                           target="" if kind == "loss" else name, kind=kind,
                                           floor=floor.get(kind, 0.0), atol=resolution,
-                                          constant_ok=name in zero and kind in ("grad", "update")))
+                                          constant_ok=(name in zero and kind in ("grad", "update"))
+                                          or (name in held and kind == "bn-update")))
     if skipped:
         report.info["skipped"] = skipped
     report.info["spread"] = spread
