@@ -19,6 +19,7 @@ legacy file's attribute); the Keras runner checks the backbone's layers against 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 
@@ -76,6 +77,16 @@ def read_file(path: str, model) -> KerasGraph | None:
     for a weights-only file."""
     config = read_config(path)
     return None if config is None else read_graph(config, model, path)
+
+
+def read_own_model(path: str, spec) -> tuple[Head, int | None] | None:
+    """(head, input size) of a user's own model in a whole-model file (150 px in Keras's transfer-learning guide),
+    or None: a weights-only file, keras.applications' own model with its classifier, a file that is not there (the
+    worker says so). The record's read_own_model: parity knows the head and the size before the worker runs."""
+    if not (os.path.isfile(path) and path.endswith((".keras", ".h5", ".hdf5"))):
+        return None
+    graph = read_file(path, spec.weight_map_module().KERAS_MODEL)
+    return (graph.head, graph.input_size) if graph is not None and graph.head is not None else None
 
 
 # ----------------------------------------------------------------------------------------------- its layers

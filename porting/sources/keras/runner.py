@@ -368,7 +368,8 @@ class KerasRunner(SourceRunner):
             raise PortingError(f"the keras model has no layer(s) {', '.join(missing)}")
         order = [name for name in names if name in set(taps)]
         found, logits = own.outputs(_keras(), mine, self._nhwc(mine, x), order, "output")
-        return {**{name: _nchw(np.asarray(found[name])) for name in order}, LOGITS: np.asarray(logits)}, order
+        # a feature extractor without pooling outputs its last feature map: NCHW, as every 4-D tensor porting compares
+        return {**{name: _nchw(np.asarray(found[name])) for name in order}, LOGITS: _nchw(np.asarray(logits))}, order
 
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {f"{layer}/{var.name}": np.asarray(var.numpy()) for layer, var in self._named_weights(model)}
@@ -401,11 +402,15 @@ class KerasRunner(SourceRunner):
             self._nhwc(mine, x)
         run = model if mine is not None else self._at_size(model, int(x.shape[2]))
         counts = {}
+        # a user's head keeps its BatchNorms' own momentum, as the MindSpore head is built with it; the backbone's
+        # take the recipe's, as the MindSpore architecture's
+        head = {layer.name for layer in mine.head.layers} if mine is not None else set()
         for name, layer in self._named_layers(run):
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0
             if isinstance(layer, keras.layers.BatchNormalization) and self._updates(run, layer):
-                layer.momentum = step.bn_momentum
+                if name not in head:
+                    layer.momentum = step.bn_momentum
                 counts[f"{name}/{layer.moving_variance.name}"] = x.shape[0] * int(np.prod(layer.input.shape[1:-1]))
         trainable = [(f"{layer}/{var.name}", var) for layer, var in self._named_weights(run) if var.trainable]
         with tf.GradientTape() as tape:
