@@ -149,8 +149,7 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
             result = run_source(spec, weights=weights, seed=seed, inputs=x, train_step=step)
         log(f"the {spec.source} optimizer on MindSpore's gradients")
         optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given)
-        reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol, held,
-                               _head_momenta(spec, head)))
+        reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol, held))
         reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
                                 weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
         if variants[i]:
@@ -190,21 +189,21 @@ def _hold_as_source(net, card, log) -> set[str]:
             if bn_inference and not name.startswith(inside) and name.endswith((".moving_mean", ".moving_variance"))}
 
 
-def _head_momenta(spec: ModelSpec, head: Head | None) -> dict[str, float]:
-    """The momentum of each of a custom head's BatchNorms by its moving variance's MindSpore name: the head keeps
-    its own (a Keras head's 0.99) where the backbone takes the recipe's."""
-    if head is None:
+def _head_momenta(spec: ModelSpec, result: SourceResult) -> dict[str, float]:
+    """The momentum of each BatchNorm of the source model's own head (SourceInfo.head) by its moving variance's
+    MindSpore name: the head keeps its own (a Keras head's 0.99) where the backbone takes the recipe's."""
+    if result.info.head is None:
         return {}
+    head = Head.from_dict(result.info.head, spec.id)
     return {f"{spec.head}.{i}.moving_variance": layer.momentum for i, layer in enumerate(head.layers)
             if layer.kind == "batchnorm"}
 
 
 def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceResult, ours: MindSporeStep,
-            step: TrainStep, recipe, rtol: float, held: set[str] = frozenset(),
-            momenta: dict[str, float] | None = None) -> Report:
+            step: TrainStep, recipe, rtol: float, held: set[str] = frozenset()) -> Report:
     """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
     MindSpore's (`ours`). `held`: moving statistics both sides leave as they are (their updates are zero: a
-    result, not a dead layer). `momenta`: BNs whose momentum is not the step's (a custom head's)."""
+    result, not a dead layer)."""
     report = Report(spec=spec.id, rtol=rtol, info={
         "noise": NOISE, "grad_rtol": GRAD_RTOL,
         "train_step": {"optimizer": recipe.optimizer, "lr": recipe.lr_max, "momentum": recipe.momentum,
@@ -245,7 +244,7 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
         # and PyTorch's take the unbiased one): its update is converted with the layer's count n, then compared
         if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance and name not in held:
             n = counts[variance_of[name]]
-            momentum = (momenta or {}).get(name, step.bn_momentum)
+            momentum = _head_momenta(spec, result).get(name, step.bn_momentum)  # a head's BN: its own
             deltas = [_unbiased_update(d, src_before[name], n, momentum) for d in deltas]
         entries.append((name, "bn-update", deltas[0], deltas[1:], ours.after[name] - ours.before[name],
                         _resolution(ours.after[name])))
