@@ -27,6 +27,7 @@ from porting import files
 from porting.compare import RTOL, Comparison, Report
 from porting.converters.port import port, weight_map_for
 from porting.heads import Head
+from porting.weight_maps.heads import HEAD_KIND
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
 from porting.sources.inputs import SeededImages
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
@@ -180,7 +181,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         net = archs.build(spec.arch, spec.arch_config, *((head.num_classes, head, spec.head) if head is not None
                                                           else (spec.num_classes,)))
         source = SourceRuntime(spec, done(), x, job)
-    if head is None and source.source.info.head is not None:  # the file says its head (Keras): its rows and layers
+    late_head = head is None and source.source.info.head is not None
+    if late_head:  # the file says its head (Keras): its rows and layers
         head = Head.from_dict(source.source.info.head, spec.id)
         log(f"the model's own head: {head.describe()}")
         wm = weight_map_for(spec, head) if weight_map is None else _with_head(spec, weight_map, head)
@@ -193,6 +195,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     background_dropped = ported.card.background_dropped
     by_source = {layer.source: layer for layer in wm.layers}
     layers = [by_source[name] for name in source.order if name in by_source]  # in the source's order
+    if late_head:  # the first run did not tap the head the file turned out to have: its layers follow the backbone
+        layers += [layer for layer in wm.layers if layer.kind == HEAD_KIND and layer.source not in source.order]
     taps = [layer.source for layer in layers]
     if chunk is None:
         per_image = sum(v.nbytes for v in source.source.outputs.values()) / len(x)

@@ -146,9 +146,9 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
     for i, (step, _) in enumerate(steps):
         if i:
             log(f"the source's step with {variants[i]}")
-            result = run_source(spec, weights=weights, seed=seed, inputs=x, train_step=step)
+            result = run_source(spec, weights=weights, seed=seed, inputs=x, train_step=step, head=head)
         log(f"the {spec.source} optimizer on MindSpore's gradients")
-        optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given)
+        optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given, head=head)
         reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol, held))
         reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
                                 weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
