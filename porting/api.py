@@ -37,6 +37,35 @@ def spec_for(spec: str | ModelSpec, modelzoo: str | Path | None = None) -> Model
     return with_checkout(spec if isinstance(spec, ModelSpec) else resolve(spec), modelzoo)
 
 
+def own_head(spec: str | ModelSpec, head: str | Head | None) -> Head | None:
+    """The user's own head of a timm or PaddleClas model (`head`: --head's spelling, 'linear:256,relu,dropout:0.3,
+    linear:5' or 'none', or a Head laid out as an nn.Sequential at the classifier's place), checked before any
+    framework loads (porting.sources.head_option); None: the library's standard head, or a Keras file's own. Its
+    `features` stay 0 until the backbone's width is read (_over_backbone)."""
+    if head is None:
+        return None
+    from porting.sources.head_option import asked_head
+
+    return asked_head(spec if isinstance(spec, ModelSpec) else resolve(spec), head)
+
+
+def _over_backbone(model: ModelSpec, head: Head | None) -> Head | None:
+    """A --head's Head over the backbone's width, the channels the MindSpore model's standard classifier takes
+    (MindSpore set up; the network is built once per variant and process)."""
+    if head is None or head.features:
+        return head
+    from porting.converters.port import target_shapes
+
+    return replace(head, features=int(target_shapes(model, model.num_classes)[f"{model.head}.weight"][1]))
+
+
+def _head_needs_weights(model: ModelSpec, head: Head | None, weights, seed) -> None:
+    """A head of the user's own describes their file: the library's download has its standard head."""
+    if head is not None and weights is None and seed is None:
+        raise PortingError(f"--head describes your weights file: give --weights FILE (or --random-init SEED); "
+                           f"{model.source}'s own download of {model.source_name} holds its standard head")
+
+
 def reusing_workers():
     """`with porting.reusing_workers(): ...`: the calls inside share one source worker per library, so torch,
     TensorFlow or Paddle is imported once rather than once per call (seconds each; a notebook, a test session)."""
@@ -64,11 +93,11 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
-def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: Head | None = None) -> dict:
+def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: str | Head | None = None) -> dict:
     """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
     {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}], 'head':
-    the head's description or None}. `head`: the user's own head (porting.heads), whose rows replace the
-    classifier's."""
+    the head's description or None}. `head`: the user's own head (porting.heads; for timm and PaddleClas also
+    --head's spelling, as for port), whose rows replace the classifier's."""
     import numpy as np
 
     from porting import msenv
@@ -76,9 +105,11 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, hea
     from porting.sources.jobs import run_source
 
     model = spec_for(spec, modelzoo)
+    head = own_head(model, head)
     wm = weight_map_for(model, head)
     sources = {k: v.shape for k, v in run_source(model, untrained=True, head=head).tensors.items()}
     msenv.setup()
+    head = _over_backbone(model, head)
     targets = target_shapes(model, model.num_classes, head=head)
     wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
     return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets),
@@ -95,18 +126,24 @@ def _check_weights(model: ModelSpec, weights: str | Path) -> None:
 
 
 def random_weights(spec: str | ModelSpec, output: str | Path, *, seed: int = 0,
-                   num_classes: int | None = None, modelzoo: str | Path | None = None) -> Path:
-    """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix)."""
+                   num_classes: int | None = None, modelzoo: str | Path | None = None,
+                   head: str | Head | None = None) -> Path:
+    """Seeded synthetic source weights, written by the source library in its own format (by `output`'s suffix);
+    `head`: a timm or PaddleClas model with a head of the user's own (--head's spelling), saved with its keys."""
     from porting.sources import library
     from porting.sources.jobs import run_source
 
     model = spec_for(spec, modelzoo)
+    head = own_head(model, head)
+    if head is not None and num_classes is not None:
+        raise PortingError("give --num-classes or --head, not both: with --head, the classes are its last linear "
+                           "layer's")
     formats.check_weights_output(output, library(model.source).weight_suffixes, model.id)
     # a library whose own checkpoints carry the optimizer's state (the model zoo's) gets its recipe's
     training = _training(model) if library(model.source).checkpoint_has_optimizer else None
     with files.atomic_output(output, what="weights file") as staged:
         run_source(model, seed=seed, num_classes=num_classes, want_tensors=False, save_weights=str(staged.file),
-                   save_weights_as=str(output), training=training)
+                   save_weights_as=str(output), training=training, head=head)
     return Path(output)
 
 
@@ -124,21 +161,24 @@ def _training(spec: ModelSpec):
 
 def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
          output: str | Path | None = None, num_classes: int | None = None, keep_background: bool = False,
-         allow_nonfinite: bool = False, modelzoo: str | Path | None = None, head: Head | None = None,
+         allow_nonfinite: bool = False, modelzoo: str | Path | None = None, head: str | Head | None = None,
          log=lambda msg: None):
     """Source weights (a file, `seed` for seeded synthetic ones, neither: the library's download) to porting's
     parameters and model card (a `Ported`); with `output`, the .ckpt is written too. `head`: the user's own head
     (porting.heads) the source's model has instead of its library's standard classifier; a library that reads
-    the head from the file itself (Keras) says it without one. `num_classes` replaces a custom head's last dense
-    layer only (a feature extractor gets one)."""
+    the head from the file itself (Keras) says it without one; timm and PaddleClas take --head's spelling too
+    ('linear:256,relu,dropout:0.3,linear:5', 'none' for no head), checked against the file's tensors.
+    `num_classes` replaces a custom head's last dense layer only (a feature extractor gets one)."""
     from porting.converters.port import port as port_tensors
     from porting.converters.port import target_shapes
     from porting.sources.jobs import source_job
 
     model = spec_for(spec, modelzoo)
+    head = own_head(model, head)
     weights = str(weights) if weights is not None else None
     if weights is not None and seed is not None:
         raise PortingError("give either --weights or --random-init, not both")
+    _head_needs_weights(model, head, weights, seed)
     if weights is not None:
         _check_weights(model, weights)
     if output is not None:  # before minutes of work, not after
@@ -149,6 +189,7 @@ def port(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int 
         from porting import msenv
 
         msenv.setup()  # MindSpore loads, and the target network is built, while the worker loads its framework
+        head = _over_backbone(model, head)
         target_shapes(model, model.num_classes, head=head)
         source = source_result()
     ported = port_tensors(model, source, num_classes=num_classes, keep_background=keep_background,
@@ -225,7 +266,7 @@ def targets(markdown: bool = False):
 def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None, batch: int = 2,
            size: int | None = None, runtimes: Sequence[str] | str = (), onnx: bool = False, mindir: bool = False,
            openvino: bool = False, tensorrt: bool = False, images: str | Path | None = None, rtol: float = 1e-4,
-           modelzoo: str | Path | None = None, chunk: int | None = None, head: Head | None = None,
+           modelzoo: str | Path | None = None, chunk: int | None = None, head: str | Head | None = None,
            log=lambda msg: None):
     """Source model vs ported model(s), layer by layer: a porting.report.Report (`.ok`, `.first_failure()`, rows
     with the source layer, the MindSpore cell and its kind). `runtimes`: where else the port is checked after
@@ -236,18 +277,21 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     folder whose first `batch` images are the inputs instead of seeded synthetic ones. The inputs are compared
     `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so memory does not grow with
     `batch`; the report is the one of all inputs at once. `head`: the user's own head (porting.heads) the source's
-    model has; every one of its layers is compared (kind 'head'); a library that reads it from the file (Keras)
-    says it without one."""
+    model has (timm and PaddleClas: --head's spelling too, as for port); every one of its layers is compared
+    (kind 'head'); a library that reads it from the file (Keras) says it without one."""
     from porting import msenv
     from porting.proof import parity as run_parity
     from porting.images.folders import list_images
 
     model = spec_for(spec, modelzoo)
+    head = own_head(model, head)
+    _head_needs_weights(model, head, weights, seed)
     if size is not None:
         model.check_size(size)
     if weights is not None:
         _check_weights(model, weights)
     msenv.setup()
+    head = _over_backbone(model, head)
     return run_parity(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch,
                       size=size, runtimes=[runtimes] if isinstance(runtimes, str) else list(runtimes), onnx=onnx,
                       mindir=mindir, openvino=openvino, tensorrt=tensorrt, log=log, rtol=rtol, chunk=chunk, head=head,
@@ -265,16 +309,18 @@ TRAIN_STEP_MAX_BATCH = 16
 
 def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: int | None = None,
                       batch: int = 2, size: int | None = None, rtol: float | None = None,
-                      modelzoo: str | Path | None = None, source_changes: dict | None = None, head: Head | None = None,
-                      log=lambda msg: None):
+                      modelzoo: str | Path | None = None, source_changes: dict | None = None,
+                      head: str | Head | None = None, log=lambda msg: None):
     """One training step of the source library against one call of finetune's step: a Report whose rows are the
     loss and, per MindSpore parameter, its gradient ('grad'), its update ('update': the source's optimizer on
     MindSpore's gradients) and each BN moving statistic's update ('bn-update'); tolerances in
     porting.training.step_parity. `source_changes` alter the source's step alone (job.TrainStep fields: what the
-    mutation tests get wrong on purpose)."""
+    mutation tests get wrong on purpose); `head`: the user's own head, as for port."""
     from porting.sources import library
 
     model = spec_for(spec, modelzoo)
+    head = own_head(model, head)
+    _head_needs_weights(model, head, weights, seed)
     if batch > TRAIN_STEP_MAX_BATCH:
         raise PortingError(f"--train-step compares one step on its whole batch, held at once (BatchNorm's batch "
                            f"statistics join its images): --batch {batch} is more than the {TRAIN_STEP_MAX_BATCH} "
@@ -286,8 +332,12 @@ def train_step_parity(spec: str | ModelSpec, weights: str | Path | None = None, 
         model.check_size(size)
     if weights is not None:
         _check_weights(model, weights)
+    from porting import msenv
     from porting.training.step_parity import TRAIN_RTOL, train_step_parity as run
 
+    if head is not None:
+        msenv.setup(graph=True)  # as the step runs
+        head = _over_backbone(model, head)
     return run(model, weights=str(weights) if weights is not None else None, seed=seed, batch=batch, size=size,
                rtol=rtol or TRAIN_RTOL, variants=[source_changes or {}], head=head, log=log)[0]
 

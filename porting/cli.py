@@ -97,6 +97,13 @@ MODELZOO = typer.Option(None, "--modelzoo", metavar="DIR",
                         help="modelzoo: specs: your checkout of the MindSpore models repository (its root, or the "
                              "model's folder).", show_default="$PORTING_MODELZOO")
 NONE = "none"  # an optional output or input that is simply not written or read unless given
+HEAD = typer.Option(None, "--head", metavar="SPEC",
+                    help="timm and PaddleClas: the head your model has instead of the library's classifier, as the "
+                         "layers of the nn.Sequential you put there, in order, e.g. linear:256,relu,dropout:0.3,"
+                         "linear:5: linear:N (linear:N:nobias), bn, relu, relu6, gelu, silu, sigmoid, tanh, softmax, "
+                         "leaky_relu[:A], elu[:A], dropout:P; first pool:max for global max pooling; 'none' for a "
+                         "model without a head (timm num_classes=0). Checked against the file's tensors (README "
+                         "'Your own model').", show_default="the library's standard classifier")
 
 
 def _size_option(flag: str = "--size", help: str = "Input size in pixels.", default: str = "the model's"):
@@ -181,12 +188,12 @@ def targets_table(fits) -> Fitted:
 @app.command("map")
 def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
             as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
-            modelzoo: Optional[Path] = MODELZOO) -> None:
+            modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD) -> None:
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
 
-    table_map = api.weight_map(spec, modelzoo=modelzoo)
+    table_map = api.weight_map(spec, modelzoo=modelzoo, head=head)
     if as_json:
-        out.print_json(json.dumps({k: table_map[k] for k in ("spec", "rows", "ignore")}))
+        out.print_json(json.dumps({k: table_map.get(k) for k in ("spec", "head", "rows", "ignore")}))
         return
     out.print(map_table(table_map))
 
@@ -194,8 +201,9 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
 def map_table(table_map: dict) -> Fitted:
     """`porting map`: api.weight_map's rows; each source tensor over its MindSpore parameter when narrow."""
     rows = table_map["rows"]
+    head = f"; its own head: {table_map['head']}" if table_map.get("head") else ""
     table = Fitted(f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
-                   f"{', '.join(table_map['ignore']) or 'none'})",
+                   f"{', '.join(table_map['ignore']) or 'none'}{head})",
                    [Column("source"), Column("source shape"), Column("target", under="source"),
                     Column("target shape", under="source shape"), Column("transform")])
     for r in rows:
@@ -219,18 +227,19 @@ def port_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:x
                      help="Keep the background class (index 0) of a 1001-class TF-slim head instead of dropping it."),
                  allow_nonfinite: bool = typer.Option(
                      False, "--allow-nonfinite", help="Port source tensors holding NaN/Inf instead of refusing."),
-                 modelzoo: Optional[Path] = MODELZOO,
+                 modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD,
                  ) -> None:
     """Port source weights to a MindSpore .ckpt that carries its own metadata and digests."""
 
     model = api.spec_for(spec, modelzoo)  # the checkout checked now, before any work
+    own_head = api.own_head(model, head)  # and the head
     weights_path, seed = _weights_args(weights, random_init)
-    if weights_path is None and seed is None:
+    if weights_path is None and seed is None and own_head is None:  # with a head, api.port says what it needs
         log(f"no --weights given: downloading {model.source}'s pretrained {model.hub or model.source_name}")
     output = output or Path(f"{model.source}_{model.name}.ckpt")
     t0 = time.perf_counter()
     ported = api.port(model, weights_path, seed=seed, output=output, num_classes=num_classes,
-                      keep_background=keep_background, allow_nonfinite=allow_nonfinite, log=log)
+                      keep_background=keep_background, allow_nonfinite=allow_nonfinite, head=own_head, log=log)
     card = ported.card
     log(f"wrote {output} ({len(ported.params)} parameters, {card.num_classes} classes, "
         f"input {card.input_size}) in {time.perf_counter() - t0:.1f}s")
@@ -340,7 +349,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
                                                      show_default=NONE),
                plot: Optional[Path] = typer.Option(None, "--plot", help="Plot error against depth to a .png, .pdf or "
                                                                          ".svg file.", show_default=NONE),
-               modelzoo: Optional[Path] = MODELZOO,
+               modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD,
                train_step: bool = typer.Option(
                    False, "--train-step", help="Compare one training step instead (loss, every gradient, every "
                    "update, BN statistics) with the recipe finetune trains with, on one --batch held at once."),
@@ -348,6 +357,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
     """Compare the source model and the ported model(s) layer by layer; exit 0 only if all agree. The inputs are
     compared in chunks, so memory does not grow with their number."""
     model = api.spec_for(spec, modelzoo)
+    own_head = api.own_head(model, head)
     weights_path, seed = _weights_args(weights, random_init)
     if size is not None:
         model.check_size(size)
@@ -377,11 +387,11 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
             raise PortingError(f"--train-step compares a training step in MindSpore; {', '.join(given)} is for "
                                f"inference parity")
         result = api.train_step_parity(model, weights_path, seed=seed, batch=batch, size=size,
-                                       rtol=rtol, log=log)
+                                       rtol=rtol, head=own_head, log=log)
     else:
         result = api.parity(model, weights_path, seed=seed, batch=batch, size=size, runtimes=runtime or (),
                             onnx=onnx, mindir=mindir, openvino=openvino, tensorrt=tensorrt, images=images,
-                            rtol=rtol or 1e-4, chunk=chunk, log=log)
+                            rtol=rtol or 1e-4, chunk=chunk, head=own_head, log=log)
 
     if full:
         out.print(rendering.full_table(result))
@@ -428,11 +438,11 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
                                                                            "(.pth or .safetensors for timm)."),
                    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2,
                                                              help="Classes of the head.", show_default="the model's"),
-                   modelzoo: Optional[Path] = MODELZOO) -> None:
+                   modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD) -> None:
     """Write seeded synthetic source weights in the source library's own file format."""
 
     model = api.spec_for(spec, modelzoo)
-    api.random_weights(model, output, seed=seed, num_classes=num_classes)
+    api.random_weights(model, output, seed=seed, num_classes=num_classes, head=api.own_head(model, head))
     log(f"wrote {output} ({model.id}, seed {seed})")
 
 

@@ -23,6 +23,7 @@ from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Struct
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.sources import checkout_folder, libraries, library, with_checkout
+from porting.sources.head_option import head_for_target
 from porting.specs import ModelSpec, all_specs, resolve
 
 
@@ -158,13 +159,15 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     check_early(ckpt, output, to)
     from porting import archs, checkpoint, msenv
     from porting.compare import Report, compare
-    from porting.converters.port import target_shapes
+    from porting.converters.port import target_shapes, weight_map_for
     from porting.runtimes.mindspore_runtime import MindSporeRuntime
     from porting.sources.inputs import make_images
     from porting.sources.jobs import source_job
 
     params, card = checkpoint.load(ckpt)
     spec = with_checkout(target_spec(to, card), modelzoo)
+    # the checkpoint's own head, as the target holds it: its model is built with it, the file written with its keys
+    head = head_for_target(spec, card.custom_head, card.source) if card.custom_head is not None else None
     how = fit(card.arch, card.arch_config, spec.arch_config)
     if how.mismatch:
         raise PortingError(f"cannot export '{ckpt}' ({card.source or card.arch}) to {spec.id}: {how.mismatch}")
@@ -190,15 +193,15 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
 
     @functools.cache
     def net():  # built only for the proof or a BN eps fold (seconds for the larger networks)
-        built = archs.build(card.arch, card.arch_config, card.num_classes)
+        built = archs.build(card.arch, card.arch_config, card.num_classes, card.custom_head, card.head)
         checkpoint.load_params(built, params, str(ckpt), train_state_ok=card.train_state is not None)
         return built
 
-    wm = spec.build_weight_map()
+    wm = weight_map_for(spec, head)
     if card.arch_config == spec.arch_config:  # the checkpoint's own shapes (minus any optimizer state)
         shapes = {row.target: params[row.target].shape for row in wm.rows if row.target in params}
     else:
-        shapes = target_shapes(spec, card.num_classes)
+        shapes = target_shapes(spec, card.num_classes, head=head)
     tensors = wm.invert(adapt(params, net, card, spec, shapes), context=spec.id)
     for fold in how.folds:
         log(f"{spec.id}: {fold}")
@@ -219,7 +222,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
             with source_job(spec, untrained=True, num_classes=card.num_classes, assign=tensors,
                             unassigned=wm.ignore, export_config=export_config(card),
                             save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
-                            inputs=x if proof else None, taps=taps) as done:
+                            inputs=x if proof else None, taps=taps, head=head) as done:
                 reference = {}
                 if proof:
                     with MindSporeRuntime(net()) as runtime:

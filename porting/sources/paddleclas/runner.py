@@ -26,9 +26,11 @@ import warnings
 
 import numpy as np
 
-from porting.errors import PortingError, check_fits, first_line
+from porting.errors import PortingError, first_line
+from porting.heads import Head, HeadLayer
 from porting.job import SourceJob
 from porting.sources.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.head_option import check_head, resolved_head
 from porting.sources.paddleclas import PADDLECLAS
 from porting.threads import cpu_threads
 
@@ -133,6 +135,36 @@ def _head_key(model) -> str:
     return linears[-1] + ".weight"
 
 
+ACTIVATIONS = {"relu": lambda alpha: paddle.nn.ReLU(), "relu6": lambda alpha: paddle.nn.ReLU6(),
+               "gelu": lambda alpha: paddle.nn.GELU(), "silu": lambda alpha: paddle.nn.Silu(),
+               "sigmoid": lambda alpha: paddle.nn.Sigmoid(), "tanh": lambda alpha: paddle.nn.Tanh(),
+               "softmax": lambda alpha: paddle.nn.Softmax(axis=-1), "leaky_relu": paddle.nn.LeakyReLU,
+               "elu": paddle.nn.ELU}
+
+
+def _layer(layer: HeadLayer, width: int):
+    """A head layer as Paddle's own layer, as a user writes it in a paddle.nn.Sequential."""
+    if layer.kind == "dense":
+        return paddle.nn.Linear(width, layer.units, bias_attr=None if layer.bias else False)
+    if layer.kind == "batchnorm":  # Paddle's momentum is MindSpore's (it weighs the moving value)
+        return paddle.nn.BatchNorm1D(width, momentum=layer.momentum, epsilon=layer.eps)
+    if layer.kind == "dropout":  # Paddle's default mode, upscale_in_train: the identity at inference
+        return paddle.nn.Dropout(layer.rate)
+    return ACTIVATIONS[layer.activation](layer.alpha)
+
+
+def _with_head(model, classifier: str, head: Head) -> None:
+    """`model` with `head` at its classifier's place, as a user puts one: a paddle.nn.Sequential, or
+    paddle.nn.Identity() for none. Its parameters get names of their own (ParamAttr 'head_linear_0.w_0'...)."""
+    *path, last = classifier.split(".")
+    parent = model
+    for part in path:
+        parent = getattr(parent, part)
+    with paddle.utils.unique_name.guard("head_"):
+        layers = [_layer(layer, width) for layer, width in zip(head.layers, head.widths())]
+    setattr(parent, last, paddle.nn.Sequential(*layers) if layers else paddle.nn.Identity())
+
+
 def param_names(model) -> dict[str, str]:
     """Structured key -> ParamAttr name, for every tensor of the state dict."""
     return {key: value.name for key, value in model.state_dict().items()}
@@ -205,18 +237,40 @@ BN_ROLES = {"weight": "gamma", "bias": "beta", "_mean": "mean", "_variance": "va
 class PaddleRunner(SourceRunner):
     library = "PaddleClas"
     module_word = "sublayer"
-    build = staticmethod(_build)
+    asked: dict | None = None  # the job's head (Head.to_dict), when the model's is not PaddleClas's standard one ...
+    head: Head | None = None  # ... over the backbone's width, once a model is built
+    classifier = ""  # the classifier's sublayer path ('out', '_exit_flow._out'), once a model is built
+
+    def check(self, job: SourceJob) -> None:
+        self.asked = job.head
+        pooling = (job.head or {}).get("pooling", "avg")
+        if pooling != "avg":
+            raise PortingError(f"PaddleClas {job.model} pools its features by global average (AdaptiveAvgPool2D); "
+                               f"a head after '{pooling}' pooling is not one its models hold")
+
+    def build(self, name: str, num_classes: int):
+        model = _build(name, num_classes if self.asked is None else 1000)
+        self.classifier = _head_key(model).removesuffix(".weight")  # the standard model's last Linear
+        if self.asked is not None:
+            features = int(model.state_dict()[f"{self.classifier}.weight"].shape[0])  # Linear: [in, out]
+            self.head = resolved_head(self.asked, features, f"PaddleClas {name}")
+            _with_head(model, self.classifier, self.head)
+            model.eval()
+        return model
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         state = read_pdparams(path)
-        probe = _build(name, 1000)
+        probe = self.build(name, 1000)
         state = to_structured(state, param_names(probe), path, name)
-        head = _head_key(probe)
-        file_classes = state[head].shape[-1] if head in state and state[head].ndim == 2 else 1000
-        num_classes = num_classes or file_classes
-        model = probe if num_classes == 1000 else _build(name, num_classes)
-        check_fits(path, f"PaddleClas {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in state.items()},
-                   {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        have = {k: tuple(v.shape) for k, v in state.items()}
+        model = probe
+        if self.head is None:
+            weight = have.get(f"{self.classifier}.weight", ())
+            num_classes = num_classes or (weight[-1] if len(weight) == 2 else 1000)
+            model = probe if num_classes == 1000 else _build(name, num_classes)
+        # a head other than the one built is one line saying what the file holds there
+        check_head(path, f"PaddleClas {name}", have, {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                   self.classifier, self.head, dense_in_out=True, bn_stat="_variance")
         missing, unexpected = model.set_state_dict(state)
         if missing or unexpected:
             raise PortingError(f"'{path}': paddle set_state_dict left {len(missing)} missing, "
@@ -230,6 +284,8 @@ class PaddleRunner(SourceRunner):
 
     def inference_info(self, model) -> dict:
         model.eval()
+        if self.head is not None:
+            return {"num_classes": self.head.num_classes, "pretrained_cfg": {}, "head": self.head.to_dict()}
         return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
 
     def parameters(self, model) -> list[Tensor]:

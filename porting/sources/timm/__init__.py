@@ -9,6 +9,7 @@ TIMM = register_source(SourceLibrary(
     weight_suffixes=(".pth", ".pt", ".bin", ".safetensors"),  # and a folder timm's local-dir: loads
     export_suffixes=("", ".safetensors", ".pth"),
     train_step=True, states_preprocessing=True, pretrained_tags=True, hub="timm", export_has_class_names=True,
+    head_source="flag",  # --head: the nn.Sequential a user put at the classifier (model.fc = ...)
     # timm 1.0.31's (timm.list_pretrained('MODEL.*')); parity_tests/test_registry.py keeps them equal to timm's own
     tags={"inception_v4": ("tf_in1k",), "seresnext50_32x4d": ("gluon_in1k", "racm_in1k"),
           "seresnext101_32x4d": ("gluon_in1k",), "legacy_seresnext50_32x4d": ("in1k",),

@@ -7,9 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from porting.errors import PortingError, check_fits, first_line
+from porting.errors import PortingError, first_line
+from porting.heads import Head, HeadLayer
 from porting.job import SourceJob
 from porting.sources.base import SourceRunner, Tensor, library_smoothing
+from porting.sources.head_option import check_head, resolved_head
 from porting.sources.timm import TIMM
 from porting.threads import cpu_threads
 
@@ -22,10 +24,30 @@ def _timm():
     return timm
 
 
-def _classifier_weight(timm, name: str) -> str:
+def _classifier(timm, name: str) -> str:
+    """The module path of the model's classifier ('fc', 'last_linear', 'head.fc'), as its pretrained config says."""
     cfg = timm.models.get_pretrained_cfg(name)
-    head = (cfg.classifier if cfg else None) or "fc"
-    return f"{head}.weight"
+    return (cfg.classifier if cfg else None) or "fc"
+
+
+ACTIVATIONS = {"relu": lambda alpha: nn.ReLU(), "relu6": lambda alpha: nn.ReLU6(), "gelu": lambda alpha: nn.GELU(),
+               "silu": lambda alpha: nn.SiLU(), "sigmoid": lambda alpha: nn.Sigmoid(), "tanh": lambda alpha: nn.Tanh(),
+               "softmax": lambda alpha: nn.Softmax(dim=-1), "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+
+
+def _module(layer: HeadLayer, width: int) -> nn.Module:
+    """A head layer as PyTorch's own module, as a user writes it in an nn.Sequential."""
+    if layer.kind == "dense":
+        return nn.Linear(width, layer.units, bias=layer.bias)
+    if layer.kind == "batchnorm":  # PyTorch's momentum weighs the batch (MindSpore's, the moving value)
+        return nn.BatchNorm1d(width, eps=layer.eps, momentum=1.0 - layer.momentum)
+    if layer.kind == "dropout":
+        return nn.Dropout(layer.rate)
+    return ACTIVATIONS[layer.activation](layer.alpha)
+
+
+def _sequential(head: Head) -> nn.Sequential:
+    return nn.Sequential(*(_module(layer, width) for layer, width in zip(head.layers, head.widths())))
 
 
 def _read_state_dict(timm, path: str, model_name: str) -> dict:
@@ -60,24 +82,41 @@ def _check_tag(timm, name: str) -> None:
 
 class TimmRunner(SourceRunner):
     library = "timm"
+    asked: dict | None = None  # the job's head (Head.to_dict), when the model's is not timm's standard one ...
+    head: Head | None = None  # ... over the backbone's width, once a model is built
 
     def check(self, job: SourceJob) -> None:
         _check_tag(_timm(), job.model)  # 'xception65' or, with timm's pretrained tag, 'xception65.tf_in1k'
+        self.asked = job.head
 
     def build(self, name: str, num_classes: int):
-        return _timm().create_model(name, pretrained=False, num_classes=num_classes)
+        timm = _timm()
+        if self.asked is None:
+            return timm.create_model(name, pretrained=False, num_classes=num_classes)
+        # the user's model: timm's without its classifier (num_classes=0), then theirs at the classifier's place
+        model = timm.create_model(name, pretrained=False, num_classes=0, global_pool=self.asked.get("pooling", "avg"))
+        self.head = resolved_head(self.asked, int(model.num_features), f"timm {name}")
+        if not self.head.headless:
+            model.set_submodule(_classifier(timm, name), _sequential(self.head))
+            model.num_classes = self.head.num_classes
+        return model
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         timm = _timm()
         if os.path.isdir(path):
+            if self.asked is not None:
+                raise PortingError(f"'{path}' is a timm model folder, whose config.json builds timm's standard "
+                                   f"classifier: a head of your own is read from a .safetensors or .pth state dict")
             return _load_folder(timm, path, name, num_classes)
         state = _read_state_dict(timm, path, name)
-        head = _classifier_weight(timm, name)
-        num_classes = num_classes or (state[head].shape[0] if head in state else 1000)
-        model = self.build(name, num_classes)
-        # names and shapes against one state_dict(), before load_state_dict can raise on a size mismatch
-        check_fits(path, f"timm {name} ({num_classes} classes)", {k: tuple(v.shape) for k, v in state.items()},
-                   {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        have = {k: tuple(v.shape) for k, v in state.items()}
+        classifier = _classifier(timm, name)
+        weight = have.get(f"{classifier}.weight", ())
+        model = self.build(name, num_classes or (weight[0] if len(weight) == 2 else 1000))
+        # names and shapes against one state_dict(), before load_state_dict can raise on a size mismatch; a head
+        # other than the one built is one line saying what the file holds there
+        check_head(path, f"timm {name}", have, {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                   classifier, self.head)
         model.load_state_dict(state, strict=True)
         return model
 
@@ -94,7 +133,7 @@ class TimmRunner(SourceRunner):
         model.eval()
         cfg = model.pretrained_cfg
         # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
-        return {"num_classes": model.num_classes, "pretrained_tag": str(cfg.get("tag") or ""), "pretrained_cfg": {
+        return {"num_classes": model.num_classes, "head": self.head.to_dict() if self.head else None, "pretrained_tag": str(cfg.get("tag") or ""), "pretrained_cfg": {
             "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
             "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
             "crop_pct": cfg.get("crop_pct"), "test_input_size": list(cfg.get("test_input_size") or []) or None,
@@ -133,6 +172,8 @@ class TimmRunner(SourceRunner):
 
     @torch.no_grad()
     def run(self, model, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if training:
+            torch.manual_seed(0)  # any dropout in the pass (a head's) draws the same masks every run
         model.train(training)
         try:
             return model(torch.from_numpy(x)).numpy()
@@ -203,6 +244,9 @@ class TimmRunner(SourceRunner):
 
     def save_weights(self, model, path: str) -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        if not path.endswith(TIMM.weight_suffixes) and self.head is not None:
+            raise PortingError(f"'{path}': a timm model folder's config.json describes timm's standard classifier "
+                               f"only; write a head of your own as a .safetensors or .pth state dict")
         if not path.endswith(TIMM.weight_suffixes):  # a folder timm's `local-dir:` loads
             _save_folder(_timm(), model, path, self.export_config)
         elif path.endswith(".safetensors"):
