@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import error_line, porting
+from conftest import assert_openvino, assert_parity, error_line, porting
 
 from porting.heads import Head
 from porting.specs import resolve
@@ -345,3 +345,102 @@ def test_the_users_model_written_back_loads_in_keras_in_its_own_shape(user_model
                                                   "LeakyReLU", "Dense"]
     else:
         assert cls == "Functional" and layers[-1][0] == "GlobalAveragePooling2D" and len(layers) == 133
+
+
+# ------------------------------------------------------------------------------------ the pipeline, end to end
+
+
+def _head_rows(report) -> list[str]:
+    return [name for name, row in report.layers().items() if row.kind == "head"]
+
+
+def test_the_guides_model_ports_without_a_flag_and_passes_parity_in_every_runtime(user_models, work):
+    """The transfer-learning guide's model (nested, frozen, training=False, 6 logits) at 96 px: port-weights reads
+    its head and size from the file; parity (ONNX, OpenVINO) compares every head layer at the file's size."""
+    from porting import api
+
+    ported = api.port(SPEC, user_models["nested"], output=work / "nested.ckpt")
+    card = ported.card
+    assert card.custom_head == _graph_head(user_models["nested"])
+    assert card.num_classes == 6 and card.input_size == SIZE and card.mean == [0.5] * 3
+    assert ported.params["fc.0.weight"].shape == (32, 2048) and ported.params["fc.2.weight"].shape == (6, 32)
+
+    report = api.parity(SPEC, user_models["nested"], onnx=True, openvino=True)  # no --size: the file's
+    assert report.info["size"] == SIZE
+    assert_parity(report, ("mindspore", "onnx", "openvino"))
+    assert_openvino(report)
+    head = [layer.name for layer in card.custom_head.layers]
+    assert _head_rows(report) == head  # every head layer, in order, after the backbone's
+
+
+@pytest.mark.parametrize("kind", ["flat", "sequential", "notop-none"])
+def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
+    from porting import api
+
+    report = api.parity(SPEC, user_models[kind])
+    if kind == "notop-none":  # a feature extractor: its 3x3 feature map compared, no classes to agree on
+        assert report.first_failure() is None and not report.errors and "mindspore" not in report.top1_agree
+        output = [row for row in report.rows if row.runtime == "mindspore" and row.layer == "features"]
+        assert len(output) == 1 and output[0].shape == [2, 2048, 3, 3] and output[0].ok
+    else:
+        assert_parity(report, ("mindspore",))
+    assert _head_rows(report) == [layer.name for layer in _graph_head(user_models[kind]).layers]
+    assert report.info["size"] == SIZE
+
+
+@pytest.mark.parametrize("kind", ["nested", "sequential"])
+def test_train_step_parity_on_the_users_model(user_models, kind):
+    """One step of keras's own training against finetune's: the nested model's backbone (training=False, frozen)
+    keeps its BatchNorm statistics on both sides; the Sequential's head BatchNorm keeps its own momentum."""
+    from porting import api
+
+    report = api.train_step_parity(SPEC, user_models[kind])
+    assert report.ok, report.first_failure()
+    bn = {row.layer: row for row in report.rows if row.kind == "bn-update"}
+    if kind == "nested":
+        assert len(bn) == 80 and all(row.max_abs == 0 for row in bn.values())  # 40 BNs held, none moved
+        assert {row.layer for row in report.rows if row.kind == "update"} == {
+            "fc.0.weight", "fc.0.bias", "fc.2.weight", "fc.2.bias"}
+    else:
+        assert "fc.0.moving_variance" in bn and len(bn) == 82
+
+
+def test_a_finetuned_checkpoint_goes_back_to_keras_in_the_users_shape(user_models, work, tiny_data, tmp_path):
+    """port -> finetune 1 epoch (3 classes: only the last dense changes) -> export --to keras: the .keras loads with
+    keras.models.load_model in a fresh process, nested as the user's, and gives the checkpoint's logits."""
+    from porting import archs, checkpoint, msenv
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
+
+    ckpt = work / "nested.ckpt"
+    if not ckpt.exists():
+        from porting import api
+
+        api.port(SPEC, user_models["nested"], output=ckpt)
+    out = tmp_path / "ft"
+    run = porting("finetune", ckpt, "--data", tiny_data, "--epochs", "1", "--batch-size", "4", "--workers", "1",
+                  "--max-steps", "1", "--pynative", "-o", out)
+    assert run.code == 0, run.stderr
+    trained = sorted(out.glob("*.ckpt"))[-1]
+    back = tmp_path / "back.keras"
+    run = porting("export", trained, "--to", "keras", "-o", back)
+    assert run.code == 0, run.stderr
+
+    x = user_models["x"]
+    np.save(tmp_path / "x.npy", x.transpose(0, 2, 3, 1))
+    proc = subprocess.run([sys.executable, "-c", CHECK_EXPORT, str(back), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, env=_keras_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cls, *layers = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert cls == "Functional" and [layer[0] for layer in layers] == [
+        "InputLayer", "Functional", "GlobalAveragePooling2D", "Dense", "Dropout", "Dense"]
+
+    params, card = checkpoint.load(trained)
+    assert card.num_classes == 3 and card.custom_head.layers[2].units == 3
+    msenv.setup()
+    net = archs.build(card.arch, card.arch_config, card.num_classes, card.custom_head, card.head)
+    checkpoint.load_params(net, params, str(trained), train_state_ok=True)
+    with MindSporeRuntime(net) as runtime:
+        ours = runtime.infer(x)["logits"]
+    theirs = np.load(tmp_path / "y.npy")
+    assert theirs.shape == (2, 3)
+    assert np.abs(theirs - ours).max() <= 1e-4 * max(1.0, np.abs(theirs).max())  # parity's tolerance
