@@ -279,23 +279,6 @@ def test_train_step_keeps_a_training_false_backbones_statistics(user_models):
     assert not any(key.startswith("count/") for key in after)  # no BatchNorm updated its statistics
 
 
-def test_train_step_updates_the_statistics_of_a_trained_backbone_and_head(user_models):
-    """The Sequential model trains whole: every BatchNorm, the head's included, takes the batch's statistics."""
-    from porting.job import TrainStep
-    from porting.sources.jobs import run_source
-
-    step = TrainStep(labels=[0, 3], lr=0.1, optimizer="momentum", momentum=0.9, weight_decay=1e-4,
-                     label_smooth_factor=0.1, bn_momentum=0.9)
-    result = run_source(_spec(), weights=str(user_models["sequential"]), inputs=user_models["x"], train_step=step)
-    before, after = result.tensors, result.step
-    bn = _graph_head(user_models["sequential"]).layers[0].name
-    counts = {key.removeprefix("count/") for key in after if key.startswith("count/")}
-    assert f"{bn}/moving_variance" in counts and "block1_conv1_bn/moving_variance" in counts
-    assert int(after[f"count/{bn}/moving_variance"]) == 2  # a vector per image
-    for name in (f"{bn}/moving_mean", "block14_sepconv2_bn/moving_mean"):
-        assert not np.array_equal(before[name], after[f"after/32/{name}"]), name
-
-
 CHECK_EXPORT = textwrap.dedent("""
     import os, sys, json
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -312,7 +295,7 @@ CHECK_EXPORT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kind", ["nested", "sequential", "notop-avg"])
+@pytest.mark.parametrize("kind", ["sequential", "notop-avg"])  # nested: through export --to, below
 def test_the_users_model_written_back_loads_in_keras_in_its_own_shape(user_models, tmp_path, kind):
     """The worker builds the user's model from its Head, takes its tensors, writes a .keras; keras.models.load_model
     in a fresh process reads the same structure and gives the same outputs."""
@@ -334,12 +317,7 @@ def test_the_users_model_written_back_loads_in_keras_in_its_own_shape(user_model
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), user_models[f"{kind}.y"])
     cls, *layers = json.loads(proc.stdout.strip().splitlines()[-1])
-    if kind == "nested":
-        assert cls == "Functional"
-        assert [layer[0] for layer in layers] == ["InputLayer", "Functional", "GlobalAveragePooling2D", "Dense",
-                                                  "Dropout", "Dense"]
-        assert layers[1][2] is False  # the backbone stays frozen
-    elif kind == "sequential":
+    if kind == "sequential":
         assert cls == "Sequential"
         assert [layer[0] for layer in layers] == ["Functional", "GlobalMaxPooling2D", "BatchNormalization",
                                                   "LeakyReLU", "Dense"]
@@ -433,6 +411,7 @@ def test_a_finetuned_checkpoint_goes_back_to_keras_in_the_users_shape(user_model
     cls, *layers = json.loads(proc.stdout.strip().splitlines()[-1])
     assert cls == "Functional" and [layer[0] for layer in layers] == [
         "InputLayer", "Functional", "GlobalAveragePooling2D", "Dense", "Dropout", "Dense"]
+    assert layers[1][2] is False  # the backbone stays frozen, as the user froze it
 
     params, card = checkpoint.load(trained)
     assert card.num_classes == 3 and card.custom_head.layers[2].units == 3

@@ -339,8 +339,8 @@ class KerasRunner(SourceRunner):
             raise PortingError(f"keras {self.model.constructor} expects an N x 3 x H x W square batch, got "
                                f"{list(x.shape)}")
         if mine.size and x.shape[2] != mine.size:
-            raise PortingError(f"the keras model takes {mine.size}x{mine.size} inputs (its file's), not "
-                               f"{x.shape[2]}x{x.shape[3]}")
+            raise PortingError(f"the keras model takes {mine.size}x{mine.size} inputs (the size its file was built "
+                               f"at), not {x.shape[2]}x{x.shape[3]}: leave --size out, or give {mine.size}")
         return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
 
     def forward(self, model, x: np.ndarray, taps: list[str]):
