@@ -10,7 +10,7 @@ import pytest
 from conftest import ulps
 
 from porting import archs
-from porting.specs import all_specs, readme_table, resolve
+from porting.specs import all_specs, build_weight_map, readme_table, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mindcv", "onnxruntime")
@@ -18,7 +18,7 @@ FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mi
 
 def test_importing_the_registry_imports_no_framework():
     code = ("import sys, porting.archs, porting.specs, porting.sources; "
-            "[s.build_weight_map() for s in porting.specs.all_specs()]; "
+            "[porting.specs.build_weight_map(s) for s in porting.specs.all_specs()]; "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
@@ -62,7 +62,7 @@ def test_each_source_library_is_one_package_and_every_spec_names_one():
         assert cls in {n.name for n in ast.parse(runner.read_text()).body if isinstance(n, ast.ClassDef)}, lib.runner
         assert lib.convention.source == lib.name and lib.resize_backend in RESIZE_BACKENDS, lib.name
     for spec in all_specs():
-        assert spec.build_weight_map().convention is sources.library(spec.source).convention, spec.id
+        assert build_weight_map(spec).convention is sources.library(spec.source).convention, spec.id
 
 
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
@@ -202,7 +202,7 @@ def test_every_spec_keeps_the_cheap_contracts(spec, networks):
 
     net = networks(spec)
     params = {name: p.shape for name, p in net.parameters_and_names()}
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     targets = [row.target for row in wm.rows]
     assert len(targets) == len(set(targets)), [t for t in targets if targets.count(t) > 1][:5]
     assert set(targets) == set(params), (sorted(set(params) - set(targets))[:5], sorted(set(targets) - set(params))[:5])

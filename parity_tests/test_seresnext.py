@@ -14,7 +14,7 @@ from conftest import assert_agrees_before, assert_openvino, assert_parity, porti
 
 from porting import checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -114,7 +114,7 @@ def test_a_swapped_se_tensor_pair_is_caught_and_named(source_weights):
     """Two same-shaped SE expansion kernels swapped between layer3.1 and layer3.2: parity fails exactly at
     layer3.1's SE, and everything computed before it still agrees."""
     spec = resolve("timm:seresnext50_32x4d")
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "layer3.1.se.fc2.weight", "layer3.2.se.fc2.weight"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(spec.id, ".pth")), size=96, batch=1, weight_map=wm)

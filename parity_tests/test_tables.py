@@ -19,7 +19,7 @@ from rich.console import Console
 
 from porting import cli
 from porting.report import LOGITS, Report, Row, full_table, summary_table, verdict
-from porting.specs import all_specs
+from porting.specs import all_specs, build_weight_map
 from porting.tables import Column, Fitted
 
 WIDTHS = (80, 200)
@@ -79,7 +79,7 @@ def longest_per_library() -> list:
     """Per source library, its spec with the longest layer names (the hardest to fit)."""
     best = {}
     for spec in SPECS:
-        longest = max(len(layer.source) + len(layer.target) for layer in spec.build_weight_map().layers)
+        longest = max(len(layer.source) + len(layer.target) for layer in build_weight_map(spec).layers)
         if longest > best.get(spec.source, (0, None))[0]:
             best[spec.source] = (longest, spec)
     return [spec for _, spec in best.values()]
@@ -88,7 +88,7 @@ def longest_per_library() -> list:
 def parity_report(spec, runtimes=("mindspore", "onnx", "openvino")) -> Report:
     """What parity reports for `spec`: every mapped layer per runtime; the worst is the longest-named layer, and
     onnx fails first at the second longest."""
-    layers = spec.build_weight_map().layers
+    layers = build_weight_map(spec).layers
     by_length = sorted(layers, key=lambda layer: len(layer.source) + len(layer.target))
     worst, failing = by_length[-1], by_length[-2]
     report = Report(spec=spec.id, info={"batch": 2, "size": 299, "inputs": "seeded synthetic images",
@@ -137,7 +137,7 @@ def test_train_step_summary_keeps_every_name_whole(width):
     for spec in longest_per_library():
         if spec.source not in ("timm", "keras", "paddleclas"):
             continue
-        params = [row.target for row in spec.build_weight_map().rows]
+        params = [row.target for row in build_weight_map(spec).rows]
         longest = max(params, key=len)
         report = Report(spec=spec.id, info={
             "batch": 2, "size": 96, "inputs": "seeded synthetic images", "weights": WEIGHTS, "noise": 4.0,
@@ -177,7 +177,7 @@ def test_models_and_targets_keep_every_spec_whole(width):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_map_keeps_every_tensor_whole(width):
     for spec in longest_per_library():
-        wm = spec.build_weight_map()
+        wm = build_weight_map(spec)
         rows = wm.table()
         for row in rows:
             row["source_shape"], row["target_shape"] = [2048, 1024, 1, 1], [2048, 1024, 1, 1]

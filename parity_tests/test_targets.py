@@ -10,7 +10,7 @@ from conftest import ulps  # noqa: F401 - ported: a fixture
 from porting import api
 from porting.converters.target import fit, targets_table
 from porting.sources.jobs import run_source
-from porting.specs import all_specs, resolve
+from porting.specs import all_specs, build_weight_map, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,7 +31,7 @@ def assert_round_trip(ported, spec: str, suffix: str, to: str, name: str, tmp_pa
     model = resolve(spec)
     original = run_source(model, weights=str(weights)).tensors
     written = run_source(model, weights=str(tmp_path / name)).tensors
-    wm = model.build_weight_map()
+    wm = build_weight_map(model)
     scaled = {s for row in wm.rows if not row.transform.exact for s in row.sources}
     for row in wm.rows:
         for source in row.sources:

@@ -8,7 +8,7 @@ from conftest import assert_agrees_before, assert_openvino, assert_parity, error
 
 from porting import api, checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 SPEC = "timm:legacy_xception"
 
@@ -80,7 +80,7 @@ def test_tensorrt_where_a_cuda_device_is():
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     """Two same-shaped pointwise kernels swapped inside block5: parity must fail exactly there."""
     spec = resolve(SPEC)
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "block5.rep.1.pointwise.weight", "block5.rep.4.pointwise.weight"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1, weight_map=wm)

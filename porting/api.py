@@ -21,7 +21,7 @@ from typing import Sequence
 from porting import files, formats
 from porting.errors import PortingError
 from porting.options import Preprocess, TrainingRun
-from porting.specs import ModelSpec, resolve
+from porting.specs import ModelSpec, build_weight_map, resolve
 
 __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
@@ -73,7 +73,7 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None) -> 
     from porting.sources.jobs import run_source
 
     model = spec_for(spec, modelzoo)
-    wm = model.build_weight_map()
+    wm = build_weight_map(model)
     sources = {k: v.shape for k, v in run_source(model, untrained=True).tensors.items()}
     msenv.setup()
     targets = target_shapes(model, model.num_classes)

@@ -29,7 +29,7 @@ from porting.converters.port import port
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
 from porting.sources.inputs import SeededImages
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
-from porting.specs import ModelSpec, spec_card
+from porting.specs import ModelSpec, build_weight_map, spec_card
 
 # Bytes of recorded layer outputs (float32) one chunk of images may hold; the source's worker, the reference and
 # each runtime's outputs and allocator hold about as much again each (measured at 299 px: 1.3 GB per Xception
@@ -159,7 +159,7 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         chosen.append(record)
 
     size = size or spec.input_size
-    wm = weight_map or spec.build_weight_map()
+    wm = weight_map or build_weight_map(spec)
     count = len(images) if images else batch
     take = _images(spec, size, images, batch, input_seed)
     x = take(min(count, chunk or 1))  # without a chunk size, the first image measures the recorded layers

@@ -34,7 +34,9 @@ class ModelSpec:
     name: str  # the source library's own model name
     arch: str  # MindSpore architecture id (porting.archs registry)
     arch_config: dict = field(default_factory=dict)
-    weight_map: str = ""  # module in the architecture's package with build(spec) -> WeightMap ('from_timm')
+    # the module in the architecture's package ('from_timm') with build(spec, convention) -> WeightMap, the
+    # convention its library's (porting.specs.build_weight_map hands it over)
+    weight_map: str = ""
     aliases: tuple[str, ...] = ()
     head: str = "fc"  # the MindSpore Dense cell that --num-classes re-initialises
     num_classes: int = 1000
@@ -72,9 +74,6 @@ class ModelSpec:
     def weight_map_module(self):
         """The module of this spec's weight map (porting.archs.<family>.from_<source>)."""
         return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}")
-
-    def build_weight_map(self):
-        return self.weight_map_module().build(self)
 
     def preprocessing(self) -> dict:
         """The preprocessing the spec states (the resize backend, where it names none, is its library's)."""

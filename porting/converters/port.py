@@ -15,7 +15,7 @@ from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.job import SourceInfo, SourceResult
 from porting.sources import library
-from porting.specs import ModelSpec, spec_card
+from porting.specs import ModelSpec, build_weight_map, spec_card
 from porting.version import __version__
 
 
@@ -84,7 +84,7 @@ def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = Fals
 
 def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=None, net=None) -> dict[str, np.ndarray]:
     """Apply the spec's weight map (or `weight_map`) to the source tensors, checked against the real model."""
-    wm = weight_map or spec.build_weight_map()
+    wm = weight_map or build_weight_map(spec)
     return wm.apply(source.tensors, target_shapes(spec, int(source.info.num_classes), net), context=origin)
 
 

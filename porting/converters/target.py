@@ -23,7 +23,7 @@ from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Struct
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.sources import checkout_folder, libraries, library, with_checkout
-from porting.specs import ModelSpec, all_specs, resolve
+from porting.specs import ModelSpec, all_specs, build_weight_map, resolve
 
 
 @dataclass
@@ -194,7 +194,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         checkpoint.load_params(built, params, str(ckpt), train_state_ok=card.train_state is not None)
         return built
 
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     if card.arch_config == spec.arch_config:  # the checkpoint's own shapes (minus any optimizer state)
         shapes = {row.target: params[row.target].shape for row in wm.rows if row.target in params}
     else:

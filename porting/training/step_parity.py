@@ -24,7 +24,7 @@ from porting.report import Report
 from porting.sources import library
 from porting.sources.inputs import make_images
 from porting.sources.jobs import run_source, source_job
-from porting.specs import ModelSpec
+from porting.specs import ModelSpec, build_weight_map
 from porting.training.step import BN_MOMENTUM
 
 # The reference is the source library's step in float64, from the same float32 tensors; MindSpore computes in
@@ -92,7 +92,7 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
 
     variants = variants or [{}]
     size = size or spec.input_size
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     x = make_images(input_seed, batch, size, spec.mean, spec.std)
     labels = _labels(input_seed, batch, spec.num_classes)
     steps = [request(spec, labels, batch, **changes) for changes in variants]

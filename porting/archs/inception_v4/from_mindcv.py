@@ -42,5 +42,5 @@ def rename_tap(path: str) -> str | None:
     return path[: -len(".bn")] + ".relu" if path and path.endswith(".bn") else path
 
 
-def build(spec) -> WeightMap:
-    return renamed_source(from_timm.build(), spec.id, rename, rename_tap)
+def build(spec, convention) -> WeightMap:
+    return renamed_source(from_timm.build(spec, convention), spec.id, rename, rename_tap)

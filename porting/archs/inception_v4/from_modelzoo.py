@@ -7,7 +7,6 @@ spelled as the model zoo spells it: its `Conv2d` wraps `nn.Conv2dBnAct` (`conv.c
 """
 from porting.archs.inception_v4 import from_mindcv, from_timm
 from porting.weight_maps import WeightMap, renamed_source
-from porting.weight_maps.conventions import MODELZOO
 
 UNIT = {".conv": ".conv.conv", ".bn": ".conv.batchnorm", ".relu": ".conv.activation"}
 
@@ -23,9 +22,9 @@ def rename(path: str) -> str | None:
     return "softmax.dense" if path == "last_linear" else _unit(from_mindcv.rename(path))
 
 
-def build(spec) -> WeightMap:
-    wm = renamed_source(from_timm.build(), spec.id, rename, lambda path: _unit(from_mindcv.rename_tap(path)),
-                        convention=MODELZOO)
+def build(spec, convention) -> WeightMap:
+    wm = renamed_source(from_timm.build(spec, convention), spec.id, rename,
+                        lambda path: _unit(from_mindcv.rename_tap(path)))
     wm.bn("bn0", "bn0")
     wm.bn("softmax.batchnorm", "fc.bn", tap="fc.bn")
     return wm

@@ -9,7 +9,6 @@ Head: Paddle's Linear is [in, out], and Dropout(p=0.2, mode='downscale_in_infer'
 0.8 at inference, so fc.weight = 0.8 * out.weight^T (the bias is not scaled).
 """
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 DROPOUT_KEEP = 0.8  # Dropout(p=0.2, mode="downscale_in_infer")
 
@@ -46,8 +45,8 @@ LAYOUT = [*[(f"_inceptionA_{k}", "_inceptionA") for k in range(1, 5)], ("_reduct
           *[(f"_inceptionC_{k}", "_inceptionC") for k in range(1, 4)]]
 
 
-def build(spec=None) -> WeightMap:
-    wm = PADDLECLAS.map("paddleclas:InceptionV4")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("paddleclas:InceptionV4")
     # the stem's `_pool` runs twice (Mixed3a and Mixed5a), so it is not tapped; the stem's output is
     for src, dst in STEM.items():
         wm.conv_bn(f"_inception_stem.{src}", dst, act=True)

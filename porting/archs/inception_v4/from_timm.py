@@ -5,7 +5,6 @@ ConvBnAct of the same name: `.conv` -> `.conv`, `.bn` (BatchNormAct2d) -> `.bn`.
 includes the ReLU, so parity compares it with the MindSpore ConvBnAct's `.act` cell.
 """
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 # ConvBnAct units of each block, in timm's compute order; pools are (path, kind) taps without weights.
 STEM = ["features.0", "features.1", "features.2"]
@@ -27,8 +26,8 @@ LAYOUT = ["mixed3a", "mixed4a", "mixed5a", *["inception_a"] * 4, "reduction_a", 
           "reduction_b", *["inception_c"] * 3]
 
 
-def build(spec=None) -> WeightMap:
-    wm = TIMM.map("timm:inception_v4")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("timm:inception_v4")
     for unit in STEM:
         wm.conv_bn(unit, unit, act=True)
     for i, kind in enumerate(LAYOUT, 3):

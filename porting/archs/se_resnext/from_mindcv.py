@@ -17,6 +17,6 @@ def rename(path: str) -> str:
     return path.replace("se_module.fc1", "se_module.conv_reduce").replace("se_module.fc2", "se_module.conv_expand")
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     legacy = replace(spec, source="timm", name=from_timm.LEGACY)
-    return renamed_source(from_timm.build(legacy), spec.id, rename)
+    return renamed_source(from_timm.build(legacy, convention), spec.id, rename)

@@ -9,12 +9,11 @@ kernel [width, width/32, 3, 3].
 """
 from porting.archs.se_resnext import blocks
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import MODELZOO
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     groups = spec.arch_config["cardinality"]
-    wm = MODELZOO.map(spec.id)
+    wm = convention.map(spec.id)
     wm.conv("backbone.conv", "stem.conv1")
     wm.bn("backbone.bn", "stem.bn1")
     wm.layer("backbone.maxpool", "pool", "pool")

@@ -10,7 +10,6 @@ The vd variant has the stem `conv1_1..conv1_3` (3x3 convs) and its strided short
 """
 from porting.archs.se_resnext import blocks
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 
 def conv_bn(wm: WeightMap, src: str, conv_dst: str, bn_dst: str, act_dst: str | None) -> None:
@@ -19,9 +18,9 @@ def conv_bn(wm: WeightMap, src: str, conv_dst: str, bn_dst: str, act_dst: str | 
     wm.bn(f"{src}._batch_norm", bn_dst, tap=act_dst)
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     cfg = spec.arch_config
-    wm = PADDLECLAS.map(spec.id)
+    wm = convention.map(spec.id)
     stem = cfg.get("stem", [64])
     names = ["conv"] if len(stem) == 1 else [f"conv1_{k}" for k in range(1, len(stem) + 1)]
     for k, name in enumerate(names, 1):

@@ -12,7 +12,6 @@ OIHW kernels and [out, in] dense weights.
 """
 from porting.archs.se_resnext import blocks
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 LEGACY = "legacy_seresnext50_32x4d"
 # (stem conv, stem BN, stem pool, SE module, head) in resnet.py and in senet.py
@@ -20,9 +19,9 @@ NAMES = {False: ("conv1", "bn1", "maxpool", "se", "fc"),
          True: ("layer0.conv1", "layer0.bn1", "pool0", "se_module", "last_linear")}
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     conv1, bn1, pool, se, head = NAMES[spec.name == LEGACY]
-    wm = TIMM.map(spec.id)
+    wm = convention.map(spec.id)
     wm.conv(conv1, "stem.conv1")
     wm.bn(bn1, "stem.bn1")
     wm.layer(pool, "pool", "pool")

@@ -6,25 +6,25 @@ Keras's `block{n}_sepconv{k}` / `block{n}_sepconv{k}_bn` are our `rep.sep{k}` / 
 1x1 Conv2D/BN and the Add of each block have automatic Keras names; XceptionModel below names them
 by structure `block{n}_residual`, `block{n}_residual_bn`, `block{n}_add`.
 
-Layouts (PORTING_NOTES section 4, row 3) are the KERAS convention's: Conv2D kernel [kh, kw, in, out] -> OIHW;
+Layouts (PORTING_NOTES section 4, row 3) are the Keras convention's: Conv2D kernel [kh, kw, in, out] -> OIHW;
 SeparableConv2D depthwise_kernel [kh, kw, C, 1] -> [C, 1, kh, kw] and pointwise_kernel [1, 1, in, out] -> OIHW;
 Dense kernel [in, out] -> [out, in].
 """
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
 from porting.errors import PortingError
-from porting.weight_maps.conventions import KERAS, KerasModel
+from porting.weight_maps.conventions import KerasModel
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
     """One Keras SeparableConv2D layer -> our SeparableConv2d cell (depthwise + pointwise)."""
     wm.conv(src, f"{dst}.depthwise", depthwise=True, tap=False)
-    wm.add(f"{src}/pointwise_kernel", f"{dst}.pointwise.weight", KERAS.conv_layout)
+    wm.add(f"{src}/pointwise_kernel", f"{dst}.pointwise.weight", wm.convention.conv_layout)
     wm.layer(src, dst, "separable")
 
 
-def build(spec=None) -> WeightMap:
-    wm = KERAS.map("keras:xception")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("keras:xception")
     wm.conv("block1_conv1", "features.conv1")
     wm.bn("block1_conv1_bn", "features.bn1")
     wm.conv("block1_conv2", "features.conv2")

@@ -15,5 +15,5 @@ def rename(path: str) -> str:
     return "classifier" if path == "fc" else path
 
 
-def build(spec) -> WeightMap:
-    return renamed_source(from_timm.build(), spec.id, rename)
+def build(spec, convention) -> WeightMap:
+    return renamed_source(from_timm.build(spec, convention), spec.id, rename)

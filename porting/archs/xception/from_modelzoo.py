@@ -7,8 +7,7 @@ under MindSpore's.
 """
 from porting.archs.xception import from_timm
 from porting.weight_maps import WeightMap, renamed_source
-from porting.weight_maps.conventions import MODELZOO
 
 
-def build(spec) -> WeightMap:
-    return renamed_source(from_timm.build(), spec.id, lambda path: path, convention=MODELZOO)
+def build(spec, convention) -> WeightMap:
+    return renamed_source(from_timm.build(spec, convention), spec.id, lambda path: path)

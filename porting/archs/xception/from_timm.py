@@ -5,7 +5,6 @@ whose first ReLU is dropped in block1 (start_with_relu=False); we name them sep1
 """
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
@@ -14,8 +13,8 @@ def separable(wm: WeightMap, src: str, dst: str) -> None:
     wm.layer(src, dst, "separable")
 
 
-def build(spec=None) -> WeightMap:
-    wm = TIMM.map("timm:legacy_xception")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("timm:legacy_xception")
     wm.conv("conv1", "features.conv1")
     wm.bn("bn1", "features.bn1")
     wm.conv("conv2", "features.conv2")

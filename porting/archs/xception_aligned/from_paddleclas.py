@@ -10,7 +10,6 @@ factor is folded into the fc weight (not the bias).
 """
 from porting.archs.xception_aligned import ENTRY, MIDDLE, XceptionAlignedConfig, block_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 DROPOUT_KEEP = 0.5  # Dropout(p=0.5, mode="downscale_in_infer"): inference output = x * (1 - p)
 UNIT = ("_conv", "_bn")  # this file's ConvBNLayer names its BN `_bn`, not `_batch_norm`
@@ -24,9 +23,9 @@ def block_names(cfg: XceptionAlignedConfig) -> list[str]:
             + ["_exit_flow_1", "_exit_flow_2"])
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     cfg = XceptionAlignedConfig(**spec.arch_config)
-    wm = PADDLECLAS.map(spec.id)
+    wm = convention.map(spec.id)
     for src, dst in (("_conv1", "stem.0"), ("_conv2", "stem.1")):  # ConvBNLayer(act='relu')
         wm.conv_bn(src, dst, act=True, unit=UNIT)
     for i, (src, b) in enumerate(zip(block_names(cfg), block_specs(cfg))):

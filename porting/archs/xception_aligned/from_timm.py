@@ -6,12 +6,11 @@ the parity tap points at the MindSpore ReLU cell that follows the BN.
 """
 from porting.archs.xception_aligned import XceptionAlignedConfig, block_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     cfg = XceptionAlignedConfig(**spec.arch_config)
-    wm = TIMM.map(spec.id)
+    wm = convention.map(spec.id)
     wm.conv_bn("stem.0", "stem.0", act=True)  # timm ConvNormAct (conv + BatchNormAct2d `bn`)
     if cfg.preact:
         wm.conv("stem.1", "stem.1")

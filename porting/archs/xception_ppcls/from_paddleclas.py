@@ -6,7 +6,6 @@ dropout before the head, so nothing is folded into it. Paddle names the separabl
 """
 from porting.archs.xception_ppcls import ENTRY_BLOCKS
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
@@ -21,9 +20,9 @@ def down_block(wm: WeightMap, src: str, dst: str, sep_names: tuple[str, str]) ->
     wm.layer(src, dst, "block")
 
 
-def build(spec) -> WeightMap:
+def build(spec, convention) -> WeightMap:
     cfg = spec.arch_config
-    wm = PADDLECLAS.map(spec.id)
+    wm = convention.map(spec.id)
     wm.conv_bn("_entry_flow._conv1", "entry.conv1", act=True)  # BN(act='relu'): compared after our ReLU
     wm.conv_bn("_entry_flow._conv2", "entry.conv2", act=True)
     for i in range(len(ENTRY_BLOCKS[cfg["entry_blocks"]])):
