@@ -65,6 +65,35 @@ def test_each_source_library_is_one_package_and_every_spec_names_one():
         assert build_weight_map(spec).convention is sources.library(spec.source).convention, spec.id
 
 
+def _called(node: ast.Call) -> str:
+    return getattr(node.func, "id", None) or getattr(node.func, "attr", "")
+
+
+def test_a_source_library_lives_in_its_record_and_its_weight_maps():
+    """README "Adding a source library": a library's naming convention is made in its record alone
+    (porting/sources/<library>/__init__.py), and its specs are registered by its weight maps
+    (porting/archs/<family>/from_<library>.py), each map its own library's; no family package registers a spec."""
+    from porting import sources
+
+    root = Path(archs.__file__).parents[1]
+    made, registered = {}, {}
+    for path in sorted(root.rglob("*.py")):
+        calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)]
+        name = path.relative_to(root.parent).as_posix()
+        made[name] = [n for n in calls if _called(n) in ("Convention", "mindspore")]
+        registered[name] = [n for n in calls if _called(n) in ("ModelSpec", "register_specs")]
+    records = {f"porting/sources/{lib.name}/__init__.py": lib.name for lib in sources.libraries()}
+    assert {name for name, calls in made.items() if calls} == set(records)
+    for name, calls in made.items():
+        assert all(c.args[0].value == records[name] for c in calls if c.args), name
+    maps = {name for name, calls in registered.items() if calls}
+    assert maps == {f"porting/archs/{s.arch}/{s.weight_map}.py" for s in all_specs()}, maps
+    for name in maps:
+        library = name.rsplit("/from_", 1)[1][:-len(".py")]
+        specs = [c for c in registered[name] if _called(c) == "ModelSpec"]
+        assert specs and all(c.args[0].value == library for c in specs), name
+
+
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
     """Nothing under archs/ (the models, their layers, their weight maps) imports porting.converters: the ONNX
     lowering depends on the layers, not the reverse. A weight map imports no other source's map (mindcv's, which

@@ -1,7 +1,8 @@
 """The registry: MindSpore architectures and the SOURCE:MODEL specs that map onto them. No framework here.
 
-Each architecture package registers its config class with `@register_arch` (as timm's `@register_model`) and its
-specs with `register_specs`; `porting.archs` imports every package, so importing it fills both tables.
+Each architecture package registers its config class with `@register_arch` (as timm's `@register_model`), and each
+of its weight maps (from_<source>.py) that library's specs with `register_specs`; `porting.archs` imports every
+package and every weight map, so importing it fills both tables.
 """
 from __future__ import annotations
 
@@ -115,7 +116,9 @@ def register_target_rules(arch: str, **rules) -> None:
 
 
 ARCHS: dict[str, Arch] = {}
-SPECS: list[ModelSpec] = []  # in registration order (the order `porting models` lists)
+# by architecture (in registration order), then by source library (A-Z), each library's in the order it registers
+# them: the order `porting models` lists, whichever weight map registers first
+SPECS: list[ModelSpec] = []
 
 
 def register_arch(name: str, *, model: str, recipe: str, min_input_size: int = MIN_SIZE_FLOOR):
@@ -135,6 +138,8 @@ def register_specs(*specs) -> None:
         if any(s.id == spec.id for s in SPECS):
             raise ValueError(f"{spec.id} registered twice")
         SPECS.append(spec)
+    archs = list(ARCHS)
+    SPECS.sort(key=lambda s: (archs.index(s.arch), s.source))  # stable: a library's own order stays
 
 
 def get_arch(arch: str) -> Arch:

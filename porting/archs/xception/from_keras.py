@@ -10,6 +10,7 @@ Layouts (PORTING_NOTES section 4, row 3) are the Keras convention's: Conv2D kern
 SeparableConv2D depthwise_kernel [kh, kw, C, 1] -> [C, 1, kh, kw] and pointwise_kernel [1, 1, in, out] -> OIHW;
 Dense kernel [in, out] -> [out, in].
 """
+from porting.archs.registry import ModelSpec, register_specs
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
 from porting.errors import PortingError
@@ -85,3 +86,17 @@ class XceptionModel(KerasModel):
 
 
 KERAS_MODEL = XceptionModel("xception", "Xception", 299, "predictions", "xception")
+
+
+register_specs(
+    # keras.applications.Xception (keras/src/applications/xception.py): BatchNormalization eps 1e-3, TF 'same'
+    # padding for the 3x3 separable convs and the stride-2 max pools (pads (0, 1) on even inputs).
+    # preprocess_input mode 'tf' (x / 127.5 - 1) = mean = std 0.5; Keras resizes bilinearly by default
+    # (keras.layers.Resizing, image_dataset_from_directory); crop 299/333 as measured for these weights by
+    # Cadene/timm (legacy_xception.tf_in1k was ported from the Keras release).
+    ModelSpec("keras", "xception", "xception", {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"},
+              weight_map="from_keras", interpolation="bilinear", crop_pct=0.8975, source_min_size=71,
+              variant="BN eps 1e-3, TF 'same' padding: max pools pad (0, 1) on even inputs",
+              notes="keras.applications.Xception; `.weights.h5`, legacy `.h5` (what keras.applications downloads) "
+                    "or `.keras`; NHWC -> NCHW"),
+)
