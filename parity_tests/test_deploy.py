@@ -163,8 +163,8 @@ print(json.dumps({"labels": model.pretrained_cfg.get("label_names"), "top1": top
 def test_a_finetuned_checkpoint_goes_back_to_timm_with_its_class_names(trained, tiny_data, tmp_path):
     """export --to timm: a folder that timm.create_model("local-dir:...") loads in a fresh process, with the
     class names, giving the top-1 porting eval gives on the same preprocessed images."""
-    report, how, spec = api.export_to(trained, tmp_path / "x3", "timm", size=64, batch=1)  # as it was trained
-    assert spec.id == XCEPTION and how.exact and report.ok, report.first_failure()
+    report, fit, spec = api.export_to(trained, tmp_path / "x3", "timm", size=64, batch=1)  # as it was trained
+    assert spec.id == XCEPTION and fit.exact and report.ok, report.first_failure()
     card = checkpoint.load(trained)[1]
     from porting.images.folders import list_images
     from porting.images.pipelines import load_image

@@ -197,13 +197,24 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
 def export_to(ckpt: str | Path, output: str | Path, to: str, *, approximate: bool = False, check: bool = True,
               modelzoo: str | Path | None = None, size: int | None = None, batch: int = 2, log=lambda msg: None):
     """The checkpoint in a source library's own format (`to`: a spec, or a bare library for the checkpoint's own
-    spec), written by that library's saver and, unless check=False, read back by its loader and compared layer by
-    layer with the checkpoint in MindSpore (`batch` seeded inputs of `size`, default the checkpoint's). Returns (report or None when unproven, porting.converters.target.Fit,
-    the target spec). Inexact targets need `approximate`."""
-    from porting.converters.target import export_to as run
+    spec), written by that library's saver (porting.converters.target) and, unless check=False, read back by its
+    loader and compared layer by layer with the checkpoint in MindSpore (porting.proof.prove_export: `batch` seeded
+    inputs of `size`, default the checkpoint's). Returns (report, or None when unproven; the
+    porting.converters.target.Fit; the target spec). Inexact targets need `approximate`."""
+    from porting import checkpoint
+    from porting.converters import target
 
-    return run(Path(ckpt), Path(output), to, approximate=approximate, check=check, modelzoo=modelzoo, size=size,
-               batch=batch, log=log)
+    ckpt, output = Path(ckpt), Path(output)
+    target.check_early(ckpt, output, to)  # the command line's mistakes before MindSpore loads
+    params, card = checkpoint.load(ckpt)
+    model = spec_for(target.target_spec(to, card), modelzoo)  # --to names a spec, or a library: the card's own
+    export = target.prepare(ckpt, output, params, card, model, approximate=approximate, size=size, log=log)
+    if not (check and export.runnable):  # --no-check, or the model zoo without a checkout (a line says so)
+        target.write(export, log=log)
+        return None, export.fit, model
+    from porting.proof import prove_export
+
+    return prove_export(export, batch=batch, approximate=approximate, log=log), export.fit, model
 
 
 def targets(markdown: bool = False):

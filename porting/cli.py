@@ -171,8 +171,8 @@ def targets_table(fits) -> Fitted:
     """`porting models --targets`: (from spec, to spec, Fit) rows."""
     table = Fitted("export --to: where a checkpoint of each spec goes (every spec goes back to itself)",
                    [Column("from"), Column("to", under="from"), Column("how", prose=True)])
-    for a, b, how in fits:
-        table.add_row(escape(a), escape(b), escape(how.verdict()))
+    for a, b, fit in fits:
+        table.add_row(escape(a), escape(b), escape(fit.verdict()))
     return table
 
 
@@ -284,13 +284,13 @@ def _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, **o
     given = [f"--{k.replace('_', '-')}" for k, v in onnx_flags.items() if v] + (["--format"] if fmt else [])
     if given:
         raise PortingError(f"{', '.join(given)} apply to ONNX / MINDIR / AIR exports, not to --to")
-    report, how, spec = api.export_to(ckpt, output, to, approximate=approximate, check=not no_check,
+    report, fit, spec = api.export_to(ckpt, output, to, approximate=approximate, check=not no_check,
                                       modelzoo=modelzoo, size=size, log=log)
     from porting import report as rendering
 
     if report is not None:
         out.print(rendering.summary_table(report))
-        if how.exact:
+        if fit.exact:
             log(f"wrote {output} ({spec.id}): exact, {len(report.rows)} comparisons within tolerance in "
                 f"{spec.source}'s own code")
         else:

@@ -1,6 +1,9 @@
-"""parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
+"""The proofs: `parity`, the source model and the ported model on the same inputs, layer by layer, in every
+runtime; `prove_export`, the file `export --to` writes, read back and run in its library's code against the
+checkpoint in MindSpore; `check_preprocessing`, the port's image pipeline against the library's. The first two
+compare the weight map's layers that the source computed, in its order, under its names (pair_layers).
 
-The source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
+parity: the source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
 once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
 round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
 infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
@@ -24,17 +27,51 @@ from typing import Callable, Sequence
 import numpy as np
 
 from porting import files
-from porting.compare import RTOL, Comparison, Report
+from porting.compare import RTOL, Comparison, Report, compare
 from porting.converters.port import port
+from porting.converters.target import Export, writing
+from porting.errors import PortingError
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
-from porting.sources.inputs import SeededImages
+from porting.sources import library
+from porting.sources.inputs import SeededImages, make_images
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
 from porting.specs import ModelSpec, build_weight_map, spec_card
+from porting.weight_maps import Layer
 
 # Bytes of recorded layer outputs (float32) one chunk of images may hold; the source's worker, the reference and
 # each runtime's outputs and allocator hold about as much again each (measured at 299 px: 1.3 GB per Xception
 # image with --onnx --openvino, when every image went through at once). At least one image a chunk.
 TAPS_PER_CHUNK = 256 << 20
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The weight map's layers the source library computed, in the order it computed them: what a comparison of
+    the source's outputs (by its layer names) and a MindSpore runtime's (by cell) pairs."""
+
+    layers: list[Layer]
+
+    @property
+    def taps(self) -> list[str]:
+        """The source's layer names, to record there."""
+        return [layer.source for layer in self.layers]
+
+    @property
+    def cells(self) -> list[str]:
+        """The MindSpore cells, to record in a runtime."""
+        return [layer.target for layer in self.layers]
+
+    def by_source_name(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A runtime's outputs (by cell) under the source's layer names, the logits as they are; other cells left
+        out."""
+        names = {layer.target: layer.source for layer in self.layers}
+        return {names.get(k, k): v for k, v in outputs.items() if k in names or k == LOGITS}
+
+
+def pair_layers(layers: Sequence[Layer], order: Sequence[str]) -> Pairing:
+    """`layers` (a weight map's) that the source computed, in `order` (its taps, as it ran them)."""
+    by_source = {layer.source: layer for layer in layers}
+    return Pairing([by_source[name] for name in order if name in by_source])
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
@@ -177,17 +214,15 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     ported = port(spec, source.source, weight_map=wm, net=net, log=log)
     source.source.tensors = {}  # ported: the source's weights are not needed again
     background_dropped = ported.card.background_dropped
-    by_source = {layer.source: layer for layer in wm.layers}
-    layers = [by_source[name] for name in source.order if name in by_source]  # in the source's order
-    taps = [layer.source for layer in layers]
+    pairing = pair_layers(wm.layers, source.order)
+    layers, taps = pairing.layers, pairing.taps
     if chunk is None:
         per_image = sum(v.nbytes for v in source.source.outputs.values()) / len(x)
         chunk = max(1, min(count, int(TAPS_PER_CHUNK // max(per_image, 1))))
     sizes = chunks(count, len(x), min(chunk, count))
     if len(sizes) > 1:
         log(f"comparing the {count} inputs in {len(sizes)} chunks of at most {max(sizes)}")
-    cells = [layer.target for layer in layers]
-    to_source = {layer.target: layer.source for layer in layers}
+    cells = pairing.cells
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
@@ -254,7 +289,7 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
                     reference[LOGITS] = reference[LOGITS][:, 1:]  # what port-weights ports: TF-slim's class 0 dropped
                 for runtime, comparison in zip(running, comparisons):
                     outputs = runtime.infer(x, cells)
-                    comparison.add(reference, {to_source.get(k, k): v for k, v in outputs.items()})
+                    comparison.add(reference, pairing.by_source_name(outputs))
                     del outputs  # before the next runtime's
                 for default in beside:
                     default.add(reference[LOGITS], x)
@@ -298,3 +333,42 @@ def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = 
     return {"spec": spec.id, "ours": pre.describe(), "theirs": pipeline, "images": rows,
             "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
             "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}
+
+
+def prove_export(export: Export, *, batch: int = 2, input_seed: int = 1234, approximate: bool = False,
+                 log=lambda msg: None) -> Report:
+    """export --to's proof: while the target library's worker writes the file (converters.target.writing), it reads
+    it back with its own loader and runs it on `batch` seeded inputs of the export's size; the checkpoint's MindSpore
+    network is the reference, compared layer by layer as `parity` compares, and the file must hold, bit for bit,
+    what was meant. A disagreement (unless `approximate`: then measured) leaves nothing written."""
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
+
+    spec, card, wm, output = export.spec, export.card, export.weight_map, export.output
+    lib = library(spec.source)
+    x = make_images(input_seed, batch, export.size, card.mean, card.std)
+    report = Report(spec=f"{export.ckpt.name} -> {spec.id}", rtol=1e-4, info={
+        "batch": batch, "size": export.size, "inputs": "seeded synthetic images", "weights": str(output),
+        "reference": f"{export.ckpt.name} in MindSpore"})
+    with writing(export, inputs=x, taps=[layer.source for layer in wm.layers], log=log) as written:
+        with MindSporeRuntime(export.network()) as runtime:  # while the worker writes and reads back
+            reference = runtime.infer(x, [layer.target for layer in wm.layers])
+        result = written()
+        _check_written(result.tensors, export.tensors, output)
+        labels = result.info.pretrained_cfg.get("label_names")
+        if lib.export_has_class_names and card.class_names and labels != card.class_names:
+            raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
+                               f"checkpoint's")
+        pairing = pair_layers(wm.layers, result.info.order)
+        compare(report, spec.source, pairing.by_source_name(reference), result.outputs, pairing.layers)
+        if not report.ok and not approximate:
+            raise PortingError(f"{spec.id} read back from the export disagrees with '{export.ckpt}': "
+                               f"{report.disagreement()}; nothing written")
+    return report
+
+
+def _check_written(read_back: dict[str, np.ndarray], meant: dict[str, np.ndarray], output: Path) -> None:
+    """The file holds, bit for bit, what was meant (the library's saver and loader changed nothing)."""
+    for name, value in meant.items():
+        got = read_back.get(name)
+        if got is None or got.dtype != value.dtype or got.shape != value.shape or got.tobytes() != value.tobytes():
+            raise PortingError(f"'{output}': tensor '{name}' read back from it is not the one written")
