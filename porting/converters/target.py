@@ -98,12 +98,9 @@ def target_spec(text: str, card: ModelCard) -> ModelSpec:
     return spec
 
 
-def check_suffix(spec: ModelSpec, output: Path) -> bool:
-    """True when the output is a folder (timm's local-dir layout)."""
-    return _written_as(spec.source, spec.id, output)
-
-
-def _written_as(source: str, target: str, output: Path) -> bool:
+def output_is_folder(source: str, target: str, output: Path) -> bool:
+    """Whether `source`'s library writes `output` as a folder (timm's local-dir layout) rather than a file; a name
+    it cannot write (`target`: the spec or library --to names) is an error."""
     name = output.name
     suffixes = library(source).export_suffixes  # "": a folder with no suffix, timm's local-dir layout
     if any(name.endswith(s) for s in suffixes if s):
@@ -122,7 +119,7 @@ def check_early(ckpt: Path, output: Path, to: str) -> None:
     if ":" in to:
         resolve(to)  # an unknown spec
     if source in {lib.name for lib in libraries()}:
-        files.check_output(output, (ckpt,), what=f"{source} output", folder=_written_as(source, to, output))
+        files.check_output(output, (ckpt,), what=f"{source} output", folder=output_is_folder(source, to, output))
 
 
 def target_params(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
@@ -194,7 +191,7 @@ def prepare(ckpt: Path, output: Path, params: dict[str, np.ndarray], card: Model
         raise PortingError(f"{spec.id} does not compute as '{ckpt}' ({card.source or card.arch}) does: "
                            f"{'; '.join(fit.differences)}; --approximate writes it anyway and reports the "
                            f"measured agreement")
-    folder = check_suffix(spec, output)
+    folder = output_is_folder(spec.source, spec.id, output)
     files.check_output(output, (ckpt,), what=f"{spec.source} output", folder=folder)
     if size is not None:
         spec.check_size(size)
