@@ -25,6 +25,7 @@ from porting import api, files, formats
 from porting.errors import PortingError
 from porting.options import PRECISIONS, Preprocess, TrainingRun
 from porting.runtimes import all_runtimes, runtime_names
+from porting.specs import weight_files_text
 from porting.tables import Column, Fitted
 from porting.training.recipes import RECIPES
 from porting.version import __version__
@@ -82,9 +83,7 @@ def _value(choice) -> str | None:
 
 # Every option has its help and shows its default: typer shows a value's own; where the default is decided at run
 # time (None here), show_default says what it is
-WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
-                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv or "
-                                                      "model-zoo .ckpt.",
+WEIGHTS = typer.Option(None, "--weights", "-w", help=f"Local source weights: {weight_files_text()}.",
                        show_default="none: the library's own pretrained download, unless --random-init")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.",

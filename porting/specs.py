@@ -29,6 +29,12 @@ def build_weight_map(spec: ModelSpec) -> WeightMap:
     return spec.weight_map_module().build(spec, library(spec.source).convention)
 
 
+def weight_files_text() -> str:
+    """'timm .pth/.pt/..., keras .weights.h5/...': the files --weights takes, by library, from the records (for
+    help texts: a library added is listed with no change there)."""
+    return ", ".join(f"{lib.name} {'/'.join(lib.weight_suffixes)}" for lib in libraries())
+
+
 def all_specs() -> list[ModelSpec]:
     from porting.archs import SPECS
 
