@@ -2,6 +2,7 @@
 README's table generated from it."""
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,31 @@ def test_a_source_library_lives_in_its_record_and_its_weight_maps():
         library = name.rsplit("/from_", 1)[1][:-len(".py")]
         specs = [c for c in registered[name] if _called(c) == "ModelSpec"]
         assert specs and all(c.args[0].value == library for c in specs), name
+
+
+def test_adding_a_source_library_lists_at_most_6_files_and_every_library_has_them():
+    """README "Adding a source library" lists at most 6 files, and every registered library has those it names for
+    a library: its record and runner, a weight map in each family it has specs of, and (in pyproject.toml) a
+    forbidden contract that keeps its runner to its own framework."""
+    import tomllib
+
+    from porting import sources
+
+    section = README.read_text().split("### Adding a source library", 1)[1].split("\n### ", 1)[0]
+    listed = re.findall(r"^\d+\. `([^`]+)`", section, re.M)
+    assert 0 < len(listed) <= 6 and len(re.findall(r"^\d+\. ", section, re.M)) == len(listed), listed
+    root = README.parent
+    per_library = [p for p in listed if "<library>" in p and p.startswith("porting/")]
+    assert len(per_library) >= 3, listed  # the record, the runner, the weight maps
+    contracts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    confined = {m for c in contracts if c["type"] == "forbidden" for m in c["source_modules"]}
+    for lib in sources.libraries():
+        families = {spec.arch for spec in all_specs() if spec.source == lib.name}
+        for pattern in per_library:
+            for family in sorted(families) if "<family>" in pattern else [""]:
+                path = root / pattern.replace("<library>", lib.name).replace("<family>", family)
+                assert path.is_file(), f"{lib.name}: README lists {pattern}, and {path} is not there"
+        assert f"porting.sources.{lib.name}.runner" in confined or "porting.sources.*.runner" in confined, lib.name
 
 
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
