@@ -3,11 +3,11 @@ runtime; `prove_export`, the file `export --to` writes, read back and run in its
 checkpoint in MindSpore; `check_preprocessing`, the port's image pipeline against the library's. The first two
 compare the weight map's layers that the source computed, in its order, under its names (pair_layers).
 
-parity: the source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
-once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
-round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
-infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
-source's.
+parity: the source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore
+network is built once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the
+parameters round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime,
+OpenVINO, MINDIR) infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer
+names, with the source's.
 
 The inputs go through in chunks: every recorded layer of every image is ~180 MiB at 299 px for Xception, and
 each runtime holds about as much again, so a chunk is as many images as keep its recorded layers near
