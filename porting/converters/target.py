@@ -22,6 +22,7 @@ from porting import files, formats
 from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Structure
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.job import PretrainedConfig
 from porting.sources import checkout_folder, libraries, library, with_checkout
 from porting.specs import ModelSpec, all_specs, resolve
 
@@ -143,12 +144,12 @@ def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, 
     return out
 
 
-def export_config(card: ModelCard) -> dict:
+def export_config(card: ModelCard) -> PretrainedConfig:
     """What the target's format has a place for (timm's config.json): class names and the checkpoint's
     preprocessing, its own input size included (never the proof's --size)."""
-    return {"label_names": card.class_names, "mean": list(card.mean), "std": list(card.std),
-            "crop_pct": card.crop_pct, "interpolation": card.interpolation, "input_size": card.input_size,
-            "test_input_size": card.test_input_size, "test_crop_pct": card.test_crop_pct}
+    return PretrainedConfig(label_names=card.class_names, mean=list(card.mean), std=list(card.std),
+                            crop_pct=card.crop_pct, interpolation=card.interpolation, input_size=card.input_size,
+                            test_input_size=card.test_input_size, test_crop_pct=card.test_crop_pct)
 
 
 def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, check: bool = True,
@@ -227,7 +228,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                 result = done()
             if proof:
                 _check_written(result.tensors, tensors, output)
-                labels = result.info.pretrained_cfg.get("label_names")
+                labels = result.info.pretrained_cfg.label_names
                 if lib.export_has_class_names and card.class_names and labels != card.class_names:
                     raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
                                        f"checkpoint's")
