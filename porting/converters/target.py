@@ -23,6 +23,7 @@ from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Struct
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.job import PretrainedConfig
+from porting.results import TargetFit
 from porting.sources import checkout_folder, libraries, library, with_checkout
 from porting.specs import ModelSpec, all_specs, resolve
 
@@ -159,6 +160,7 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     check_early(ckpt, output, to)
     from porting import archs, checkpoint, msenv
     from porting.compare import Report, compare
+    from porting.report import ReportInfo
     from porting.converters.port import target_shapes
     from porting.runtimes.mindspore_runtime import MindSporeRuntime
     from porting.sources.inputs import make_images
@@ -204,9 +206,9 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
     for fold in how.folds:
         log(f"{spec.id}: {fold}")
     x = make_images(input_seed, batch, size, card.mean, card.std)
-    report = Report(spec=f"{ckpt.name} -> {spec.id}", rtol=1e-4, info={
-        "batch": batch, "size": size, "inputs": "seeded synthetic images", "weights": str(output),
-        "reference": f"{ckpt.name} in MindSpore"})
+    report = Report(spec=f"{ckpt.name} -> {spec.id}", rtol=1e-4, info=ReportInfo(
+        batch=batch, size=size, inputs="seeded synthetic images", weights=str(output),
+        reference=f"{ckpt.name} in MindSpore"))
     with files.atomic_output(output, (ckpt,), what=f"{spec.source} output", folder=folder) as staged:
         if lib.checkout is not None and code is None:
             _write_ckpt(tensors, staged.file)
@@ -257,10 +259,10 @@ def _check_written(read_back: dict[str, np.ndarray], meant: dict[str, np.ndarray
             raise PortingError(f"'{output}': tensor '{name}' read back from it is not the one written")
 
 
-def target_fits() -> list[tuple[str, str, Fit]]:
+def target_fits() -> list[TargetFit]:
     """(from spec, to spec, Fit) for every pair of specs of one architecture."""
     specs = all_specs()
-    return [(a.id, b.id, fit(a.arch, a.arch_config, b.arch_config)) for a in specs for b in specs
+    return [TargetFit(a.id, b.id, fit(a.arch, a.arch_config, b.arch_config)) for a in specs for b in specs
             if a.arch == b.arch and a is not b]
 
 

@@ -324,8 +324,7 @@ class Trainer:
         with MindSporeRuntime(self.net) as runtime:
             result = score_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}")
         self.net.set_train(True)
-        line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
-                f"loss {result['Loss']:.4f}")
+        line = f"epoch: {epoch} validation: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}"
         self.train_log.write(line)
         self.log(line)
 
