@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from porting import files
+from porting.card import Quantization
 from porting.errors import PortingError, first_line
 from porting.deploy.artifacts import open_artifact
 from porting.images.folders import check_images
@@ -125,7 +127,7 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
 
     fp32 = open_artifact(model)
     card = fp32.card
-    if card.export_options.get("precision") == "float16":
+    if card.export_info.precision == "float16":
         raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
     pre = fp32.preprocessing()  # at the file's own input size (an export at --size 96 takes 96)
     samples = labelled_images(calib, card, label_file, log, unlabelled_ok=True)
@@ -181,9 +183,9 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
                 raise PortingError(f"onnxruntime could not quantize '{model}': {first_line(exc)}") from None
         quantized = onnx.load(str(staged.file))
         del quantized.metadata_props[:]  # the float32 export's metadata, and how the int8 one was made
-        export = dict(card.export_options, precision="int8", quantization={
-            "format": "QDQ", "per_channel": True, "weights": "int8", "activations": "int8", "calibration": method,
-            "calibration_images": reader.used, "classes_covered": covered})
+        export = replace(card.export_info, precision="int8", quantization=Quantization(
+            format="QDQ", per_channel=True, weights="int8", activations="int8", calibration=method,
+            calibration_images=reader.used, classes_covered=covered))
         for key, value in card.replace(export=export).to_props().items():
             quantized.metadata_props.add(key=key, value=value)
         onnx.save(quantized, str(staged.file))
