@@ -120,7 +120,7 @@ def check_early(ckpt: Path, output: Path, to: str) -> None:
 def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
     """The checkpoint's parameters for the target's graph: BN eps folded, reshapes done, optimizer state left out.
     `net()`: the checkpoint's MindSpore network (for each BN's eps); `shapes`: the target network's parameters."""
-    eps_from, eps_to = card.arch_config.get("bn_eps"), spec.arch_config.get("bn_eps")
+    eps_from, eps_to = card.config.bn_eps, spec.config.bn_eps
     out = {}
     for name, shape in shapes.items():
         if name not in params:

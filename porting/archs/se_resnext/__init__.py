@@ -113,9 +113,9 @@ register_specs(
 )
 
 
-def blocks(arch_config: dict):
+def blocks(config: SEResNeXtConfig):
     """(stage index 1..4, block index, has a downsample shortcut) for every bottleneck of a variant."""
-    for s, depth in enumerate(arch_config.get("layers", [3, 4, 6, 3]), 1):
+    for s, depth in enumerate(config.layers, 1):
         for i in range(depth):
             yield s, i, i == 0  # the first block of every stage changes width (stage 1: 64 -> 256) or stride
 

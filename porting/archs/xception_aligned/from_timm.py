@@ -4,13 +4,13 @@ The MindSpore cells carry timm's module names, so most rows are name-for-name. W
 is taken after a ReLU that lives inside it (ConvNormAct's BatchNormAct2d `bn`, the pre-activation `norm`s),
 the parity tap points at the MindSpore ReLU cell that follows the BN.
 """
-from porting.archs.xception_aligned import XceptionAlignedConfig, block_specs
+from porting.archs.xception_aligned import block_specs
 from porting.weight_maps import WeightMap
 from porting.weight_maps.conventions import TIMM
 
 
 def build(spec) -> WeightMap:
-    cfg = XceptionAlignedConfig(**spec.arch_config)
+    cfg = spec.config
     wm = TIMM.map(spec.id)
     wm.conv_bn("stem.0", "stem.0", act=True)  # timm ConvNormAct (conv + BatchNormAct2d `bn`)
     if cfg.preact:
