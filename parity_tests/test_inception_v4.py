@@ -36,7 +36,7 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec_id, suffix, siz
     layers = build_weight_map(spec).layers
     for runtime in ("mindspore", "onnx"):
         assert sum(1 for r in report.rows if r.runtime == runtime) == len(layers) + 1
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_a_swapped_pair_of_1x7_kernels_is_caught_and_named(source_weights):

@@ -34,7 +34,7 @@ def test_ckpt_onnx_parity_from_pdparams(source_weights, spec, size, batch, mindi
     weights = source_weights(spec, ".pdparams")
     report = parity(resolve(spec), weights=str(weights), size=size, batch=batch, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_paramattr_named_pdparams_ports_to_the_same_checkpoint(source_weights, tmp_path):

@@ -23,7 +23,7 @@ def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
     assert_parity(report, ("mindspore", "onnx", "mindir") + (("openvino",) if size == 299 else ()))
     if size == 299:
         assert_openvino(report)
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
@@ -72,9 +72,9 @@ def test_tensorrt_where_a_cuda_device_is():
     report = parity(resolve("timm:xception"), seed=0, size=299, batch=2, onnx=True, tensorrt=True)
     assert_parity(report, ("mindspore", "onnx", "tensorrt"))
     assert len(report.layers("tensorrt")) == len(report.layers("mindspore"))
-    beside = report.info["default_precision"]
+    beside = report.info.default_precision
     assert {"tensorrt-default", "tensorrt-f16"} <= set(beside), beside
-    assert beside["tensorrt-f16"]["top1_agree"] == 1.0, beside
+    assert beside["tensorrt-f16"].top1_agree == 1.0, beside
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):

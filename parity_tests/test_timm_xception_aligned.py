@@ -48,7 +48,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
 def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
     """xception41p builds nn.BatchNorm2d (eps 1e-5) while 41/65/71/65p use eps 1e-3: the wrong one fails at a BN."""
     spec = resolve("timm:xception41p")
-    assert spec.arch_config["bn_eps"] == 1e-5 and resolve("timm:xception65p").arch_config["bn_eps"] == 1e-3
+    assert spec.config.bn_eps == 1e-5 and resolve("timm:xception65p").config.bn_eps == 1e-3
     wrong = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "bn_eps": 1e-3}})
     report = parity(wrong, weights=str(source_weights("timm:xception41p", ".safetensors")), size=96, batch=1)
     failure = report.first_failure()

@@ -28,6 +28,8 @@ import numpy as np
 
 from porting import files
 from porting.compare import RTOL, Comparison, Report, compare
+from porting.report import OtherPrecision, ReportInfo
+from porting.results import ImageDifference, PipelineCheck
 from porting.converters.port import port
 from porting.converters.target import Export, writing
 from porting.errors import PortingError
@@ -151,11 +153,11 @@ class DefaultPrecision:
 
     def finish(self, report: Report, what: str) -> None:
         runtime = self.runtime
-        report.info.setdefault("default_precision", {})[runtime.name] = {
-            "runtime": f"{runtime.name.split('-')[0]} {self.label}", "precision": runtime.describe_precision(),
-            "max_abs": self.max_abs, "max_rel": self.max_abs / max(self.ref_abs_max, 1e-12),
-            "top1_agree": self.agree / self.samples, "inputs": what,
-            "within_tolerance": self.max_abs <= report.rtol * max(1.0, self.ref_abs_max)}
+        report.info.default_precision[runtime.name] = OtherPrecision(
+            runtime=f"{runtime.name.split('-')[0]} {self.label}", precision=runtime.describe_precision(),
+            max_abs=self.max_abs, max_rel=self.max_abs / max(self.ref_abs_max, 1e-12),
+            top1_agree=self.agree / self.samples, inputs=what,
+            within_tolerance=self.max_abs <= report.rtol * max(1.0, self.ref_abs_max))
 
 
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
@@ -200,9 +202,9 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     count = len(images) if images else batch
     take = _images(spec, size, images, batch, input_seed)
     x = take(min(count, chunk or 1))  # without a chunk size, the first image measures the recorded layers
-    report = Report(spec=spec.id, rtol=rtol, info={**({"skipped": skipped} if skipped else {}),
-        "batch": count, "size": size, "inputs": f"{count} image file(s)" if images else "seeded synthetic images",
-        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
+    report = Report(spec=spec.id, rtol=rtol, info=ReportInfo(
+        batch=count, size=size, inputs=f"{count} image file(s)" if images else "seeded synthetic images",
+        weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"), skipped=skipped))
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({count}x3x{size}x{size}) in its own process")
     job = {"weights": weights, "seed": seed, "keep_model": uuid.uuid4().hex}
@@ -297,15 +299,16 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
             for comparison in comparisons:
                 comparison.finish()
             for default in beside:
-                default.finish(report, report.info["inputs"])
-    report.info["seconds"] = round(time.perf_counter() - t0, 1)
+                default.finish(report, report.info.inputs)
+    report.info.seconds = round(time.perf_counter() - t0, 1)
     return report
 
 
 PREPROCESS_CHUNK = 32  # images preprocessed at once on each side (~1 MB each at 299 px)
 
 
-def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:
+def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None,
+                        log=lambda msg: None) -> PipelineCheck:
     """The port's image pipeline against the source library's own (timm.data.create_transform, Keras's
     load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units,
     PREPROCESS_CHUNK images at a time (the library's model built once, kept in its worker)."""
@@ -324,15 +327,14 @@ def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = 
             pipeline = theirs.info.pipeline
             for path, a, b in zip(chunk, ours, theirs.preprocessed):
                 if a.shape != b.shape:
-                    rows.append({"image": str(path), "shape": [list(a.shape), list(b.shape)], "mean_abs": None,
-                                 "max_abs": None})
+                    rows.append(ImageDifference(str(path), None, None, shapes=(list(a.shape), list(b.shape))))
                     continue
                 diff = np.abs(a.astype(np.float64) - b)
-                rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
-    same_shape = [r for r in rows if r["mean_abs"] is not None]
-    return {"spec": spec.id, "ours": pre.describe(), "theirs": pipeline, "images": rows,
-            "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
-            "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}
+                rows.append(ImageDifference(str(path), float(diff.mean()), float(diff.max())))
+    same_shape = [r for r in rows if r.mean_abs is not None]
+    return PipelineCheck(spec.id, pre.describe(), pipeline, rows,
+                         mean_abs=float(np.mean([r.mean_abs for r in same_shape])) if same_shape else None,
+                         max_abs=float(max(r.max_abs for r in same_shape)) if same_shape else None)
 
 
 def prove_export(export: Export, *, batch: int = 2, input_seed: int = 1234, approximate: bool = False,
@@ -346,15 +348,15 @@ def prove_export(export: Export, *, batch: int = 2, input_seed: int = 1234, appr
     spec, card, wm, output = export.spec, export.card, export.weight_map, export.output
     lib = library(spec.source)
     x = make_images(input_seed, batch, export.size, card.mean, card.std)
-    report = Report(spec=f"{export.ckpt.name} -> {spec.id}", rtol=1e-4, info={
-        "batch": batch, "size": export.size, "inputs": "seeded synthetic images", "weights": str(output),
-        "reference": f"{export.ckpt.name} in MindSpore"})
+    report = Report(spec=f"{export.ckpt.name} -> {spec.id}", rtol=1e-4, info=ReportInfo(
+        batch=batch, size=export.size, inputs="seeded synthetic images", weights=str(output),
+        reference=f"{export.ckpt.name} in MindSpore"))
     with writing(export, inputs=x, taps=[layer.source for layer in wm.layers], log=log) as written:
         with MindSporeRuntime(export.network()) as runtime:  # while the worker writes and reads back
             reference = runtime.infer(x, [layer.target for layer in wm.layers])
         result = written()
         _check_written(result.tensors, export.tensors, output)
-        labels = result.info.pretrained_cfg.get("label_names")
+        labels = result.info.pretrained_cfg.label_names
         if lib.export_has_class_names and card.class_names and labels != card.class_names:
             raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
                                f"checkpoint's")

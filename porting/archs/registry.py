@@ -69,6 +69,11 @@ class ModelSpec:
         """The name the source library is asked for: timm's 'model.tag' when a tag is named."""
         return f"{self.name}.{self.tag}" if self.tag else self.name
 
+    @property
+    def config(self):
+        """The architecture's config object of arch_config (its class's defaults for keys it leaves out)."""
+        return config_for(self.arch, self.arch_config)
+
     def check_size(self, size: int, what: str = "--size") -> int:
         return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
 

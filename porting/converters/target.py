@@ -27,6 +27,8 @@ from porting import files, formats
 from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Structure
 from porting.card import ModelCard
 from porting.errors import PortingError
+from porting.job import PretrainedConfig
+from porting.results import TargetFit
 from porting.sources import checkout_folder, libraries, library
 from porting.specs import ModelSpec, all_specs, build_weight_map, resolve
 from porting.weight_maps import WeightMap
@@ -125,7 +127,7 @@ def check_early(ckpt: Path, output: Path, to: str) -> None:
 def target_params(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
     """The checkpoint's parameters for the target's graph: BN eps folded, reshapes done, optimizer state left out.
     `net()`: the checkpoint's MindSpore network (for each BN's eps); `shapes`: the target network's parameters."""
-    eps_from, eps_to = card.arch_config.get("bn_eps"), spec.arch_config.get("bn_eps")
+    eps_from, eps_to = card.config.bn_eps, spec.config.bn_eps
     out = {}
     for name, shape in shapes.items():
         if name not in params:
@@ -150,12 +152,12 @@ def target_params(params: dict[str, np.ndarray], net, card: ModelCard, spec: Mod
     return out
 
 
-def export_config(card: ModelCard) -> dict:
+def export_config(card: ModelCard) -> PretrainedConfig:
     """What the target's format has a place for (timm's config.json): class names and the checkpoint's
     preprocessing, its own input size included (never the proof's --size)."""
-    return {"label_names": card.class_names, "mean": list(card.mean), "std": list(card.std),
-            "crop_pct": card.crop_pct, "interpolation": card.interpolation, "input_size": card.input_size,
-            "test_input_size": card.test_input_size, "test_crop_pct": card.test_crop_pct}
+    return PretrainedConfig(label_names=card.class_names, mean=list(card.mean), std=list(card.std),
+                            crop_pct=card.crop_pct, interpolation=card.interpolation, input_size=card.input_size,
+                            test_input_size=card.test_input_size, test_crop_pct=card.test_crop_pct)
 
 
 @dataclass
@@ -269,11 +271,11 @@ def _write_ckpt(tensors: dict[str, np.ndarray], path: Path) -> None:
     ms.save_checkpoint([{"name": k, "data": ms.Tensor(v)} for k, v in tensors.items()], str(path))
 
 
-def target_fits() -> list[tuple[str, str, Fit]]:
+def target_fits() -> list[TargetFit]:
     """(from spec, to spec, Fit) for every pair of specs of one architecture."""
     specs = all_specs()
-    return [(a.id, b.id, fit_between(a.arch, a.arch_config, b.arch_config)) for a in specs for b in specs
-            if a.arch == b.arch and a is not b]
+    return [TargetFit(a.id, b.id, fit_between(a.arch, a.arch_config, b.arch_config)) for a in specs
+            for b in specs if a.arch == b.arch and a is not b]
 
 
 def targets_table() -> str:

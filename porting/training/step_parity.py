@@ -20,7 +20,7 @@ from porting.compare import compare_tensor
 from porting.converters.port import port, target_shapes
 from porting.errors import PortingError
 from porting.job import SourceResult, TrainStep
-from porting.report import Report
+from porting.report import Report, ReportInfo, TrainStepInfo
 from porting.sources import library
 from porting.sources.inputs import make_images
 from porting.sources.jobs import run_source, source_job
@@ -136,11 +136,11 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
         log(f"the {spec.source} optimizer on MindSpore's gradients")
         optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given)
         reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol))
-        reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
-                                weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
-        if variants[i]:
-            reports[-1].info["train_step"]["source_changes"] = variants[i]
-        reports[-1].info["seconds"] = round(time.perf_counter() - t0, 1)
+        info = reports[-1].info
+        info.batch, info.size, info.inputs = batch, size, "seeded synthetic images and labels"
+        info.weights = weights or (f"random-init:{seed}" if seed is not None else "pretrained")
+        info.train_step.source_changes = variants[i] or None
+        info.seconds = round(time.perf_counter() - t0, 1)
     return reports
 
 
@@ -159,11 +159,11 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
             step: TrainStep, recipe, rtol: float) -> Report:
     """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
     MindSpore's (`ours`)."""
-    report = Report(spec=spec.id, rtol=rtol, info={
-        "noise": NOISE, "grad_rtol": GRAD_RTOL,
-        "train_step": {"optimizer": recipe.optimizer, "lr": recipe.lr_max, "momentum": recipe.momentum,
-                       "weight_decay": recipe.weight_decay, "label_smooth_factor": recipe.label_smooth_factor,
-                       "loss_scale": recipe.loss_scale, "bn_momentum": BN_MOMENTUM, "conversions": CONVERSIONS}})
+    report = Report(spec=spec.id, rtol=rtol, info=ReportInfo(
+        noise=NOISE, grad_rtol=GRAD_RTOL,
+        train_step=TrainStepInfo(optimizer=recipe.optimizer, lr=recipe.lr_max, momentum=recipe.momentum,
+                                 weight_decay=recipe.weight_decay, label_smooth_factor=recipe.label_smooth_factor,
+                                 loss_scale=recipe.loss_scale, bn_momentum=BN_MOMENTUM, conversions=CONVERSIONS)))
     before = {k: v.astype(np.float64) for k, v in result.tensors.items()}
 
     def mapped(prefix: str, arrays: dict, default=None) -> dict[str, np.ndarray]:
@@ -214,9 +214,7 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
                                           target="" if kind == "loss" else name, kind=kind,
                                           floor=floor.get(kind, 0.0), atol=resolution,
                                           constant_ok=name in zero and kind in ("grad", "update")))
-    if skipped:
-        report.info["skipped"] = skipped
-    report.info["spread"] = spread
+    report.info.skipped, report.info.spread = skipped, spread
     return report
 
 

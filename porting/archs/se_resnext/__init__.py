@@ -56,9 +56,9 @@ def timm_graph(**changes) -> dict:
 IMAGENET_224 = dict(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
-def blocks(arch_config: dict):
+def blocks(config: SEResNeXtConfig):
     """(stage index 1..4, block index, has a downsample shortcut) for every bottleneck of a variant."""
-    for s, depth in enumerate(arch_config.get("layers", [3, 4, 6, 3]), 1):
+    for s, depth in enumerate(config.layers, 1):
         for i in range(depth):
             yield s, i, i == 0  # the first block of every stage changes width (stage 1: 64 -> 256) or stride
 

@@ -13,12 +13,12 @@ from porting.weight_maps import WeightMap
 
 
 def build(spec, convention) -> WeightMap:
-    groups = spec.arch_config["cardinality"]
+    groups = spec.config.cardinality
     wm = convention.map(spec.id)
     wm.conv("backbone.conv", "stem.conv1")
     wm.bn("backbone.bn", "stem.bn1")
     wm.layer("backbone.maxpool", "pool", "pool")
-    for s, i, down in blocks(spec.arch_config):
+    for s, i, down in blocks(spec.config):
         src, dst = f"backbone.layer{s}.{i}", f"layer{s}.{i}"
         wm.conv(f"{src}.conv1", f"{dst}.conv1")
         wm.bn(f"{src}.bn1", f"{dst}.bn1")

@@ -20,9 +20,9 @@ def conv_bn(wm: WeightMap, src: str, conv_dst: str, bn_dst: str, act_dst: str | 
 
 
 def build(spec, convention) -> WeightMap:
-    cfg = spec.arch_config
+    cfg = spec.config
     wm = convention.map(spec.id)
-    stem = cfg.get("stem", [64])
+    stem = cfg.stem
     names = ["conv"] if len(stem) == 1 else [f"conv1_{k}" for k in range(1, len(stem) + 1)]
     for k, name in enumerate(names, 1):
         conv_bn(wm, name, f"stem.conv{k}", f"stem.bn{k}", f"stem.act{k}")
@@ -36,7 +36,7 @@ def build(spec, convention) -> WeightMap:
         wm.dense(f"{src}.scale.excitation", f"{dst}.se.fc2")
         wm.layer(f"{src}.scale", f"{dst}.se", "se")
         if down:
-            if cfg.get("avg_down") and s > 1:  # vd: AvgPool2D(2, 2, ceil_mode=True) before the 1x1 conv
+            if cfg.avg_down and s > 1:  # vd: AvgPool2D(2, 2, ceil_mode=True) before the 1x1 conv
                 wm.layer(f"{src}.short._pool2d_avg", f"{dst}.downsample.pool", "pool")
             conv_bn(wm, f"{src}.short", f"{dst}.downsample.conv", f"{dst}.downsample.bn", None)
         wm.layer(src, dst, "block")

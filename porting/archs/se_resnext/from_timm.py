@@ -27,7 +27,7 @@ def build(spec, convention) -> WeightMap:
     wm.conv(conv1, "stem.conv1")
     wm.bn(bn1, "stem.bn1")
     wm.layer(pool, "pool", "pool")
-    for s, i, down in blocks(spec.arch_config):
+    for s, i, down in blocks(spec.config):
         src = dst = f"layer{s}.{i}"
         for k in (1, 2, 3):
             wm.conv(f"{src}.conv{k}", f"{dst}.conv{k}")

@@ -25,7 +25,7 @@ def block_names(cfg: XceptionAlignedConfig) -> list[str]:
 
 
 def build(spec, convention) -> WeightMap:
-    cfg = XceptionAlignedConfig(**spec.arch_config)
+    cfg = spec.config
     wm = convention.map(spec.id)
     for src, dst in (("_conv1", "stem.0"), ("_conv2", "stem.1")):  # ConvBNLayer(act='relu')
         wm.conv_bn(src, dst, act=True, unit=UNIT)

@@ -5,12 +5,12 @@ is taken after a ReLU that lives inside it (ConvNormAct's BatchNormAct2d `bn`, t
 the parity tap points at the MindSpore ReLU cell that follows the BN.
 """
 from porting.archs.registry import ModelSpec, register_specs
-from porting.archs.xception_aligned import CONDITIONED, XceptionAlignedConfig, block_specs
+from porting.archs.xception_aligned import CONDITIONED, block_specs
 from porting.weight_maps import WeightMap
 
 
 def build(spec, convention) -> WeightMap:
-    cfg = XceptionAlignedConfig(**spec.arch_config)
+    cfg = spec.config
     wm = convention.map(spec.id)
     wm.conv_bn("stem.0", "stem.0", act=True)  # timm ConvNormAct (conv + BatchNormAct2d `bn`)
     if cfg.preact:

@@ -22,13 +22,13 @@ def down_block(wm: WeightMap, src: str, dst: str, sep_names: tuple[str, str]) ->
 
 
 def build(spec, convention) -> WeightMap:
-    cfg = spec.arch_config
+    cfg = spec.config
     wm = convention.map(spec.id)
     wm.conv_bn("_entry_flow._conv1", "entry.conv1", act=True)  # BN(act='relu'): compared after our ReLU
     wm.conv_bn("_entry_flow._conv2", "entry.conv2", act=True)
-    for i in range(len(ENTRY_BLOCKS[cfg["entry_blocks"]])):
+    for i in range(len(ENTRY_BLOCKS[cfg.entry_blocks])):
         down_block(wm, f"_entry_flow._conv_{i}", f"entry.block{i}", ("_conv1", "_conv2"))
-    for i in range(cfg["middle_blocks"]):
+    for i in range(cfg.middle_blocks):
         for k in range(3):
             separable(wm, f"_middle_flow._conv_{i}._conv_{k}", f"middle.block{i}.sep{k + 1}")
         wm.layer(f"_middle_flow._conv_{i}", f"middle.block{i}", "block")

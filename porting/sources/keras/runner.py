@@ -20,7 +20,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
-from porting.job import SourceJob  # noqa: E402
+from porting.job import PretrainedConfig, SourceJob  # noqa: E402
 from porting.sources.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
 from porting.sources.keras import KERAS  # noqa: E402
 from porting.threads import cpu_threads  # noqa: E402
@@ -188,8 +188,8 @@ class KerasRunner(SourceRunner):
 
     def inference_info(self, model) -> dict:
         m = self.model
-        return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": {
-            "input_size": [3, m.size, m.size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
+        return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": PretrainedConfig(
+            input_size=m.size, mean=[m.mean_std] * 3, std=[m.mean_std] * 3)}
 
     def _named_weights(self, model):
         names = self.model.layer_names(_keras(), model)
@@ -328,7 +328,7 @@ class KerasRunner(SourceRunner):
             mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * g * g  # from 1
             var.assign_sub(step.lr * g / tf.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         """By suffix: .weights.h5 (model.save_weights), .h5/.hdf5 (Keras's legacy HDF5 weights writer, the layout
         keras.applications downloads; Keras 3's save_weights refuses that suffix), .keras (model.save). `path` is
         in the parent's staging folder (porting.files), which moves it into place only once it is whole."""

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from porting.errors import PortingError, check_fits, first_line
-from porting.job import SourceJob
+from porting.job import PretrainedConfig, SourceJob
 from porting.sources.base import SourceRunner, Tensor, library_smoothing
 from porting.sources.paddleclas import PADDLECLAS
 from porting.threads import cpu_threads
@@ -230,7 +230,7 @@ class PaddleRunner(SourceRunner):
 
     def inference_info(self, model) -> dict:
         model.eval()
-        return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
+        return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1])}
 
     def parameters(self, model) -> list[Tensor]:
         out = []
@@ -335,7 +335,7 @@ class PaddleRunner(SourceRunner):
                     mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * p.grad * p.grad  # from 1
                     p.set_value(p - step.lr * p.grad / paddle.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         if not path.endswith(".pdparams"):
             raise PortingError(f"'{path}': PaddleClas weights are saved as .pdparams")
         state = model.state_dict()
