@@ -9,9 +9,9 @@ import sys
 import mindspore as ms
 import torch
 
-from porting.archs.xception.from_timm import build
+from porting.specs import build_weight_map, resolve
 
 state = torch.load(sys.argv[1], weights_only=True)
-rows = build().rows
+rows = build_weight_map(resolve("timm:legacy_xception")).rows
 params = [{"name": row.target, "data": ms.Tensor(row.transform(state[row.source].numpy()))} for row in rows]
 ms.save_checkpoint(params, sys.argv[2])

@@ -124,12 +124,12 @@ def assert_openvino(report):
     import openvino
 
     assert len(report.layers("openvino")) == len(report.layers("mindspore")) > 10
-    default = report.info["default_precision"]["openvino-default"]
+    default = report.info.default_precision["openvino-default"]
     chosen = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-    assert default["precision"] == f"{chosen}: OpenVINO's default on this CPU", default
-    assert 0 <= default["top1_agree"] <= 1 and default["max_abs"] >= 0
+    assert default.precision == f"{chosen}: OpenVINO's default on this CPU", default
+    assert 0 <= default.top1_agree <= 1 and default.max_abs >= 0
     if chosen == "f32":  # this machine's CPU has no bf16: the default is the f32 the table proved
-        assert default["within_tolerance"] and default["top1_agree"] == 1.0, default
+        assert default.within_tolerance and default.top1_agree == 1.0, default
 
 
 def ulps(a, b) -> float:

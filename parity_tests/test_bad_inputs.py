@@ -648,11 +648,38 @@ def test_flipped_bytes_anywhere_in_a_checkpoint_are_caught(ported, tmp_path, whe
     (lambda m: json.dumps(dict(json.loads(m), num_classes=-3)), "num_classes"),
     (lambda m: json.dumps(dict(json.loads(m), format="porting-ckpt/1")), "format"),
     (lambda m: json.dumps(dict(json.loads(m), resize_backend="skimage")), "resize_backend"),
+    (lambda m: json.dumps(dict(json.loads(m), train_state={"global_step": "12"})), "'train_state.global_step'"),
+    (lambda m: json.dumps(dict(json.loads(m), export={"opset": 17, "colour": "red"})), "'colour'"),
 ])
 def test_malformed_checkpoint_metadata(ported3, tmp_path, edit, culprit):
     bad = _resealed(ported3, tmp_path / "meta.ckpt", edit)
     out = tmp_path / "x.onnx"
     assert_refused(cli(tmp_path, "export", bad, "--format", "onnx", "-o", out), culprit, [out])
+
+
+def test_a_card_written_before_its_nested_fields_were_typed_loads_and_saves_back_the_same():
+    """train_state and export are records (TrainState, ExportInfo) stored as the JSON objects they always were, and
+    arch_config is read through the architecture's config class: a card as fine-tuning and quantize have always written it
+    loads, reads by attribute (the class's defaults for keys it leaves out) and saves back the same."""
+    from porting.card import ModelCard
+    from porting.specs import resolve, spec_card
+
+    ported = spec_card(resolve("timm:seresnext50_32x4d")).to_dict()
+    written = dict(ported, arch_config={"cardinality": 32}, train_state={
+        "global_step": 12, "steps_per_epoch": 6, "epochs": 2, "world_size": 1, "loss": 0.5, "recipe": {"lr": 0.1},
+        "settings": {"seed": 0, "workers": 2}, "start_loss": 2.5, "recent_losses": [0.7, 0.5]}, export={
+        "opset": 17, "batch": None, "dynamic_size": True, "precision": "int8", "fold_bn": True, "quantization": {
+            "format": "QDQ", "per_channel": True, "weights": "int8", "activations": "int8", "calibration": "minmax",
+            "calibration_images": 8, "classes_covered": 2}})
+    card = ModelCard.from_json(json.dumps(written), "old.ckpt")
+    assert card.train_state.global_step == 12 and card.train_state.workers == 2
+    assert card.export.batch is None and card.export.quantization.calibration_images == 8
+    assert card.config.layers == [3, 4, 6, 3] and card.config.cardinality == 32
+    assert json.loads(card.to_json()) == written
+    props = dict(card.replace(train_state=None).to_props(), export='{"batch": 1, "size": 96}')  # a MINDIR's
+    mindir = ModelCard.from_props(props, "m.mindir")
+    assert (mindir.export_info.batch, mindir.export_info.size, mindir.export_info.precision) == (1, 96, None)
+    assert json.loads(mindir.to_props()["export"]) == {"batch": 1, "size": 96}
 
 
 def test_files_that_are_not_porting_checkpoints(ported3, tmp_path):

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import error_line, porting
 
 from porting import api, checkpoint
 from porting.errors import PortingError
+from porting.results import EvalResult
 from porting.specs import resolve
 
 XCEPTION = "timm:legacy_xception"
@@ -118,15 +120,16 @@ def test_ckpt_onnx_and_mindir_evaluate_alike_in_both_layouts(trained, tiny_data,
     def ranked(path):  # 'IMAGE: Relay top-K id: N' of every line: the same classes in the same order
         return [line.split(", prob: ")[0] for line in path.read_text().splitlines()]
     assert ranked(work / "openvino-folders.txt") == ranked(work / "onnx-folders.txt")
-    results["openvino", "folders"] = json.loads(run.stdout.splitlines()[-1])
-    assert (results["openvino", "folders"]["runtime"], results["openvino", "folders"]["precision"]) == (
-        "openvino", "f32")
+    line = json.loads(run.stdout.splitlines()[-1])  # eval --json: the model zoo's keys, and what ran
+    results["openvino", "folders"] = EvalResult(line["Loss"], line["Top_1_Acc"], line["Top_5_Acc"], line["runtime"],
+                                                line["precision"], line["samples"])
+    assert (results["openvino", "folders"].runtime, results["openvino", "folders"].precision) == ("openvino", "f32")
     assert len(results) == 6
     for (suffix, layout), r in results.items():  # the flat layout's files are JPEG re-encodings: compared within it
         ref = results[".ckpt", layout]
-        assert r["samples"] == 12, (suffix, layout)
-        assert (r["Top_1_Acc"], r["Top_5_Acc"]) == (ref["Top_1_Acc"], ref["Top_5_Acc"]), (suffix, layout)
-        assert r["Loss"] == pytest.approx(ref["Loss"], abs=1e-4), (suffix, layout)
+        assert r.samples == 12, (suffix, layout)
+        assert (r.top1, r.top5) == (ref.top1, ref.top5), (suffix, layout)
+        assert r.loss == pytest.approx(ref.loss, abs=1e-4), (suffix, layout)
 
 
 def test_one_file_in_several_runtimes(trained, tiny_data, work):
@@ -135,20 +138,19 @@ def test_one_file_in_several_runtimes(trained, tiny_data, work):
     onnx_file = work / "several.onnx"
     api.export(trained, onnx_file, dynamic_size=True)
     results = api.evaluate(onnx_file, tiny_data, size=64, runtimes="ort,openvino")
-    assert [(r["runtime"], r["precision"], r["samples"]) for r in results] == [("ort", "f32", 12),
-                                                                             ("openvino", "f32", 12)]
-    assert results[0]["Top_1_Acc"] == results[1]["Top_1_Acc"] and results[0]["Top_5_Acc"] == results[1]["Top_5_Acc"]
-    assert results[0]["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-4)
+    assert [(r.runtime, r.precision, r.samples) for r in results] == [("ort", "f32", 12), ("openvino", "f32", 12)]
+    assert results[0].top1 == results[1].top1 and results[0].top5 == results[1].top5
+    assert results[0].loss == pytest.approx(results[1].loss, abs=1e-4)
     single = api.evaluate(onnx_file, tiny_data, size=64, runtime="openvino")
-    assert single["runtime"] == "openvino" and single["Loss"] == pytest.approx(results[1]["Loss"], abs=1e-6)
+    assert single.runtime == "openvino" and single.loss == pytest.approx(results[1].loss, abs=1e-6)
     # in batches of 5 (5, 5 and 2 of the 12 images), each runtime folds its own scores: those of it alone
     batched = api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtimes="ort,openvino")
     assert batched == [api.evaluate(onnx_file, tiny_data, size=64, batch_size=5, runtime=name)
                        for name in ("ort", "openvino")]
     image = tiny_data / "val" / "stripes" / "0.png"
     top = api.predict(onnx_file, [image], topk=3, runtimes=["onnx", "openvino"])
-    assert [(t["image"], t["runtime"]) for t in top] == [(str(image), "ort"), (str(image), "openvino")]
-    assert [c["index"] for c in top[0]["top"]] == [c["index"] for c in top[1]["top"]]
+    assert [(t.image, t.runtime) for t in top] == [(str(image), "ort"), (str(image), "openvino")]
+    assert [c.index for c in top[0].top] == [c.index for c in top[1].top]
 
 
 TIMM_TOP1 = """import json, sys
@@ -163,8 +165,8 @@ print(json.dumps({"labels": model.pretrained_cfg.get("label_names"), "top1": top
 def test_a_finetuned_checkpoint_goes_back_to_timm_with_its_class_names(trained, tiny_data, tmp_path):
     """export --to timm: a folder that timm.create_model("local-dir:...") loads in a fresh process, with the
     class names, giving the top-1 porting eval gives on the same preprocessed images."""
-    report, how, spec = api.export_to(trained, tmp_path / "x3", "timm", size=64, batch=1)  # as it was trained
-    assert spec.id == XCEPTION and how.exact and report.ok, report.first_failure()
+    report, fit, spec = api.export_to(trained, tmp_path / "x3", "timm", size=64, batch=1)  # as it was trained
+    assert spec.id == XCEPTION and fit.exact and report.ok, report.first_failure()
     card = checkpoint.load(trained)[1]
     from porting.images.folders import list_images
     from porting.images.pipelines import load_image
@@ -182,7 +184,7 @@ def test_a_finetuned_checkpoint_goes_back_to_timm_with_its_class_names(trained, 
     with np.load(tmp_path / "l.npz") as dumped:
         ours, labels = dumped["logits"].argmax(1), dumped["labels"]
     assert timm_says["top1"] == ours.tolist() and len(ours) == len(images) == 12
-    assert result["Top_1_Acc"] == pytest.approx(np.mean(np.array(timm_says["top1"]) == labels))
+    assert result.top1 == pytest.approx(np.mean(np.array(timm_says["top1"]) == labels))
 
 
 def test_predict_names_classes_from_the_guides_label_file(trained, tiny_data, work):
@@ -216,8 +218,8 @@ def test_predict_runs_many_images_a_batch_at_a_time(trained, tiny_data, work, mo
     images = sorted((tiny_data / "train").rglob("*.png")) * 2  # 48
     results = api.predict(onnx_file, images, topk=1)
     assert seen == [evaluate.PREDICT_BATCH, 48 - evaluate.PREDICT_BATCH]
-    assert [r["image"] for r in results] == [str(p) for p in images]
-    assert [r["top"][0]["class"] for r in results[:24]] == [r["top"][0]["class"] for r in results[24:]]
+    assert [r.image for r in results] == [str(p) for p in images]
+    assert [r.top[0].name for r in results[:24]] == [r.top[0].name for r in results[24:]]
 
 
 def test_flat_layout_mistakes_are_refused(trained, flat_data, tmp_path):
@@ -288,7 +290,7 @@ def test_quantize_at_the_files_own_size_on_any_class_folders_keeping_its_holdout
     assert (report["calibration_images"], report["held_out"], report["input_size"]) == (18, 6, 96), report
     assert report["classes_covered"] == 3 and "float32" not in report, report  # unlabelled: no accuracies
     assert "not named as the checkpoint's 3 classes" in run.stderr and " MiB, from " in run.stderr
-    assert api.evaluate(onnx_file, tiny_data)["samples"] == 12  # eval feeds it at 96 too
+    assert api.evaluate(onnx_file, tiny_data).samples == 12  # eval feeds it at 96 too
 
 
 def test_quantize_calibrates_one_batch_at_a_time(trained, tiny_data, work, tmp_path, monkeypatch):
@@ -310,8 +312,8 @@ def test_quantize_calibrates_one_batch_at_a_time(trained, tiny_data, work, tmp_p
     monkeypatch.setattr(HistogramCollector, "collect", counted)
     report = api.quantize(onnx_file, tiny_data / "train", tmp_path / "q.int8.onnx", images=24, holdout=4,
                           method="percentile")
-    assert report["calibration_images"] == 24 and batches_at_once == [1, 1, 1]  # 24 images, batches of 8
-    assert report["top1_agreement"] >= INT8_TOP1_FLOOR, report
+    assert report.calibration_images == 24 and batches_at_once == [1, 1, 1]  # 24 images, batches of 8
+    assert report.top1_agreement >= INT8_TOP1_FLOOR, report
 
 
 # --------------------------------------------------------------------------------------------- export options
@@ -430,10 +432,10 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     assert path.is_file() and shape == ["batch", 3, "height", "width"]
     result = porting.evaluate(path, tiny_data, size=64)
     from_ckpt = porting.evaluate(trained, tiny_data, size=64)  # same accuracies from the checkpoint
-    assert result["samples"] == 12 and result == from_ckpt | {"Loss": result["Loss"], "runtime": "ort"}
-    assert from_ckpt["runtime"] == "mindspore"
-    top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0]["top"]
-    assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"]
+    assert result.samples == 12 and result == replace(from_ckpt, loss=result.loss, runtime="ort")
+    assert from_ckpt.runtime == "mindspore"
+    top = porting.predict(path, [tiny_data / "val" / "circle" / "0.png"], topk=2)[0].top
+    assert len(top) == 2 and top[0].probability >= top[1].probability
     net, metadata = porting.load(trained)
     assert metadata.class_names == ["circle", "square", "stripes"] and net.fc.weight.shape == (3, 2048)
     ported = porting.port(XCEPTION, seed=0, output=work / "api.ckpt")
@@ -441,7 +443,7 @@ def test_the_python_api_does_what_the_commands_do(trained, tiny_data, work):
     report = porting.parity(XCEPTION, seed=0, batch=1, size=96)
     assert report.ok and report.rows and report.layers()["block5.rep.1"].target == "features.block5.rep.sep1"
     assert XCEPTION in {s.id for s in porting.models()} | {f"timm:{a}" for s in porting.models() for a in s.aliases}
-    rows = {r["source"]: r for r in porting.weight_map(XCEPTION)["rows"]}
-    assert rows["block1.rep.0.conv1.weight"]["target"] == "features.block1.rep.sep1.depthwise.weight"
+    rows = {r.source: r for r in porting.weight_map(XCEPTION).rows}
+    assert rows["block1.rep.0.conv1.weight"].target == "features.block1.rep.sep1.depthwise.weight"
     with pytest.raises(porting.errors.PortingError, match="unknown format"):
         porting.export(trained, work / "x.tflite", "tflite")

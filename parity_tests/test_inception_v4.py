@@ -14,7 +14,7 @@ from conftest import assert_agrees_before, assert_openvino, assert_parity, error
 
 from porting import api, checkpoint
 from porting.proof import parity
-from porting.specs import SPECS, resolve
+from porting.specs import SPECS, build_weight_map, resolve
 
 TIMM, PADDLE = "timm:inception_v4", "paddleclas:InceptionV4"
 
@@ -33,17 +33,17 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec_id, suffix, siz
     if mindir:
         assert_openvino(report)
     # every mapped layer (each conv, each post-ReLU BN, each pool, each block) was compared, plus the logits
-    layers = spec.build_weight_map().layers
+    layers = build_weight_map(spec).layers
     for runtime in ("mindspore", "onnx"):
         assert sum(1 for r in report.rows if r.runtime == runtime) == len(layers) + 1
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_a_swapped_pair_of_1x7_kernels_is_caught_and_named(source_weights):
     """Inception-B #3: branch1's and branch2's 1x7 192->224 kernels have the same shape; swapped, parity must fail
     at the first of them that runs, and everything computed before it must still agree."""
     spec = resolve(TIMM)
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     swap_targets(wm, "features.13.branch1.1.conv.weight", "features.13.branch2.2.conv.weight")
     report = parity(spec, weights=str(source_weights(TIMM, ".pth")), size=107, batch=1, weight_map=wm)
     assert not report.ok

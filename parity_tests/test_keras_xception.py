@@ -14,7 +14,7 @@ from conftest import assert_parity, error_line, porting, swap_targets
 
 from porting import checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 SPEC = "keras:xception"
 
@@ -50,7 +50,7 @@ def test_timm_style_pool_padding_fails_at_an_even_size_on_a_pool(source_weights)
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     """Two same-shaped pointwise kernels swapped inside Keras block6: parity must fail exactly there."""
     spec = resolve(SPEC)
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "block6_sepconv1/pointwise_kernel", "block6_sepconv3/pointwise_kernel"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(SPEC, ".weights.h5")), size=128, batch=1, weight_map=wm)

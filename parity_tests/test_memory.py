@@ -79,8 +79,8 @@ def test_chunks_of_unequal_size_reach_every_runtime():
                     log=messages.append)
     assert "comparing the 3 inputs in 2 chunks of at most 2" in messages
     assert_parity(report, ("mindspore", "onnx", "openvino", "mindir"))
-    assert report.info["default_precision"]["openvino-default"]["inputs"] == "seeded synthetic images"
-    assert report.info["batch"] == 3 and {r.shape[0] for r in report.rows} == {3}
+    assert report.info.default_precision["openvino-default"].inputs == "seeded synthetic images"
+    assert report.info.batch == 3 and {r.shape[0] for r in report.rows} == {3}
 
 
 def _worst(report) -> dict:
@@ -112,7 +112,7 @@ def test_parity_on_more_images_than_fit_at_once_under_a_memory_cap(tmp_path):
     from porting.report import Report
 
     report = Report.from_json((tmp_path / "r.json").read_text())
-    assert report.ok and report.info["batch"] == COUNT and report.info["inputs"] == f"{COUNT} image file(s)"
+    assert report.ok and report.info.batch == COUNT and report.info.inputs == f"{COUNT} image file(s)"
     assert {"mindspore", "onnx", "openvino"} <= set(report.runtimes())
     files = sorted(photos.iterdir())
     from porting.proof import parity

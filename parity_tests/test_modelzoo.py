@@ -16,7 +16,7 @@ from conftest import assert_agrees_before, assert_parity, error_line, porting, s
 from porting import api
 from porting.sources.modelzoo import NETWORKS
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 SPECS = [f"modelzoo:{name}" for name in NETWORKS]
 FOLDERS = {f"modelzoo:{name}": net.folder for name, net in NETWORKS.items()}  # in the models repository
@@ -78,7 +78,7 @@ def _swap_parts(wm, target: str, i: int, j: int):
 def test_a_mapping_mistake_is_named_at_its_layer(zoo_weights, spec, size, mistake, first):
     model = resolve(spec)
     report = parity(model, weights=str(zoo_weights(spec)), size=size, batch=1,
-                    weight_map=mistake(model.build_weight_map()))
+                    weight_map=mistake(build_weight_map(model)))
     failure = report.first_failure()
     assert failure is not None and failure.layer.startswith(first), failure
     assert_agrees_before(report, failure)

@@ -11,7 +11,7 @@ from conftest import assert_agrees_before, assert_parity, error_line, porting, s
 
 from porting import api, checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 SPECS = ["paddleclas:Xception41", "paddleclas:Xception65", "paddleclas:Xception71"]
 
@@ -34,7 +34,7 @@ def test_ckpt_onnx_parity_from_pdparams(source_weights, spec, size, batch, mindi
     weights = source_weights(spec, ".pdparams")
     report = parity(resolve(spec), weights=str(weights), size=size, batch=batch, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_paramattr_named_pdparams_ports_to_the_same_checkpoint(source_weights, tmp_path):
@@ -63,7 +63,7 @@ def test_paramattr_named_pdparams_ports_to_the_same_checkpoint(source_weights, t
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     """Two same-shaped pointwise kernels swapped inside middle block 3: parity must fail exactly there."""
     spec = resolve("paddleclas:Xception41")
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a = "_middle_flow._conv_3._conv_1._pointwise_conv._conv.weight"
     b = "_middle_flow._conv_3._conv_2._pointwise_conv._conv.weight"
     swap_targets(wm, a, b)

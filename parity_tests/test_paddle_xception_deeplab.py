@@ -6,7 +6,7 @@ from conftest import assert_agrees_before, assert_parity, swap_targets
 
 from porting import api, checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 from porting.weight_maps import IN_OUT_TO_OUT_IN, Row
 
 SPECS = ["paddleclas:Xception41_deeplab", "paddleclas:Xception65_deeplab"]
@@ -21,7 +21,7 @@ def test_ckpt_onnx_parity_from_pdparams(source_weights, spec, size):
     mindir = spec.endswith("41_deeplab")
     report = parity(resolve(spec), weights=str(weights), size=size, batch=1, onnx=True, mindir=mindir)
     assert_parity(report, ("mindspore", "onnx", "mindir") if mindir else ("mindspore", "onnx"))
-    assert len(report.layers()) == len(resolve(spec).build_weight_map().layers)
+    assert len(report.layers()) == len(build_weight_map(resolve(spec)).layers)
 
 
 @pytest.mark.parametrize("bug", ["exit_dilation_1", "head_without_dropout_scale", "swapped_pointwise"])
@@ -32,12 +32,12 @@ def test_variant_and_mapping_bugs_are_named(source_weights, bug):
         spec = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "exit_dilation": 1}})
         expected = "_exit_flow_2._conv1._conv1"
     elif bug == "head_without_dropout_scale":  # Dropout(downscale_in_infer) scales by 0.5 at inference
-        wm = spec.build_weight_map()
+        wm = build_weight_map(spec)
         i = next(i for i, r in enumerate(wm.rows) if r.source == "_fc.weight")
         wm.rows[i] = Row("_fc.weight", "fc.weight", IN_OUT_TO_OUT_IN)
         expected = "logits"
     else:
-        wm = spec.build_weight_map()
+        wm = build_weight_map(spec)
         a = "xception_41/middle_flow/block3._conv2._conv2.weight"
         b = "xception_41/middle_flow/block3._conv3._conv2.weight"
         swap_targets(wm, a, b)

@@ -2,6 +2,7 @@
 README's table generated from it."""
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from conftest import ulps
 
 from porting import archs
-from porting.specs import all_specs, readme_table, resolve
+from porting.specs import all_specs, build_weight_map, readme_table, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mindcv", "onnxruntime")
@@ -18,7 +19,7 @@ FRAMEWORKS = ("mindspore", "torch", "tensorflow", "keras", "paddle", "timm", "mi
 
 def test_importing_the_registry_imports_no_framework():
     code = ("import sys, porting.archs, porting.specs, porting.sources; "
-            "[s.build_weight_map() for s in porting.specs.all_specs()]; "
+            "[porting.specs.build_weight_map(s) for s in porting.specs.all_specs()]; "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
@@ -62,7 +63,61 @@ def test_each_source_library_is_one_package_and_every_spec_names_one():
         assert cls in {n.name for n in ast.parse(runner.read_text()).body if isinstance(n, ast.ClassDef)}, lib.runner
         assert lib.convention.source == lib.name and lib.resize_backend in RESIZE_BACKENDS, lib.name
     for spec in all_specs():
-        assert spec.build_weight_map().convention is sources.library(spec.source).convention, spec.id
+        assert build_weight_map(spec).convention is sources.library(spec.source).convention, spec.id
+
+
+def _called(node: ast.Call) -> str:
+    return getattr(node.func, "id", None) or getattr(node.func, "attr", "")
+
+
+def test_a_source_library_lives_in_its_record_and_its_weight_maps():
+    """README "Adding a source library": a library's naming convention is made in its record alone
+    (porting/sources/<library>/__init__.py), and its specs are registered by its weight maps
+    (porting/archs/<family>/from_<library>.py), each map its own library's; no family package registers a spec."""
+    from porting import sources
+
+    root = Path(archs.__file__).parents[1]
+    made, registered = {}, {}
+    for path in sorted(root.rglob("*.py")):
+        calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)]
+        name = path.relative_to(root.parent).as_posix()
+        made[name] = [n for n in calls if _called(n) in ("Convention", "mindspore")]
+        registered[name] = [n for n in calls if _called(n) in ("ModelSpec", "register_specs")]
+    records = {f"porting/sources/{lib.name}/__init__.py": lib.name for lib in sources.libraries()}
+    assert {name for name, calls in made.items() if calls} == set(records)
+    for name, calls in made.items():
+        assert all(c.args[0].value == records[name] for c in calls if c.args), name
+    maps = {name for name, calls in registered.items() if calls}
+    assert maps == {f"porting/archs/{s.arch}/{s.weight_map}.py" for s in all_specs()}, maps
+    for name in maps:
+        library = name.rsplit("/from_", 1)[1][:-len(".py")]
+        specs = [c for c in registered[name] if _called(c) == "ModelSpec"]
+        assert specs and all(c.args[0].value == library for c in specs), name
+
+
+def test_adding_a_source_library_lists_at_most_6_files_and_every_library_has_them():
+    """README "Adding a source library" lists at most 6 files, and every registered library has those it names for
+    a library: its record and runner, a weight map in each family it has specs of, and (in pyproject.toml) a
+    forbidden contract that keeps its runner to its own framework."""
+    import tomllib
+
+    from porting import sources
+
+    section = README.read_text().split("### Adding a source library", 1)[1].split("\n### ", 1)[0]
+    listed = re.findall(r"^\d+\. `([^`]+)`", section, re.M)
+    assert 0 < len(listed) <= 6 and len(re.findall(r"^\d+\. ", section, re.M)) == len(listed), listed
+    root = README.parent
+    per_library = [p for p in listed if "<library>" in p and p.startswith("porting/")]
+    assert len(per_library) >= 3, listed  # the record, the runner, the weight maps
+    contracts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    confined = {m for c in contracts if c["type"] == "forbidden" for m in c["source_modules"]}
+    for lib in sources.libraries():
+        families = {spec.arch for spec in all_specs() if spec.source == lib.name}
+        for pattern in per_library:
+            for family in sorted(families) if "<family>" in pattern else [""]:
+                path = root / pattern.replace("<library>", lib.name).replace("<family>", family)
+                assert path.is_file(), f"{lib.name}: README lists {pattern}, and {path} is not there"
+        assert f"porting.sources.{lib.name}.runner" in confined or "porting.sources.*.runner" in confined, lib.name
 
 
 def test_models_and_weight_maps_do_not_reach_into_converters_or_other_sources():
@@ -202,7 +257,7 @@ def test_every_spec_keeps_the_cheap_contracts(spec, networks):
 
     net = networks(spec)
     params = {name: p.shape for name, p in net.parameters_and_names()}
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     targets = [row.target for row in wm.rows]
     assert len(targets) == len(set(targets)), [t for t in targets if targets.count(t) > 1][:5]
     assert set(targets) == set(params), (sorted(set(params) - set(targets))[:5], sorted(set(targets) - set(params))[:5])

@@ -14,7 +14,7 @@ from conftest import assert_agrees_before, assert_openvino, assert_parity, porti
 
 from porting import checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -42,7 +42,7 @@ def test_ckpt_onnx_parity_from_source_files(source_weights, spec, suffix, size, 
         assert_openvino(report)
     kinds = {name: r.kind for name, r in report.layers().items()}
     # every bottleneck's SE and output, the stem pool and (vd) every shortcut avg pool were compared
-    bottlenecks = sum(resolve(spec).arch_config["layers"])  # 16 in the 50-layer models, 33 in the 101
+    bottlenecks = sum(resolve(spec).config.layers)  # 16 in the 50-layer models, 33 in the 101
     assert sum(k == "se" for k in kinds.values()) == bottlenecks == sum(k == "block" for k in kinds.values())
     assert sum(k == "pool" for k in kinds.values()) == (4 if "vd" in spec else 1)
 
@@ -114,7 +114,7 @@ def test_a_swapped_se_tensor_pair_is_caught_and_named(source_weights):
     """Two same-shaped SE expansion kernels swapped between layer3.1 and layer3.2: parity fails exactly at
     layer3.1's SE, and everything computed before it still agrees."""
     spec = resolve("timm:seresnext50_32x4d")
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "layer3.1.se.fc2.weight", "layer3.2.se.fc2.weight"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(spec.id, ".pth")), size=96, batch=1, weight_map=wm)
@@ -158,7 +158,7 @@ def test_gluon_alias_ports_and_exports_with_its_own_metadata(source_weights, tmp
     assert len(params) == 331 and params["layer1.0.se.fc1.weight"].shape == (16, 256, 1, 1)
     assert meta.source == "timm:seresnext50_32x4d.gluon_in1k" and meta.arch == "se_resnext"
     assert meta.arch_config == resolve("timm:seresnext50_32x4d").arch_config
-    assert meta.arch_config["stem_pool_padding"] == 1 and not meta.arch_config["se_dense"]
+    assert meta.config.stem_pool_padding == 1 and not meta.config.se_dense
     assert (meta.mean, meta.std) == IMAGENET and meta.input_size == 224
     assert meta.interpolation == "bicubic" and meta.crop_pct == 0.875
     run = porting("export", tmp_path / "g.ckpt", "--format", "onnx", "-o", tmp_path / "g.onnx")

@@ -8,9 +8,9 @@ import pytest
 from conftest import ulps  # noqa: F401 - ported: a fixture
 
 from porting import api
-from porting.converters.target import fit, targets_table
+from porting.converters.target import fit_between, targets_table
 from porting.sources.jobs import run_source
-from porting.specs import all_specs, resolve
+from porting.specs import all_specs, build_weight_map, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -26,12 +26,12 @@ def assert_round_trip(ported, spec: str, suffix: str, to: str, name: str, tmp_pa
     """source file -> port-weights -> export --to LIBRARY: the library's own loader reads every tensor the weight
     map ports back as the file had it (the proofs in the target's code: the cross-library tests)."""
     weights, ckpt = ported(spec, suffix)
-    report, how, target = api.export_to(ckpt, tmp_path / name, to, check=False)
-    assert target.id == spec and how.exact and not how.folds and report is None
+    report, fit, target = api.export_to(ckpt, tmp_path / name, to, check=False)
+    assert target.id == spec and fit.exact and not fit.folds and report is None
     model = resolve(spec)
     original = run_source(model, weights=str(weights)).tensors
     written = run_source(model, weights=str(tmp_path / name)).tensors
-    wm = model.build_weight_map()
+    wm = build_weight_map(model)
     scaled = {s for row in wm.rows if not row.transform.exact for s in row.sources}
     for row in wm.rows:
         for source in row.sources:
@@ -56,20 +56,20 @@ def test_round_trip_gives_the_source_file_back(spec, suffix, to, name, ported, t
 def test_across_libraries_in_the_targets_own_code(source, suffix, to, folded, ported, tmp_path, modelzoo_checkout):
     _, ckpt = ported(source, suffix)
     small = {} if to.startswith("modelzoo:xception") else PROOF  # its AvgPool2d(10) head needs 295-326 px
-    report, how, target = api.export_to(ckpt, tmp_path / ("x.ckpt" if to.startswith("modelzoo") else "x"), to,
+    report, fit, target = api.export_to(ckpt, tmp_path / ("x.ckpt" if to.startswith("modelzoo") else "x"), to,
                                         batch=1, size=small.get("size"))
-    assert how.exact and report.ok, report.first_failure()
+    assert fit.exact and report.ok, report.first_failure()
     assert len(report.layers(target.source)) > 10 and report.top1_agree[target.source] == 1.0
-    assert [f[:len(folded)] for f in how.folds] == ([folded] if folded else [])
+    assert [f[:len(folded)] for f in fit.folds] == ([folded] if folded else [])
 
 
 def test_fit_rules():
     x = {s.id: s.arch_config for s in all_specs()}
-    assert fit("xception", x["keras:xception"], x["modelzoo:xception"]).exact
-    assert fit("xception", x["mindcv:xception"], x["modelzoo:xception"]).verdict() == "exact"
-    assert not fit("xception", x["timm:legacy_xception"], x["keras:xception"]).exact
-    assert fit("inception_v4", x["paddleclas:InceptionV4"], x["timm:inception_v4"]).mismatch
-    assert fit("se_resnext", x["paddleclas:SE_ResNeXt50_32x4d"], x["timm:seresnext50_32x4d"]).exact
+    assert fit_between("xception", x["keras:xception"], x["modelzoo:xception"]).exact
+    assert fit_between("xception", x["mindcv:xception"], x["modelzoo:xception"]).verdict() == "exact"
+    assert not fit_between("xception", x["timm:legacy_xception"], x["keras:xception"]).exact
+    assert fit_between("inception_v4", x["paddleclas:InceptionV4"], x["timm:inception_v4"]).mismatch
+    assert fit_between("se_resnext", x["paddleclas:SE_ResNeXt50_32x4d"], x["timm:seresnext50_32x4d"]).exact
 
 
 def test_readme_has_the_targets_table():
@@ -82,6 +82,6 @@ def test_the_model_zoo_target_without_a_checkout_is_written_and_says_so(ported, 
     monkeypatch.delenv("PORTING_MODELZOO", raising=False)
     _, ckpt = ported("mindcv:xception", ".ckpt")
     said = []
-    report, how, spec = api.export_to(ckpt, tmp_path / "zoo.ckpt", "modelzoo:xception", log=said.append)
-    assert report is None and how.exact and spec.id == "modelzoo:xception" and (tmp_path / "zoo.ckpt").is_file()
+    report, fit, spec = api.export_to(ckpt, tmp_path / "zoo.ckpt", "modelzoo:xception", log=said.append)
+    assert report is None and fit.exact and spec.id == "modelzoo:xception" and (tmp_path / "zoo.ckpt").is_file()
     assert any("without the proof" in line and "--modelzoo DIR" in line for line in said), said

@@ -35,10 +35,10 @@ def test_paddleclas_se_resnext_into_timms_model(ported, tmp_path):
     """The PaddleClas -> timm pair the graphs allow: same stem, pool, BN eps and SE, whose Dense layers become
     timm's 1x1 convs (reshaped); proven in timm."""
     _, ckpt = ported("paddleclas:SE_ResNeXt50_32x4d", ".pdparams")
-    report, how, target = api.export_to(ckpt, tmp_path / "se", "timm:seresnext50_32x4d", **PROOF)
-    assert how.exact and report.ok, report.first_failure()
+    report, fit, target = api.export_to(ckpt, tmp_path / "se", "timm:seresnext50_32x4d", **PROOF)
+    assert fit.exact and report.ok, report.first_failure()
     assert len(report.layers(target.source)) > 10 and report.top1_agree["timm"] == 1.0
-    assert [f[:len("SE as 1x1 convs")] for f in how.folds] == ["SE as 1x1 convs"]
+    assert [f[:len("SE as 1x1 convs")] for f in fit.folds] == ["SE as 1x1 convs"]
     assert (tmp_path / "se" / "config.json").is_file() and (tmp_path / "se" / "model.safetensors").is_file()
 
 
@@ -48,8 +48,8 @@ def test_an_inexact_target_is_written_with_approximate_and_measured(ported, tmp_
     with pytest.raises(PortingError, match="--approximate"):
         api.export_to(ckpt, tmp_path / "k.weights.h5", "keras:xception")
     assert not (tmp_path / "k.weights.h5").exists()
-    report, how, _ = api.export_to(ckpt, tmp_path / "k.weights.h5", "keras:xception", approximate=True, **PROOF)
-    assert not how.exact and "max pools" in how.differences[0]
+    report, fit, _ = api.export_to(ckpt, tmp_path / "k.weights.h5", "keras:xception", approximate=True, **PROOF)
+    assert not fit.exact and "max pools" in fit.differences[0]
     assert (tmp_path / "k.weights.h5").is_file() and report.rows  # measured: the pools' outputs differ
     assert not report.ok
 

@@ -8,7 +8,7 @@ from conftest import assert_agrees_before, assert_openvino, assert_parity, error
 
 from porting import api, checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 SPEC = "timm:legacy_xception"
 
@@ -23,7 +23,7 @@ def test_ckpt_onnx_mindir_parity_from_pth(source_weights, size):
     assert_parity(report, ("mindspore", "onnx", "mindir") + (("openvino",) if size == 299 else ()))
     if size == 299:
         assert_openvino(report)
-    assert report.info["size"] == size
+    assert report.info.size == size
 
 
 def test_parity_builds_the_network_once_and_traces_onnx_once(monkeypatch):
@@ -72,15 +72,15 @@ def test_tensorrt_where_a_cuda_device_is():
     report = parity(resolve("timm:xception"), seed=0, size=299, batch=2, onnx=True, tensorrt=True)
     assert_parity(report, ("mindspore", "onnx", "tensorrt"))
     assert len(report.layers("tensorrt")) == len(report.layers("mindspore"))
-    beside = report.info["default_precision"]
+    beside = report.info.default_precision
     assert {"tensorrt-default", "tensorrt-f16"} <= set(beside), beside
-    assert beside["tensorrt-f16"]["top1_agree"] == 1.0, beside
+    assert beside["tensorrt-f16"].top1_agree == 1.0, beside
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights, tmp_path):
     """Two same-shaped pointwise kernels swapped inside block5: parity must fail exactly there."""
     spec = resolve(SPEC)
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "block5.rep.1.pointwise.weight", "block5.rep.4.pointwise.weight"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights(SPEC, ".pth")), size=160, batch=1, weight_map=wm)

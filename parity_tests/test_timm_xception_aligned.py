@@ -6,7 +6,7 @@ from conftest import assert_agrees_before, assert_parity, porting, swap_targets
 
 from porting import checkpoint
 from porting.proof import parity
-from porting.specs import resolve
+from porting.specs import build_weight_map, resolve
 
 # variant -> the file format its seeded weights are saved in (both of timm's formats are exercised)
 VARIANTS = {"xception41": ".pth", "xception65": ".safetensors", "xception71": ".pth",
@@ -28,13 +28,13 @@ def test_ckpt_onnx_parity_from_file(source_weights, name, size):
     kinds = {r.kind for r in report.layers().values()}
     assert {"conv", "bn", "separable", "block"} <= kinds
     # every mapped layer was compared, not only the logits
-    assert len(report.layers()) == len(resolve(spec).build_weight_map().layers)
+    assert len(report.layers()) == len(build_weight_map(resolve(spec)).layers)
 
 
 def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
     """Two same-shaped pointwise kernels swapped inside middle block 5: parity must fail exactly there."""
     spec = resolve("timm:xception41")
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     a, b = "blocks.5.stack.conv1.conv_pw.weight", "blocks.5.stack.conv2.conv_pw.weight"
     swap_targets(wm, a, b)
     report = parity(spec, weights=str(source_weights("timm:xception41", ".pth")), size=96, batch=1,
@@ -48,7 +48,7 @@ def test_a_swapped_tensor_pair_is_caught_and_named(source_weights):
 def test_xception41p_bn_eps_is_1e5_not_1e3(source_weights):
     """xception41p builds nn.BatchNorm2d (eps 1e-5) while 41/65/71/65p use eps 1e-3: the wrong one fails at a BN."""
     spec = resolve("timm:xception41p")
-    assert spec.arch_config["bn_eps"] == 1e-5 and resolve("timm:xception65p").arch_config["bn_eps"] == 1e-3
+    assert spec.config.bn_eps == 1e-5 and resolve("timm:xception65p").config.bn_eps == 1e-3
     wrong = type(spec)(**{**spec.__dict__, "arch_config": {**spec.arch_config, "bn_eps": 1e-3}})
     report = parity(wrong, weights=str(source_weights("timm:xception41p", ".safetensors")), size=96, batch=1)
     failure = report.first_failure()

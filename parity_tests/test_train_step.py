@@ -36,7 +36,7 @@ def assert_step_parity(report) -> None:
     assert kinds["grad"] == kinds["update"] > 20, kinds  # every trainable tensor, twice
     # the forward quantities' bounds stay tight: the source's own float32 spread on them is small (measured: the loss
     # 1e-7 to 3e-6; the BN statistics 1e-5 to 1.4e-4, the most for the SE-ResNeXt50s, whose last BNs see 2x2 or 3x3)
-    assert report.info["spread"]["loss"] < 1e-5 and report.info["spread"]["bn-update"] < 1e-3, report.info["spread"]
+    assert report.info.spread["loss"] < 1e-5 and report.info.spread["bn-update"] < 1e-3, report.info.spread
 
 
 @pytest.mark.parametrize("spec_id,suffix,size", PER_LIBRARY)
@@ -46,7 +46,7 @@ def test_train_step_parity_and_its_mutations(source_weights, spec_id, suffix, si
     reports = train_step_parity(spec, weights=weights, size=size, batch=2,
                                 variants=[{}] + [changes for changes, _ in MUTATIONS.values()])
     assert_step_parity(reports[0])
-    assert reports[0].info["train_step"]["bn_momentum"] == 0.9
+    assert reports[0].info.train_step.bn_momentum == 0.9
     for (name, (_, kind)), report in zip(MUTATIONS.items(), reports[1:]):
         failure = report.first_failure()
         assert failure is not None, f"{spec_id}: {name} passed"

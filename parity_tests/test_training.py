@@ -54,7 +54,7 @@ def test_finetune_lowers_the_loss_on_a_fixed_batch(ported, finetuned, tiny_data)
     assert "epoch time: " in log and " ms, per step time: " in log
     _, meta = checkpoint.load(newest)
     assert meta.class_names == CLASSES and meta.num_classes == 3 and meta.input_size == 64
-    assert meta.train_state["global_step"] == 12
+    assert meta.train_state.global_step == 12
 
 
 def test_eval_agrees_with_topk_from_the_logits(finetuned, tiny_data, tmp_path):
@@ -105,14 +105,14 @@ def test_interrupted_run_resumes_from_its_step_and_optimizer_state(ported, tiny_
         if later != first:
             later.unlink()
     state, meta = checkpoint.load(first)
-    assert meta.train_state["global_step"] == 2
+    assert meta.train_state.global_step == 2
     assert any(k.startswith("moments.") and np.abs(v).max() > 0 for k, v in state.items())
     run = porting("finetune", ported, "--data", tiny_data, "--epochs", "2", *SMALL, "--save-checkpoint-steps", "2",
                   "--pynative", "-o", out, "--resume")
     assert run.code == 0, run.stderr
     assert "resuming from xception-1_2.ckpt: global step 2" in run.stderr
     final, final_meta = checkpoint.load(out / "xception-2_6.ckpt")
-    assert final_meta.train_state["global_step"] == 12 and int(final["global_step"].reshape(-1)[0]) == 12
+    assert final_meta.train_state.global_step == 12 and int(final["global_step"].reshape(-1)[0]) == 12
     text = (out / "train.log").read_text()
     assert "training xception" in text and ", resuming at global step 2" in text  # each run's opening line
     log = [ln for ln in text.splitlines() if ln.startswith("epoch: ")]

@@ -22,7 +22,8 @@ from porting import files, formats
 from porting.errors import PortingError
 from porting.heads import Head
 from porting.options import Preprocess, TrainingRun
-from porting.specs import ModelSpec, resolve
+from porting.results import BenchRow, EvalResult, MapTable, PipelineCheck, Prediction, QuantizeReport, TargetFit
+from porting.specs import ModelSpec, build_weight_map, resolve
 
 __all__ = ["port", "load", "export", "export_to", "targets", "parity", "check_parity", "check_preprocessing", "evaluate", "predict", "quantize",
            "benchmark", "resolve", "models", "weight_map", "random_weights", "finetune", "finetune_recipe",
@@ -93,11 +94,11 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
-def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: str | Head | None = None) -> dict:
+def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: str | Head | None = None) -> MapTable:
     """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
-    {'spec', 'arch', 'ignore', 'rows': [{'source', 'source_shape', 'target', 'target_shape', 'transform'}], 'head':
-    the head's description or None}. `head`: the user's own head (porting.heads; for timm and PaddleClas also
-    --head's spelling, as for port), whose rows replace the classifier's."""
+    a porting.results.MapTable (spec, arch, ignore, rows: source, source_shape, target, target_shape,
+    transform; head: the head's description or None). `head`: the user's own head (porting.heads; for timm and
+    PaddleClas also --head's spelling, as for port), whose rows replace the classifier's."""
     import numpy as np
 
     from porting import msenv
@@ -112,8 +113,8 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, hea
     head = _over_backbone(model, head)
     targets = target_shapes(model, model.num_classes, head=head)
     wm.apply({k: np.zeros(v, np.float32) for k, v in sources.items()}, targets, model.id)
-    return {"spec": model.id, "arch": model.arch, "ignore": wm.ignore, "rows": wm.table(sources, targets),
-            "head": head.describe() if head is not None else None}
+    return MapTable(spec=model.id, arch=model.arch, ignore=wm.ignore, rows=wm.table(sources, targets),
+                    head=head.describe() if head is not None else None)
 
 
 def _check_weights(model: ModelSpec, weights: str | Path) -> None:
@@ -246,18 +247,30 @@ def export(ckpt: str | Path, output: str | Path, format: str = "onnx", *, size: 
 def export_to(ckpt: str | Path, output: str | Path, to: str, *, approximate: bool = False, check: bool = True,
               modelzoo: str | Path | None = None, size: int | None = None, batch: int = 2, log=lambda msg: None):
     """The checkpoint in a source library's own format (`to`: a spec, or a bare library for the checkpoint's own
-    spec), written by that library's saver and, unless check=False, read back by its loader and compared layer by
-    layer with the checkpoint in MindSpore (`batch` seeded inputs of `size`, default the checkpoint's). Returns (report or None when unproven, porting.converters.target.Fit,
-    the target spec). Inexact targets need `approximate`."""
-    from porting.converters.target import export_to as run
+    spec), written by that library's saver (porting.converters.target) and, unless check=False, read back by its
+    loader and compared layer by layer with the checkpoint in MindSpore (porting.proof.prove_export: `batch` seeded
+    inputs of `size`, default the checkpoint's). Returns (report, or None when unproven; the
+    porting.converters.target.Fit; the target spec). Inexact targets need `approximate`."""
+    from porting import checkpoint
+    from porting.converters import target
 
-    return run(Path(ckpt), Path(output), to, approximate=approximate, check=check, modelzoo=modelzoo, size=size,
-               batch=batch, log=log)
+    ckpt, output = Path(ckpt), Path(output)
+    target.check_early(ckpt, output, to)  # the command line's mistakes before MindSpore loads
+    params, card = checkpoint.load(ckpt)
+    model = spec_for(target.target_spec(to, card), modelzoo)  # --to names a spec, or a library: the card's own
+    export = target.prepare(ckpt, output, params, card, model, approximate=approximate, size=size, log=log)
+    if not (check and export.runnable):  # --no-check, or the model zoo without a checkout (a line says so)
+        target.write(export, log=log)
+        return None, export.fit, model
+    from porting.proof import prove_export
+
+    return prove_export(export, batch=batch, approximate=approximate, log=log), export.fit, model
 
 
-def targets(markdown: bool = False):
-    """Where each spec's checkpoints go with export_to: [(from spec, to spec, Fit)] for every pair of one
-    architecture (Fit.exact, .folds, .differences, .mismatch, .verdict()), or the README's markdown table."""
+def targets(markdown: bool = False) -> list[TargetFit] | str:
+    """Where each spec's checkpoints go with export_to: a porting.results.TargetFit (source, target, fit) for
+    every pair of specs of one architecture (fit.exact, .folds, .differences, .mismatch, .verdict()), or the
+    README's markdown table."""
     from porting.converters.target import target_fits, targets_table
 
     return targets_table() if markdown else target_fits()
@@ -273,7 +286,7 @@ def parity(spec: str | ModelSpec, weights: str | Path | None = None, *, seed: in
     MindSpore, in that order (['ort', 'openvino'] or 'ort,openvino'; porting.runtimes lists them: ort, openvino,
     tensorrt, mindir); `onnx`, `mindir`, `openvino`, `tensorrt` say the same as flags. Each runs at f32 (in the
     verdict); OpenVINO's default precision and TensorRT's TF32 default and fp16 export are reported beside it
-    (`report.info['default_precision']`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
+    (`report.info.default_precision`); TensorRT is skipped, in one line, without a CUDA device. `images`: a
     folder whose first `batch` images are the inputs instead of seeded synthetic ones. The inputs are compared
     `chunk` at a time (default: as many as hold about 256 MiB of recorded layers), so memory does not grow with
     `batch`; the report is the one of all inputs at once. `head`: the user's own head (porting.heads) the source's
@@ -346,8 +359,9 @@ def evaluate(model: str | Path, data: str | Path, *, batch_size: int = 32, label
              results: str | Path | None = None, topk: int = 5, dump_logits: str | Path | None = None,
              workers: int | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
              runtimes: Sequence[str] | str | None = None, runtime: str | None = None, precision: str | None = None,
-             log=lambda msg: None, progress=None, **overrides) -> dict | list[dict]:
-    """{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'} of a .ckpt, .onnx or .mindir on DATA
+             log=lambda msg: None, progress=None, **overrides) -> EvalResult | list[EvalResult]:
+    """The loss, top-1 and top-5 accuracy (a porting.results.EvalResult: loss, top1, top5, samples, runtime,
+    precision; `.as_dict()` in the model zoo's eval.py keys) of a .ckpt, .onnx or .mindir on DATA
     (class folders, or a flat folder with val_label.txt). `preprocessing` (porting.options.Preprocess) or its
     fields as keywords (size=, resize=, crop_pct=, interpolation=, mean=, std=) override the model card's.
     `runtime` says what runs the file (default: its own: mindspore for a .ckpt, 'ort' for an .onnx, 'mindir'
@@ -385,9 +399,10 @@ def _runtimes_asked(runtimes: Sequence[str] | str | None, runtime: str | None) -
 def predict(model: str | Path, images: list[str | Path], *, topk: int | None = None,
             labels: str | Path | None = None, device: str | None = None, preprocessing: Preprocess | None = None,
             runtimes: Sequence[str] | str | None = None, runtime: str | None = None, precision: str | None = None,
-            log=lambda msg: None, **overrides) -> list[dict]:
-    """Softmax top-k per image: [{'image', 'runtime', 'precision', 'top': [{'class', 'index', 'probability'}]}],
-    every image in each runtime in turn; preprocessing, runtimes, runtime and precision as for evaluate."""
+            log=lambda msg: None, **overrides) -> list[Prediction]:
+    """Softmax top-k per image: a porting.results.Prediction (image, runtime, precision, top: name, index,
+    probability) for every image in each runtime in turn; preprocessing, runtimes, runtime and precision as for
+    evaluate."""
     from porting.deploy.evaluate import predict as run_predict
 
     for image in map(Path, images):  # before any runtime loads
@@ -403,9 +418,9 @@ def predict(model: str | Path, images: list[str | Path], *, topk: int | None = N
 
 def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images: int | None = None,
              holdout: int = 200, method: str = "minmax", label_file: str | Path | None = None,
-             log=lambda msg: None, progress=None) -> dict:
-    """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report; `images` calibration images (default
-    1000, or all that `calib` holds if fewer)."""
+             log=lambda msg: None, progress=None) -> QuantizeReport:
+    """int8 ONNX (static QDQ, per-channel) and the float32-vs-int8 report (porting.results.QuantizeReport);
+    `images` calibration images (default 1000, or all that `calib` holds if fewer)."""
     from porting.deploy.quantize import METHODS
     from porting.deploy.quantize import quantize as run_quantize
 
@@ -419,8 +434,10 @@ def quantize(model: str | Path, calib: str | Path, output: str | Path, *, images
 
 def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int | None = None,
               reps: int = 10, device: str | None = None, runtimes: Sequence[str] | str | None = None,
-              precisions: tuple[str, ...] = ("f32", "default"), progress=None, log=lambda msg: None) -> list[dict]:
-    """img/s of a ported model on this machine in MindSpore (GRAPH) and in each of `runtimes` (['ort',
+              precisions: tuple[str, ...] = ("f32", "default"), progress=None,
+              log=lambda msg: None) -> list[BenchRow]:
+    """img/s of a ported model on this machine (porting.results.BenchRow: runtime, batch, size, median_s,
+    img_per_s, precision) in MindSpore (GRAPH) and in each of `runtimes` (['ort',
     'openvino'] or 'ort,openvino'; default: ort, and every other ONNX runtime that is installed and can run
     here), each at every one of `precisions` it takes (a runtime that takes none of them: at f32)."""
     from porting.deploy.bench import bench as run_bench
@@ -431,10 +448,11 @@ def benchmark(ckpt: str | Path, batches: tuple[int, ...] = (1, 8), *, size: int 
 
 
 def check_preprocessing(spec: str | ModelSpec, images: str | Path, *, count: int | None = None,
-                        size: int | None = None, modelzoo: str | Path | None = None, log=lambda msg: None) -> dict:
+                        size: int | None = None, modelzoo: str | Path | None = None,
+                        log=lambda msg: None) -> PipelineCheck:
     """The port's image pipeline against the source library's own on the images in `images` (a folder, its
-    first `count`, or a file): {'spec', 'ours', 'theirs', 'images': [{'image', 'mean_abs', 'max_abs'}],
-    'mean_abs', 'max_abs'}."""
+    first `count`, or a file): a porting.results.PipelineCheck (spec, ours, theirs, images: image, mean_abs,
+    max_abs, shapes where they differ; mean_abs, max_abs)."""
     from porting import msenv
     from porting.images.folders import list_images
     from porting.proof import check_preprocessing as run_check

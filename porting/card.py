@@ -2,8 +2,9 @@
 
 Every file porting writes carries one (the .ckpt's `porting_metadata` JSON, ONNX `metadata_props`, MINDIR
 `user_info`), and every module reads it through this class: `ModelCard.from_dict` checks it once, so a
-command meets a typed, valid card or a one-line error naming the file, never a KeyError later. No framework
-here (arch_config is checked against the architecture's registered config class).
+command meets a typed, valid card or a one-line error naming the file, never a KeyError later. Its nested
+parts are typed too (a fine-tuning checkpoint's TrainState, an export's ExportInfo; arch_config is read through
+the architecture's config class: `card.config`), in the same JSON as before. No framework here.
 """
 from __future__ import annotations
 
@@ -21,6 +22,103 @@ INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 # how images are resized (porting.images.preprocessing.Preprocessing): PIL's filters (timm, Keras), OpenCV's
 # arithmetic (PaddleClas, mindcv), the model zoo's MindSpore Resize (short side) or Resize((R, R)) ('-square')
 RESIZE_BACKENDS = ("pil", "opencv", "mindspore", "mindspore-square")
+
+
+def _bad(where, key: str, why: str) -> PortingError:
+    return PortingError(f"'{where}': metadata '{key}' {why}")
+
+
+# The JSON values a field of the card's nested parts takes, by its annotation (a string here: annotations are
+# postponed), and how an error names them
+JSON_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"),
+              "bool": ((bool,), "true or false"), "str": ((str,), "a string"), "dict": ((dict,), "a JSON object"),
+              "list[float]": ((list,), "a list"), "Quantization": ((dict,), "a JSON object")}
+
+
+def _typed(cls, raw, where, key: str):
+    """`raw` (a JSON object) as the dataclass `cls`, each value it gives of its field's type (None only where the
+    field takes None); or one line naming the file and the field."""
+    if not isinstance(raw, dict):
+        raise _bad(where, key, "must be a JSON object")
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise _bad(where, key, f"has unknown field(s) {', '.join(map(repr, unknown))} (written by a newer porting?)")
+    for name, value in raw.items():
+        optional = fields[name].endswith(" | None")
+        types, words = JSON_TYPES[fields[name].removesuffix(" | None")]
+        if value is None and optional:
+            continue
+        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            raise _bad(where, f"{key}.{name}", f"must be {words}{' or null' if optional else ''}, not {value!r}")
+    return cls(**raw)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """What a fine-tuning checkpoint adds (porting.training.finetune): where the run stood, what it trained with,
+    and the divergence stop's state, so that --resume continues the very run."""
+
+    global_step: int = 0
+    steps_per_epoch: int | None = None
+    epochs: int | None = None
+    world_size: int = 1
+    loss: float | None = None  # the last step's
+    recipe: dict = field(default_factory=dict)  # porting.training.recipes.as_dict of the recipe it trained with
+    settings: dict = field(default_factory=dict)  # what a resumed run must share with it, compared key by key
+    start_loss: float | None = None  # the divergence stop's reference ...
+    recent_losses: list[float] = field(default_factory=list)  # ... and its window
+
+    @property
+    def workers(self) -> int | None:
+        """The dataset workers it trained with (its random crops depend on their number); None where unrecorded."""
+        return self.settings.get("workers")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw, where: str | Path) -> TrainState:
+        return _typed(cls, raw, where, "train_state")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How `porting quantize` made an int8 file (ONNX Runtime's static quantization)."""
+
+    format: str | None = None  # QDQ
+    per_channel: bool | None = None
+    weights: str | None = None  # int8
+    activations: str | None = None
+    calibration: str | None = None  # minmax | percentile | entropy
+    calibration_images: int | None = None
+    classes_covered: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """How an ONNX or MINDIR file was exported: what a runtime needs to feed it (a fixed batch and size) and what
+    it computes in."""
+
+    opset: int | None = None  # ONNX
+    batch: int | None = None  # None: a dynamic batch (ONNX); a MINDIR's is fixed
+    size: int | None = None  # a MINDIR's fixed input size (an ONNX's is in its input)
+    dynamic_size: bool | None = None
+    precision: str | None = None  # float32 | float16 (export --fp16) | int8 (porting quantize)
+    fold_bn: bool | None = None
+    quantization: Quantization | None = None
+
+    def to_dict(self) -> dict:
+        """Fields that do not apply (None) left out, but the batch: null says it is dynamic."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k == "batch"}
+
+    @classmethod
+    def from_dict(cls, raw, where: str | Path) -> ExportInfo:
+        info = _typed(cls, raw, where, "export")
+        if info.quantization is not None:
+            info = dataclasses.replace(info, quantization=_typed(Quantization, info.quantization, where,
+                                                                 "export.quantization"))
+        return info
 
 
 @dataclass(frozen=True)
@@ -56,8 +154,8 @@ class ModelCard:
     tool_version: str = ""
     created: str = ""
     # what a file adds
-    train_state: dict | None = None  # a fine-tuning checkpoint's step, epoch, recipe
-    export: dict | None = None  # how an ONNX / MINDIR was exported (opset, batch, size, precision...)
+    train_state: TrainState | None = None  # a fine-tuning checkpoint's step, epoch, recipe
+    export: ExportInfo | None = None  # how an ONNX / MINDIR was exported (opset, batch, size, precision...)
     format: str = FORMAT
 
     def replace(self, **changes) -> ModelCard:
@@ -67,10 +165,12 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         """The card as JSON-ready data; fields that are unset (None) are left out."""
-        raw = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        if self.custom_head is not None:
-            raw["custom_head"] = self.custom_head.to_dict()
-        return raw
+        # each nested record writes its own (the user's head: Head.to_dict)
+        nested = {"train_state": self.train_state, "export": self.export, "custom_head": self.custom_head}
+        out = {k: v for k, v in dataclasses.asdict(dataclasses.replace(self, **dict.fromkeys(nested))).items()
+               if v is not None}
+        out.update({k: v.to_dict() for k, v in nested.items() if v is not None})
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -117,8 +217,13 @@ class ModelCard:
         for key in ("arch", "arch_config", "num_classes", "input_size", "mean", "std"):
             if key not in raw:
                 raise PortingError(f"'{where}': metadata '{key}' is missing")
+        raw = dict(raw)
+        if raw.get("train_state") is not None:
+            raw["train_state"] = TrainState.from_dict(raw["train_state"], where)
+        if raw.get("export") is not None:
+            raw["export"] = ExportInfo.from_dict(raw["export"], where)
         if raw.get("custom_head") is not None:
-            raw = {**raw, "custom_head": Head.from_dict(raw["custom_head"], where)}
+            raw["custom_head"] = Head.from_dict(raw["custom_head"], where)
         card = cls(**raw)
         card.check(where)
         return card
@@ -175,9 +280,12 @@ class ModelCard:
             bad("class_names", f"must list {self.num_classes} names")
         if not isinstance(self.head, str):
             bad("head", "must be a cell name")
-        for key in ("background_class", "nonfinite_values", "train_state", "export", "arch_config"):
+        for key in ("background_class", "nonfinite_values", "arch_config"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
                 bad(key, "must be a JSON object")
+        for key, cls in (("train_state", TrainState), ("export", ExportInfo)):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), cls):
+                bad(key, f"must be a {cls.__name__}")
 
     # --------------------------------------------------------------------------------- what it says
 
@@ -221,6 +329,13 @@ class ModelCard:
                                f"{self.fixed_size} px inputs only")
         return size
 
+    def export_info(self) -> ExportInfo:
+        """How the file was exported (every field None for a checkpoint)."""
+        return self.export or ExportInfo()
+
     @property
-    def export_options(self) -> dict:
-        return dict(self.export or {})
+    def config(self):
+        """The architecture's config object of arch_config (its class's defaults for keys it leaves out)."""
+        from porting import archs
+
+        return archs.config_for(self.arch, self.arch_config)

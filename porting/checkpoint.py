@@ -104,7 +104,7 @@ def load_model(path: str | Path, into=None):
     from porting import archs
 
     params, card = load(path)
-    wanted = (card.arch, archs.config_for(card.arch, card.arch_config), card.num_classes, card.custom_head)
+    wanted = (card.arch, card.config, card.num_classes, card.custom_head)
     if into is not None and getattr(into, "built_as", None) == wanted:
         load_params(into, params, str(path), train_state_ok=card.train_state is not None)
         return into, card

@@ -25,7 +25,9 @@ from porting import api, files, formats
 from porting.errors import PortingError
 from porting.heads import BACKBONE_BN
 from porting.options import PRECISIONS, Preprocess, TrainingRun
+from porting.results import BenchRow, MapTable, PipelineCheck, Prediction, QuantizeReport, TargetFit, to_json
 from porting.runtimes import all_runtimes, runtime_names
+from porting.specs import weight_files_text
 from porting.tables import Column, Fitted
 from porting.training.recipes import RECIPES
 from porting.version import __version__
@@ -84,9 +86,7 @@ def _value(choice) -> str | None:
 
 # Every option has its help and shows its default: typer shows a value's own; where the default is decided at run
 # time (None here), show_default says what it is
-WEIGHTS = typer.Option(None, "--weights", "-w", help="Local source weights: timm .pth/.bin/.safetensors, Keras "
-                                                      ".weights.h5/.h5/.keras, PaddleClas .pdparams, mindcv or "
-                                                      "model-zoo .ckpt.",
+WEIGHTS = typer.Option(None, "--weights", "-w", help=f"Local source weights: {weight_files_text()}.",
                        show_default="none: the library's own pretrained download, unless --random-init")
 RANDOM = typer.Option(None, "--random-init", metavar="SEED", min=0, max=SEED_MAX,
                       help="Seeded synthetic weights instead of a file: checks the pipeline offline.",
@@ -176,12 +176,12 @@ def _print_targets(markdown: bool) -> None:
     out.print(targets_table(api.targets()))
 
 
-def targets_table(fits) -> Fitted:
+def targets_table(fits: list[TargetFit]) -> Fitted:
     """`porting models --targets`: (from spec, to spec, Fit) rows."""
     table = Fitted("export --to: where a checkpoint of each spec goes (every spec goes back to itself)",
                    [Column("from"), Column("to", under="from"), Column("how", prose=True)])
-    for a, b, how in fits:
-        table.add_row(escape(a), escape(b), escape(how.verdict()))
+    for a, b, fit in fits:
+        table.add_row(escape(a), escape(b), escape(fit.verdict()))
     return table
 
 
@@ -193,22 +193,22 @@ def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xcepti
 
     table_map = api.weight_map(spec, modelzoo=modelzoo, head=head)
     if as_json:
-        out.print_json(json.dumps({k: table_map.get(k) for k in ("spec", "head", "rows", "ignore")}))
+        out.print_json(table_map.to_json())
         return
     out.print(map_table(table_map))
 
 
-def map_table(table_map: dict) -> Fitted:
+def map_table(table_map: MapTable) -> Fitted:
     """`porting map`: api.weight_map's rows; each source tensor over its MindSpore parameter when narrow."""
-    rows = table_map["rows"]
-    head = f"; its own head: {table_map['head']}" if table_map.get("head") else ""
-    table = Fitted(f"{table_map['spec']} -> MindSpore {table_map['arch']} ({len(rows)} tensors; ignored: "
-                   f"{', '.join(table_map['ignore']) or 'none'}{head})",
+    rows = table_map.rows
+    head = f"; its own head: {table_map.head}" if table_map.head else ""
+    table = Fitted(f"{table_map.spec} -> MindSpore {table_map.arch} ({len(rows)} tensors; ignored: "
+                   f"{', '.join(table_map.ignore) or 'none'}{head})",
                    [Column("source"), Column("source shape"), Column("target", under="source"),
                     Column("target shape", under="source shape"), Column("transform")])
     for r in rows:
-        table.add_row(*(escape(str(v)) for v in (r["source"], r["source_shape"], r["target"] or "-",
-                                                   r["target_shape"] or "-", r["transform"])))
+        table.add_row(*(escape(str(v)) for v in (r.source, r.source_shape, r.target or "-", r.target_shape or "-",
+                                                   r.transform)))
     return table
 
 
@@ -295,13 +295,13 @@ def _export_to(ckpt, output, to, fmt, approximate, no_check, modelzoo, size, **o
     given = [f"--{k.replace('_', '-')}" for k, v in onnx_flags.items() if v] + (["--format"] if fmt else [])
     if given:
         raise PortingError(f"{', '.join(given)} apply to ONNX / MINDIR / AIR exports, not to --to")
-    report, how, spec = api.export_to(ckpt, output, to, approximate=approximate, check=not no_check,
+    report, fit, spec = api.export_to(ckpt, output, to, approximate=approximate, check=not no_check,
                                       modelzoo=modelzoo, size=size, log=log)
     from porting import report as rendering
 
     if report is not None:
         out.print(rendering.summary_table(report))
-        if how.exact:
+        if fit.exact:
             log(f"wrote {output} ({spec.id}): exact, {len(report.rows)} comparisons within tolerance in "
                 f"{spec.source}'s own code")
         else:
@@ -375,7 +375,7 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
         _print_pipelines(result)
         if report:
             with files.atomic_output(report) as staged:
-                staged.file.write_text(json.dumps(result, indent=2))
+                staged.file.write_text(result.to_json(indent=2))
         return
     from porting import report as rendering
 
@@ -408,26 +408,26 @@ def parity_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xce
         raise typer.Exit(1)
 
 
-def _print_pipelines(result: dict) -> None:
+def _print_pipelines(result: PipelineCheck) -> None:
     out.print(pipelines_table(result))
-    out.print(f"porting: {escape(result['ours'])}")
-    out.print(f"source:  {escape(result['theirs'])}")
-    if result["max_abs"] is not None and result["max_abs"] < 1e-6:
+    out.print(f"porting: {escape(result.ours)}")
+    out.print(f"source:  {escape(result.theirs)}")
+    if result.max_abs is not None and result.max_abs < 1e-6:
         out.print("[bold green]IDENTICAL[/bold green] pipelines on these images")
-    elif result["mean_abs"] is not None:
-        out.print(f"[bold yellow]DIFFERENT[/bold yellow]: mean |diff| {result['mean_abs']:.2e}, max "
-                  f"{result['max_abs']:.2e} (README: 'Preprocessing' says why)")
+    elif result.mean_abs is not None:
+        out.print(f"[bold yellow]DIFFERENT[/bold yellow]: mean |diff| {result.mean_abs:.2e}, max "
+                  f"{result.max_abs:.2e} (README: 'Preprocessing' says why)")
 
 
-def pipelines_table(result: dict) -> Fitted:
+def pipelines_table(result: PipelineCheck) -> Fitted:
     """parity --check-preprocessing: per image, how far porting's pipeline is from the source library's."""
-    table = Fitted(f"{result['spec']}: porting's preprocessing vs the source library's own, normalised units",
+    table = Fitted(f"{result.spec}: porting's preprocessing vs the source library's own, normalised units",
                    [Column("image"), Column("mean |diff|", justify="right"), Column("max |diff|", justify="right")])
-    for row in result["images"]:
-        if row["mean_abs"] is None:
-            table.add_row(escape(row["image"]), "shapes differ", f"{row['shape'][0]} vs {row['shape'][1]}")
+    for row in result.images:
+        if row.shapes is not None:
+            table.add_row(escape(row.image), "shapes differ", f"{row.shapes[0]} vs {row.shapes[1]}")
         else:
-            table.add_row(escape(row["image"]), f"{row['mean_abs']:.2e}", f"{row['max_abs']:.2e}")
+            table.add_row(escape(row.image), f"{row.mean_abs:.2e}", f"{row.max_abs:.2e}")
     return table
 
 
@@ -469,26 +469,26 @@ def bench_cmd(ckpt: Path = typer.Argument(..., help="A .ckpt written by port-wei
                                 runtimes=runtime or None,
                                 precisions=tuple(map(_value, precision)), log=log)
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(to_json(results))
         return
     out.print(bench_table(ckpt.name, reps, results))
 
 
-def bench_table(name: str, reps: int, results: list[dict]) -> Fitted:
+def bench_table(name: str, reps: int, results: list[BenchRow]) -> Fitted:
     """`porting bench`: api.benchmark's rows, each against MindSpore (and ONNX Runtime) at its batch."""
     columns = ["runtime", "batch", "input", "ms / call", "img/s", "vs MindSpore"]
-    with_ort = any(r["runtime"].startswith("ONNX Runtime") for r in results)
+    with_ort = any(r.runtime.startswith("ONNX Runtime") for r in results)
     table = Fitted(f"{name}: median of {reps} calls per runtime, interleaved; x > 1: faster",
                    [Column("runtime", prose=True)]  # 'OpenVINO (CPU, bf16: OpenVINO's default on this CPU)'
                    + [Column(col, justify="right") for col in columns[1:] + (["vs ONNX Runtime"] if with_ort else [])])
     for r in results:
-        same = [b for b in results if b["batch"] == r["batch"]]
-        base = next(b for b in same if b["runtime"].startswith("MindSpore"))
-        row = [r["runtime"], str(r["batch"]), f"{r['size']}x{r['size']}", f"{r['median_s'] * 1000:.1f}",
-               f"{r['img_per_s']:.2f}", f"x{base['median_s'] / r['median_s']:.2f}"]
+        same = [b for b in results if b.batch == r.batch]
+        base = next(b for b in same if b.runtime.startswith("MindSpore"))
+        row = [r.runtime, str(r.batch), f"{r.size}x{r.size}", f"{r.median_s * 1000:.1f}", f"{r.img_per_s:.2f}",
+               f"x{base.median_s / r.median_s:.2f}"]
         if with_ort:
-            ort = next(b for b in same if b["runtime"].startswith("ONNX Runtime"))
-            row.append(f"x{ort['median_s'] / r['median_s']:.2f}")
+            ort = next(b for b in same if b.runtime.startswith("ONNX Runtime"))
+            row.append(f"x{ort.median_s / r.median_s:.2f}")
         table.add_row(*map(escape, row))
     return table
 
@@ -651,29 +651,27 @@ def quantize_cmd(model: Path = typer.Argument(..., help="A float32 .onnx written
     with _progress() as progress:
         report = api.quantize(model, calib, output, images=images, holdout=holdout, method=_value(method),
                               label_file=label_file, log=log, progress=progress)
-    log(f"wrote {output} ({report['size_mib']['int8']} MiB, from {report['size_mib']['float32']} MiB)")
+    log(f"wrote {output} ({report.size_mib.int8} MiB, from {report.size_mib.float32} MiB)")
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(report.to_json(indent=2))
         return
     out.print(quantize_table(report))
 
 
-def quantize_table(report: dict) -> Fitted:
+def quantize_table(report: QuantizeReport) -> Fitted:
     """`porting quantize`: api.quantize's comparison of the float32 and int8 models."""
-    table = Fitted(f"float32 vs int8 on {report['held_out']} held-out images" if report["held_out"] else
-                   f"float32 vs int8 on {report['compared_images']} calibration images (none held out)",
+    table = Fitted(f"float32 vs int8 on {report.held_out} held-out images" if report.held_out else
+                   f"float32 vs int8 on {report.compared_images} calibration images (none held out)",
                    [Column("measure", prose=True), Column("value", justify="right", prose=True)])
-    if "max_feature_error" in report:  # a feature extractor: no classes to agree on
-        table.add_row("max feature error", f"{report['max_feature_error']:.4f} (features up to "
-                                           f"{report['feature_scale']:.2f})")
+    if report.output == "features":  # a feature extractor: no classes to agree on
+        table.add_row("max feature error", f"{report.max_logit_error:.4f} (features up to {report.logit_scale:.2f})")
         return table
-    table.add_row("top-1 agreement", f"{report['top1_agreement']:.2%}")
-    table.add_row("top-5 overlap", f"{report['top5_overlap']:.2%}")
-    table.add_row("max logit error", f"{report['max_logit_error']:.4f} (logits up to {report['logit_scale']:.2f})")
-    for precision in ("float32", "int8"):
-        if precision in report:
-            table.add_row(f"{precision} top-1 / top-5", f"{report[precision]['Top_1_Acc']:.2%} / "
-                                                        f"{report[precision]['Top_5_Acc']:.2%}")
+    table.add_row("top-1 agreement", f"{report.top1_agreement:.2%}")
+    table.add_row("top-5 overlap", f"{report.top5_overlap:.2%}")
+    table.add_row("max logit error", f"{report.max_logit_error:.4f} (logits up to {report.logit_scale:.2f})")
+    for precision, scores in (("float32", report.float32), ("int8", report.int8)):
+        if scores is not None:
+            table.add_row(f"{precision} top-1 / top-5", f"{scores.top1:.2%} / {scores.top5:.2%}")
     return table
 
 
@@ -745,10 +743,10 @@ def eval_cmd(model: Path = MODEL_FILE,
     found = result if isinstance(result, list) else [result]
     for each in found:  # the model zoo's eval.py line; several runtimes: each one's, named
         if as_json:
-            print(json.dumps(each))
+            print(each.to_json())
         else:
-            named = f" ({each['runtime']}, {each['precision']})" if len(found) > 1 else ""
-            print(f"result{named}: { {k: each[k] for k in ('Loss', 'Top_1_Acc', 'Top_5_Acc')} }")
+            named = f" ({each.runtime}, {each.precision})" if len(found) > 1 else ""
+            print(f"result{named}: {each.metrics()}")
 
 
 @app.command("predict")
@@ -769,21 +767,21 @@ def predict_cmd(model: Path = MODEL_FILE, images: list[Path] = typer.Argument(..
                           precision=_value(precision), log=log,
                           preprocessing=_preprocessing_options(size, resize, crop_pct, interpolation, mean, std))
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(to_json(results))
         return
-    several = len({r["runtime"] for r in results}) > 1
+    several = len({r.runtime for r in results}) > 1
     for r in results:
         out.print(predict_table(r, named=several))
 
 
-def predict_table(result: dict, named: bool = False) -> Fitted:
+def predict_table(result: Prediction, named: bool = False) -> Fitted:
     """`porting predict`: one image's top classes (api.predict's result for it); `named`: the runtime and its
     precision in the title (several runtimes ran)."""
-    title = result["image"] + (f" ({result['runtime']}, {result['precision']})" if named else "")
+    title = result.image + (f" ({result.runtime}, {result.precision})" if named else "")
     table = Fitted(title, [Column("rank", justify="right"), Column("class", prose=True),
                            Column("index", justify="right"), Column("probability", justify="right")])
-    for i, t in enumerate(result["top"], 1):
-        table.add_row(str(i), escape(t["class"]), str(t["index"]), f"{t['probability']:.4f}")
+    for i, t in enumerate(result.top, 1):
+        table.add_row(str(i), escape(t.name), str(t.index), f"{t.probability:.4f}")
     return table
 
 

@@ -15,6 +15,27 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class PretrainedConfig:
+    """What a library's own file says of its weights beside the tensors, as timm's pretrained config does: their
+    preprocessing and class names. A worker reports it of the model it built (SourceInfo.pretrained_cfg: timm's
+    for its tag, Keras's fixed one; None where the library states nothing), and `export --to` gives it to the
+    library's saver for the formats that have a place for it (SourceJob.export_config: timm's config.json)."""
+
+    input_size: int | None = None  # the square side the weights are fed at
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    test_input_size: int | None = None  # timm evaluates some weights at a larger size ...
+    test_crop_pct: float | None = None  # ... with another crop
+    label_names: list[str] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> PretrainedConfig:
+        return cls(**(raw or {}))
+
+
+@dataclass(frozen=True)
 class PipelineRequest:
     """The library's own preprocessing of these images (parity --check-preprocessing)."""
 
@@ -85,7 +106,7 @@ class SourceJob:
     # the file written is read back by the library's own loader, and that model is what runs
     assign: str | None = None
     unassigned: list[str] = field(default_factory=list)
-    export_config: dict = field(default_factory=dict)  # what the format has a place for: label_names, preprocessing
+    export_config: PretrainedConfig = field(default_factory=PretrainedConfig)  # what the format has a place for
     tmpdir: str | None = None  # the job's own temporaries (a kept worker serves several jobs)
     train_step: TrainStep | None = None  # one training step (with tensors_out: the tensors before it)
     # a key the parent chose: the model built for this job stays in a kept worker, and the next job with the same
@@ -108,6 +129,7 @@ class SourceJob:
             raw["preprocess"] = PipelineRequest(**raw["preprocess"])
         if raw.get("train_step"):
             raw["train_step"] = TrainStep(**raw["train_step"])
+        raw["export_config"] = PretrainedConfig.from_dict(raw.get("export_config"))
         return cls(**raw)
 
 
@@ -117,7 +139,7 @@ class SourceInfo:
 
     num_classes: int
     pretrained_tag: str = ""  # timm's tag of the weights it loaded (or PaddleClas's file name)
-    pretrained_cfg: dict = field(default_factory=dict)  # the library's preprocessing config, where it states one
+    pretrained_cfg: PretrainedConfig = field(default_factory=PretrainedConfig)  # where the library states one
     float32_cells: list[str] = field(default_factory=list)  # cells the source flags as float16, run at float32
     order: list[str] = field(default_factory=list)  # the taps in the order the model computed them
     pipeline: str = ""  # the library's preprocessing, described (with PipelineRequest)
@@ -130,7 +152,8 @@ class SourceInfo:
 
     @classmethod
     def read(cls, path: str | Path) -> SourceInfo:
-        return cls(**json.loads(Path(path).read_text()))
+        raw = json.loads(Path(path).read_text())
+        return cls(**{**raw, "pretrained_cfg": PretrainedConfig.from_dict(raw.get("pretrained_cfg"))})
 
 
 @dataclass

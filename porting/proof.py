@@ -1,10 +1,13 @@
-"""parity: run the source model and the ported model on the same inputs, layer by layer, in every runtime.
+"""The proofs: `parity`, the source model and the ported model on the same inputs, layer by layer, in every
+runtime; `prove_export`, the file `export --to` writes, read back and run in its library's code against the
+checkpoint in MindSpore; `check_preprocessing`, the port's image pipeline against the library's. The first two
+compare the weight map's layers that the source computed, in its order, under its names (pair_layers).
 
-The source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore network is built
-once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the parameters
-round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime, OpenVINO, MINDIR)
-infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer names, with the
-source's.
+parity: the source runs in its worker on the inputs (a runtime: sources.jobs.SourceRuntime) while the MindSpore
+network is built once; `port()` (the very path port-weights takes, drop_background included) maps its tensors; the
+parameters round-trip through a real .ckpt into that network; then each runtime (MindSpore, ONNX Runtime,
+OpenVINO, MINDIR) infers and the framework-agnostic comparator compares its outputs, renamed to the source's layer
+names, with the source's.
 
 The inputs go through in chunks: every recorded layer of every image is ~180 MiB at 299 px for Xception, and
 each runtime holds about as much again, so a chunk is as many images as keep its recorded layers near
@@ -24,20 +27,56 @@ from typing import Callable, Sequence
 import numpy as np
 
 from porting import files
-from porting.compare import RTOL, Comparison, Report
+from porting.compare import RTOL, Comparison, Report, compare
+from porting.report import OtherPrecision, ReportInfo
+from porting.results import ImageDifference, PipelineCheck
 from porting.converters.port import port, weight_map_for
+from porting.converters.target import Export, writing
+from porting.errors import PortingError
 from porting.heads import Head
 from porting.weight_maps.heads import HEAD_KIND
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
-from porting.sources.inputs import SeededImages
+from porting.sources import library
+from porting.sources.inputs import SeededImages, make_images
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
 from porting.sources.registry import own_model
 from porting.specs import ModelSpec, spec_card
+from porting.weight_maps import Layer
 
 # Bytes of recorded layer outputs (float32) one chunk of images may hold; the source's worker, the reference and
 # each runtime's outputs and allocator hold about as much again each (measured at 299 px: 1.3 GB per Xception
 # image with --onnx --openvino, when every image went through at once). At least one image a chunk.
 TAPS_PER_CHUNK = 256 << 20
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The weight map's layers the source library computed, in the order it computed them: what a comparison of
+    the source's outputs (by its layer names) and a MindSpore runtime's (by cell) pairs."""
+
+    layers: list[Layer]
+
+    @property
+    def taps(self) -> list[str]:
+        """The source's layer names, to record there."""
+        return [layer.source for layer in self.layers]
+
+    @property
+    def cells(self) -> list[str]:
+        """The MindSpore cells, to record in a runtime."""
+        return [layer.target for layer in self.layers]
+
+    def by_source_name(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A runtime's outputs (by cell) under the source's layer names, the logits as they are; other cells left
+        out."""
+        names = {layer.target: layer.source for layer in self.layers}
+        return {names.get(k, k): v for k, v in outputs.items() if k in names or k == LOGITS}
+
+
+def pair_layers(layers: Sequence[Layer], order: Sequence[str]) -> Pairing:
+    """`layers` (a weight map's) that the source computed, in `order` (its taps, as it ran them)."""
+    by_source = {layer.source: layer for layer in layers}
+    return Pairing([by_source[name] for name in order if name in by_source])
 
 
 def user_images(images: list[Path], spec: ModelSpec, size: int) -> np.ndarray:
@@ -117,11 +156,11 @@ class DefaultPrecision:
 
     def finish(self, report: Report, what: str) -> None:
         runtime = self.runtime
-        report.info.setdefault("default_precision", {})[runtime.name] = {
-            "runtime": f"{runtime.name.split('-')[0]} {self.label}", "precision": runtime.describe_precision(),
-            "max_abs": self.max_abs, "max_rel": self.max_abs / max(self.ref_abs_max, 1e-12),
-            "top1_agree": self.agree / self.samples, "inputs": what,
-            "within_tolerance": self.max_abs <= report.rtol * max(1.0, self.ref_abs_max)}
+        report.info.default_precision[runtime.name] = OtherPrecision(
+            runtime=f"{runtime.name.split('-')[0]} {self.label}", precision=runtime.describe_precision(),
+            max_abs=self.max_abs, max_rel=self.max_abs / max(self.ref_abs_max, 1e-12),
+            top1_agree=self.agree / self.samples, inputs=what,
+            within_tolerance=self.max_abs <= report.rtol * max(1.0, self.ref_abs_max))
 
 
 def parity(spec: ModelSpec, *, weights: str | None = None, seed: int | None = None, batch: int = 2,
@@ -170,9 +209,9 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     count = len(images) if images else batch
     take = _images(spec, size, images, batch, input_seed)
     x = take(min(count, chunk or 1))  # without a chunk size, the first image measures the recorded layers
-    report = Report(spec=spec.id, rtol=rtol, info={**({"skipped": skipped} if skipped else {}),
-        "batch": count, "size": size, "inputs": f"{count} image file(s)" if images else "seeded synthetic images",
-        "weights": weights or (f"random-init:{seed}" if seed is not None else "pretrained")})
+    report = Report(spec=spec.id, rtol=rtol, info=ReportInfo(
+        batch=count, size=size, inputs=f"{count} image file(s)" if images else "seeded synthetic images",
+        weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"), skipped=skipped))
     t0 = time.perf_counter()
     log(f"running the {spec.source} source model ({count}x3x{size}x{size}) in its own process")
     job = {"weights": weights, "seed": seed, "keep_model": uuid.uuid4().hex, "head": head}
@@ -193,24 +232,22 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
     ported = port(spec, source.source, weight_map=wm, net=net, head=head, log=log)
     source.source.tensors = {}  # ported: the source's weights are not needed again
     background_dropped = ported.card.background_dropped
-    by_source = {layer.source: layer for layer in wm.layers}
-    layers = [by_source[name] for name in source.order if name in by_source]  # in the source's order
+    pairing = pair_layers(wm.layers, source.order)
     if late_head:  # the first run did not tap the head the file turned out to have: its layers follow the backbone
-        layers += [layer for layer in wm.layers if layer.kind == HEAD_KIND and layer.source not in source.order]
-    taps = [layer.source for layer in layers]
+        pairing.layers += [layer for layer in wm.layers
+                           if layer.kind == HEAD_KIND and layer.source not in source.order]
+    layers, taps = pairing.layers, pairing.taps
     if chunk is None:
         per_image = sum(v.nbytes for v in source.source.outputs.values()) / len(x)
         chunk = max(1, min(count, int(TAPS_PER_CHUNK // max(per_image, 1))))
     sizes = chunks(count, len(x), min(chunk, count))
     if len(sizes) > 1:
         log(f"comparing the {count} inputs in {len(sizes)} chunks of at most {max(sizes)}")
-    cells = [layer.target for layer in layers]
-    to_source = {layer.target: layer.source for layer in layers}
+    cells = pairing.cells
     # a feature extractor's output is compared as 'features', without a top-1 (it has no classes)
     output = "features" if ported.card.headless else LOGITS
-    to_source[LOGITS] = output
     if output != LOGITS:
-        report.info["output"] = output
+        report.info.output = output
     with files.scratch_dir("parity-") as tmp:
         # Round-trip through the real files users get: the .ckpt, the checked .onnx, the .mindir.
         checkpoint.save(ported.params, tmp / "model.ckpt", ported.card)
@@ -279,7 +316,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
                 compared = {output if k == LOGITS else k: v for k, v in reference.items()}
                 for runtime, comparison in zip(running, comparisons):
                     outputs = runtime.infer(x, cells)
-                    comparison.add(compared, {to_source.get(k, k): v for k, v in outputs.items()})
+                    comparison.add(compared, {output if k == LOGITS else k: v
+                                              for k, v in pairing.by_source_name(outputs).items()})
                     del outputs  # before the next runtime's
                 for default in beside:
                     default.add(reference[LOGITS], x)
@@ -287,8 +325,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
             for comparison in comparisons:
                 comparison.finish()
             for default in beside:
-                default.finish(report, report.info["inputs"])
-    report.info["seconds"] = round(time.perf_counter() - t0, 1)
+                default.finish(report, report.info.inputs)
+    report.info.seconds = round(time.perf_counter() - t0, 1)
     return report
 
 
@@ -302,7 +340,8 @@ def _with_head(spec: ModelSpec, weight_map, head: Head):
 PREPROCESS_CHUNK = 32  # images preprocessed at once on each side (~1 MB each at 299 px)
 
 
-def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None, log=lambda msg: None) -> dict:
+def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = None,
+                        log=lambda msg: None) -> PipelineCheck:
     """The port's image pipeline against the source library's own (timm.data.create_transform, Keras's
     load_img + preprocess_input, PaddleClas's deploy operators) on the same files, in normalised units,
     PREPROCESS_CHUNK images at a time (the library's model built once, kept in its worker)."""
@@ -321,12 +360,50 @@ def check_preprocessing(spec: ModelSpec, images: list[Path], size: int | None = 
             pipeline = theirs.info.pipeline
             for path, a, b in zip(chunk, ours, theirs.preprocessed):
                 if a.shape != b.shape:
-                    rows.append({"image": str(path), "shape": [list(a.shape), list(b.shape)], "mean_abs": None,
-                                 "max_abs": None})
+                    rows.append(ImageDifference(str(path), None, None, shapes=(list(a.shape), list(b.shape))))
                     continue
                 diff = np.abs(a.astype(np.float64) - b)
-                rows.append({"image": str(path), "mean_abs": float(diff.mean()), "max_abs": float(diff.max())})
-    same_shape = [r for r in rows if r["mean_abs"] is not None]
-    return {"spec": spec.id, "ours": pre.describe(), "theirs": pipeline, "images": rows,
-            "mean_abs": float(np.mean([r["mean_abs"] for r in same_shape])) if same_shape else None,
-            "max_abs": float(max(r["max_abs"] for r in same_shape)) if same_shape else None}
+                rows.append(ImageDifference(str(path), float(diff.mean()), float(diff.max())))
+    same_shape = [r for r in rows if r.mean_abs is not None]
+    return PipelineCheck(spec.id, pre.describe(), pipeline, rows,
+                         mean_abs=float(np.mean([r.mean_abs for r in same_shape])) if same_shape else None,
+                         max_abs=float(max(r.max_abs for r in same_shape)) if same_shape else None)
+
+
+def prove_export(export: Export, *, batch: int = 2, input_seed: int = 1234, approximate: bool = False,
+                 log=lambda msg: None) -> Report:
+    """export --to's proof: while the target library's worker writes the file (converters.target.writing), it reads
+    it back with its own loader and runs it on `batch` seeded inputs of the export's size; the checkpoint's MindSpore
+    network is the reference, compared layer by layer as `parity` compares, and the file must hold, bit for bit,
+    what was meant. A disagreement (unless `approximate`: then measured) leaves nothing written."""
+    from porting.runtimes.mindspore_runtime import MindSporeRuntime
+
+    spec, card, wm, output = export.spec, export.card, export.weight_map, export.output
+    lib = library(spec.source)
+    x = make_images(input_seed, batch, export.size, card.mean, card.std)
+    report = Report(spec=f"{export.ckpt.name} -> {spec.id}", rtol=1e-4, info=ReportInfo(
+        batch=batch, size=export.size, inputs="seeded synthetic images", weights=str(output),
+        reference=f"{export.ckpt.name} in MindSpore"))
+    with writing(export, inputs=x, taps=[layer.source for layer in wm.layers], log=log) as written:
+        with MindSporeRuntime(export.network()) as runtime:  # while the worker writes and reads back
+            reference = runtime.infer(x, [layer.target for layer in wm.layers])
+        result = written()
+        _check_written(result.tensors, export.tensors, output)
+        labels = result.info.pretrained_cfg.label_names
+        if lib.export_has_class_names and card.class_names and labels != card.class_names:
+            raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
+                               f"checkpoint's")
+        pairing = pair_layers(wm.layers, result.info.order)
+        compare(report, spec.source, pairing.by_source_name(reference), result.outputs, pairing.layers)
+        if not report.ok and not approximate:
+            raise PortingError(f"{spec.id} read back from the export disagrees with '{export.ckpt}': "
+                               f"{report.disagreement()}; nothing written")
+    return report
+
+
+def _check_written(read_back: dict[str, np.ndarray], meant: dict[str, np.ndarray], output: Path) -> None:
+    """The file holds, bit for bit, what was meant (the library's saver and loader changed nothing)."""
+    for name, value in meant.items():
+        got = read_back.get(name)
+        if got is None or got.dtype != value.dtype or got.shape != value.shape or got.tobytes() != value.tobytes():
+            raise PortingError(f"'{output}': tensor '{name}' read back from it is not the one written")

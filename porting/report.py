@@ -37,12 +37,76 @@ class Row:
 
 
 @dataclass
+class OtherPrecision:
+    """A deployment runtime at a precision other than f32 (OpenVINO's default, TensorRT's TF32, an fp16 export)
+    against the reference logits: reported beside the verdict, not part of it."""
+
+    runtime: str  # 'openvino at its default precision'
+    precision: str  # what the runtime says it computed at
+    max_abs: float
+    max_rel: float
+    top1_agree: float
+    inputs: str
+    within_tolerance: bool
+
+
+@dataclass
+class TrainStepInfo:
+    """parity --train-step: the recipe the step ran with, in MindSpore's terms, and how each library writes it."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    label_smooth_factor: float
+    loss_scale: float
+    bn_momentum: float
+    conversions: dict[str, str] = field(default_factory=dict)  # what each convention is in the libraries
+    source_changes: dict | None = None  # what the source's step was altered by (the mutation tests)
+
+
+@dataclass
+class ReportInfo:
+    """What a report was run on and what it says beside its rows. In the JSON as `info`, fields unset left out."""
+
+    batch: int | None = None  # inputs compared
+    size: int | None = None
+    inputs: str = "seeded synthetic images"
+    weights: str | None = None
+    seconds: float | None = None
+    reference: str | None = None  # what the rows were compared against, where it is not the source (export --to)
+    skipped: dict[str, str] = field(default_factory=dict)  # runtime or tensor: why it was not compared
+    default_precision: dict[str, OtherPrecision] = field(default_factory=dict)  # by runtime
+    train_step: TrainStepInfo | None = None  # a training-step report (porting.training.step_parity) ...
+    noise: float | None = None  # ... its tolerance's factor on the source's own float32 spread ...
+    grad_rtol: float | None = None  # ... the gradients' r ...
+    spread: dict[str, float] = field(default_factory=dict)  # ... and that spread, per kind
+    output: str | None = None  # 'features': a feature extractor's output, compared without a top-1; None: logits
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+        if "train_step" in out:
+            out["train_step"] = {k: v for k, v in out["train_step"].items() if v is not None}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ReportInfo:
+        """From a saved report's `info` (keys this porting does not know are left out, as a row's are)."""
+        known = {f.name for f in fields(cls)}
+        info = cls(**{k: v for k, v in raw.items() if k in known})
+        info.default_precision = {k: OtherPrecision(**{"runtime": k, **v}) for k, v in info.default_precision.items()}
+        if info.train_step is not None:
+            info.train_step = TrainStepInfo(**info.train_step)
+        return info
+
+
+@dataclass
 class Report:
     spec: str
     rows: list[Row] = field(default_factory=list)
     top1_agree: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    info: dict = field(default_factory=dict)  # batch, size, inputs, weights, seconds
+    info: ReportInfo = field(default_factory=ReportInfo)
     rtol: float = RTOL
 
     @property
@@ -75,7 +139,7 @@ class Report:
         return json.dumps({
             "spec": self.spec, "ok": self.ok, "rtol": self.rtol, "tolerance": TOLERANCE,
             "first_failure": asdict(first) if first else None,
-            "top1_agreement": self.top1_agree, "errors": self.errors, "info": self.info,
+            "top1_agreement": self.top1_agree, "errors": self.errors, "info": self.info.to_dict(),
             "rows": [asdict(r) for r in self.rows],
         }, indent=2)
 
@@ -85,7 +149,7 @@ class Report:
         known = {f.name for f in fields(Row)}
         return cls(spec=data["spec"], rows=[Row(**{k: v for k, v in r.items() if k in known}) for r in data["rows"]],
                    top1_agree=data.get("top1_agreement", {}), errors=data.get("errors", []),
-                   info=data.get("info", {}), rtol=data.get("rtol", RTOL))
+                   info=ReportInfo.from_dict(data.get("info", {})), rtol=data.get("rtol", RTOL))
 
 
 # --------------------------------------------------------------------------------------------- renderings
@@ -101,15 +165,14 @@ def summary_table(report: Report) -> Fitted:
     from porting.tables import Column, Fitted
 
     info = report.info
-    if "train_step" in info:
+    if info.train_step is not None:
         return _train_step_table(report)
-    table = Fitted(f"parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
-                   f"({info.get('inputs', 'seeded synthetic images')}), weights {info.get('weights')}",
+    table = Fitted(f"parity {report.spec}: {info.batch} x {info.size} px ({info.inputs}), weights {info.weights}",
                    [Column("runtime"), Column("compared", prose=True, drop=1), Column("worst layer"),
                     Column("MindSpore cell", under="worst layer"),
                     Column("worst error / bound", justify="right"), Column("top-1 agreement", justify="right"),
                     Column("first failure")])
-    output = info.get("output", "logits")  # 'features': a feature extractor's, which has no top-1
+    output = info.output or "logits"  # 'features': a feature extractor's, which has no top-1
     for runtime in report.runtimes():
         rows = [r for r in report.rows if r.runtime == runtime]
         worst = max(rows, key=lambda r: r.max_abs / r.bound if r.bound else math.inf)
@@ -130,11 +193,10 @@ def _train_step_table(report: Report) -> Fitted:
     failure."""
     from porting.tables import Column, Fitted
 
-    info, step = report.info, report.info["train_step"]
-    table = Fitted(f"training-step parity {report.spec}: {info.get('batch')} x {info.get('size')} px "
-                   f"({info.get('inputs')}), weights {info.get('weights')}; {step['optimizer']}, lr "
-                   f"{step['lr']:g}, weight decay {step['weight_decay']:g}, label smoothing "
-                   f"{step['label_smooth_factor']:g}, BN momentum {step['bn_momentum']:g}",
+    info, step = report.info, report.info.train_step
+    table = Fitted(f"training-step parity {report.spec}: {info.batch} x {info.size} px ({info.inputs}), weights "
+                   f"{info.weights}; {step.optimizer}, lr {step.lr:g}, weight decay {step.weight_decay:g}, label "
+                   f"smoothing {step.label_smooth_factor:g}, BN momentum {step.bn_momentum:g}",
                    [Column("compared", prose=True), Column("tensors", justify="right", drop=1),
                     Column("worst tensor (MindSpore)"), Column("worst error / bound", justify="right"),
                     Column("first failure")])
@@ -152,15 +214,14 @@ def _train_step_table(report: Report) -> Fitted:
 
 def verdict(report: Report) -> list[str]:
     """The lines under the summary: the tolerance, problems, PASS or the first diverging layer."""
-    if "train_step" in report.info:
-        info = report.info
-        spread = ", ".join(f"{TRAIN_KINDS.get(k, k)} {v:.1e}" for k, v in info.get("spread", {}).items())
-        lines = [f"tolerance: a tensor passes if max |source float64 - MindSpore| <= (r + {info.get('noise'):g} x "
+    info = report.info
+    if info.train_step is not None:
+        spread = ", ".join(f"{TRAIN_KINDS.get(k, k)} {v:.1e}" for k, v in info.spread.items())
+        lines = [f"tolerance: a tensor passes if max |source float64 - MindSpore| <= (r + {info.noise:g} x "
                  f"the source's own float32 spread) x max |source|, r = {report.rtol:g} for the loss, the updates (the "
-                 f"source's optimizer on MindSpore's gradients) and the BN statistics, {info.get('grad_rtol'):g} for "
+                 f"source's optimizer on MindSpore's gradients) and the BN statistics, {info.grad_rtol:g} for "
                  f"the gradients (float32 spread of this run: {spread})"]
-        lines += [f"not compared: {_escape(name)}: {_escape(why)}"
-                  for name, why in report.info.get("skipped", {}).items()]
+        lines += [f"not compared: {_escape(name)}: {_escape(why)}" for name, why in info.skipped.items()]
         failure = report.first_failure()
         lines.append(f"[bold green]PASS[/bold green] {report.spec}: {len(report.rows)} tensors of one training step "
                      f"within tolerance (--full lists them)" if report.ok else
@@ -169,19 +230,18 @@ def verdict(report: Report) -> list[str]:
                      f"{failure.bound:.3e} (max rel {failure.max_rel:.3e})" if failure else
                      f"[bold red]FAIL[/bold red] {report.spec}: {'; '.join(report.errors)}")
         return lines
-    output = report.info.get("output", "logits")
+    output = report.info.output or "logits"
     lines = [f"tolerance: a layer passes if max |ref - out| <= {report.rtol:g} x max(1, max |ref|)"
              + (", and the logits give the same top-1 for every input" if output == "logits" else
                 f" (the {output} too: a feature extractor has no top-1)")]
     lines += [f"[red]problem:[/red] {_escape(e)}" for e in report.errors]
-    for name, d in report.info.get("default_precision", {}).items():
-        lines.append(f"{_escape(d.get('runtime', name))} ({_escape(d['precision'])}): {output} max abs "
-                     f"{d['max_abs']:.2e}, max rel {d['max_rel']:.2e}"
-                     + (f", top-1 agreement {d['top1_agree']:.0%}" if output == "logits" else "")
-                     + f" on {_escape(d['inputs'])}"
-                     + ("" if d["within_tolerance"] else " [yellow](outside the tolerance)[/yellow]")
+    for d in info.default_precision.values():
+        lines.append(f"{_escape(d.runtime)} ({_escape(d.precision)}): {output} max abs {d.max_abs:.2e}, max rel "
+                     f"{d.max_rel:.2e}" + (f", top-1 agreement {d.top1_agree:.0%}" if output == "logits" else "")
+                     + f" on {_escape(d.inputs)}"
+                     + ("" if d.within_tolerance else " [yellow](outside the tolerance)[/yellow]")
                      + " (not in the verdict, which is f32: README 'Deployment runtimes' says how to pin it)")
-    for name, why in report.info.get("skipped", {}).items():
+    for name, why in info.skipped.items():
         lines.append(f"{name}: skipped, {_escape(why)}")
     failure = report.first_failure()
     if report.ok:
@@ -201,8 +261,8 @@ def full_table(report: Report) -> Fitted:
     from porting.tables import Column, Fitted
 
     first = {rt: report.first_failure(rt) for rt in report.runtimes()}
-    table = Fitted(f"parity {report.spec}: batch {report.info.get('batch')}, size {report.info.get('size')}, "
-                   f"weights {report.info.get('weights')}; pass if max_abs <= {report.rtol:g} x max(1, max|ref|)",
+    table = Fitted(f"parity {report.spec}: batch {report.info.batch}, size {report.info.size}, "
+                   f"weights {report.info.weights}; pass if max_abs <= {report.rtol:g} x max(1, max|ref|)",
                    [Column("#", justify="right", drop=2), Column("runtime"), Column("layer (source)"),
                     Column("MindSpore cell", under="layer (source)"), Column("kind", drop=4),
                     Column("shape", drop=5), Column("max abs", justify="right"),
@@ -242,8 +302,8 @@ def plot(report: Report, path: str | Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("layer (source order; the last point is the logits)")
     ax.set_ylabel("max |ref - out| / max(1, max |ref|)")
-    ax.set_title(f"parity {report.spec}: {'PASS' if report.ok else 'FAIL'} (batch {report.info.get('batch')}, "
-                 f"size {report.info.get('size')})")
+    ax.set_title(f"parity {report.spec}: {'PASS' if report.ok else 'FAIL'} (batch {report.info.batch}, "
+                 f"size {report.info.size})")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

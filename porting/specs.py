@@ -12,6 +12,7 @@ from porting.archs.registry import ModelSpec  # noqa: F401 - ModelSpec: the API'
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.sources import libraries, library
+from porting.weight_maps import WeightMap
 
 
 
@@ -20,6 +21,18 @@ def spec_card(spec: ModelSpec) -> ModelCard:
     return ModelCard(arch=spec.arch, arch_config=spec.arch_config, num_classes=spec.num_classes, head=spec.head,
                      source=spec.id, resize_backend=spec.resize_backend or library(spec.source).resize_backend,
                      **spec.preprocessing())
+
+
+def build_weight_map(spec: ModelSpec) -> WeightMap:
+    """The spec's weight map, its tensors named and laid out by its library's convention (the record holds it; the
+    weight maps, below the records, are handed it)."""
+    return spec.weight_map_module().build(spec, library(spec.source).convention)
+
+
+def weight_files_text() -> str:
+    """'timm .pth/.pt/..., keras .weights.h5/...': the files --weights takes, by library, from the records (for
+    help texts: a library added is listed with no change there)."""
+    return ", ".join(f"{lib.name} {'/'.join(lib.weight_suffixes)}" for lib in libraries())
 
 
 def all_specs() -> list[ModelSpec]:

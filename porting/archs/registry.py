@@ -1,7 +1,8 @@
 """The registry: MindSpore architectures and the SOURCE:MODEL specs that map onto them. No framework here.
 
-Each architecture package registers its config class with `@register_arch` (as timm's `@register_model`) and its
-specs with `register_specs`; `porting.archs` imports every package, so importing it fills both tables.
+Each architecture package registers its config class with `@register_arch` (as timm's `@register_model`), and each
+of its weight maps (from_<source>.py) that library's specs with `register_specs`; `porting.archs` imports every
+package and every weight map, so importing it fills both tables.
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ class ModelSpec:
     name: str  # the source library's own model name
     arch: str  # MindSpore architecture id (porting.archs registry)
     arch_config: dict = field(default_factory=dict)
-    weight_map: str = ""  # module in the architecture's package with build(spec) -> WeightMap ('from_timm')
+    # the module in the architecture's package ('from_timm') with build(spec, convention) -> WeightMap, the
+    # convention its library's (porting.specs.build_weight_map hands it over)
+    weight_map: str = ""
     aliases: tuple[str, ...] = ()
     head: str = "fc"  # the MindSpore Dense cell that --num-classes re-initialises
     num_classes: int = 1000
@@ -67,15 +70,17 @@ class ModelSpec:
         """The name the source library is asked for: timm's 'model.tag' when a tag is named."""
         return f"{self.name}.{self.tag}" if self.tag else self.name
 
+    @property
+    def config(self):
+        """The architecture's config object of arch_config (its class's defaults for keys it leaves out)."""
+        return config_for(self.arch, self.arch_config)
+
     def check_size(self, size: int, what: str = "--size") -> int:
         return check_input_size(self.arch, size, self.source_min_size, what, self.source_max_size)
 
     def weight_map_module(self):
         """The module of this spec's weight map (porting.archs.<family>.from_<source>)."""
         return importlib.import_module(f"{get_arch(self.arch).package}.{self.weight_map}")
-
-    def build_weight_map(self):
-        return self.weight_map_module().build(self)
 
     def preprocessing(self) -> dict:
         """The preprocessing the spec states (the resize backend, where it names none, is its library's)."""
@@ -117,7 +122,9 @@ def register_target_rules(arch: str, **rules) -> None:
 
 
 ARCHS: dict[str, Arch] = {}
-SPECS: list[ModelSpec] = []  # in registration order (the order `porting models` lists)
+# by architecture (in registration order), then by source library (A-Z), each library's in the order it registers
+# them: the order `porting models` lists, whichever weight map registers first
+SPECS: list[ModelSpec] = []
 
 
 def register_arch(name: str, *, model: str, recipe: str, min_input_size: int = MIN_SIZE_FLOOR):
@@ -137,6 +144,8 @@ def register_specs(*specs) -> None:
         if any(s.id == spec.id for s in SPECS):
             raise ValueError(f"{spec.id} registered twice")
         SPECS.append(spec)
+    archs = list(ARCHS)
+    SPECS.sort(key=lambda s: (archs.index(s.arch), s.source))  # stable: a library's own order stays
 
 
 def get_arch(arch: str) -> Arch:

@@ -8,7 +8,7 @@ import mindspore as ms
 import numpy as np
 
 from porting import files
-from porting.card import ModelCard
+from porting.card import ExportInfo, ModelCard
 from porting.converters.onnx_graph import OPSET
 from porting.errors import PortingError, first_line
 
@@ -32,7 +32,7 @@ class OnnxOptions:
         return [batch, 3, "height", "width"] if self.dynamic_size else [batch, 3, size, size]
 
 
-def exported_card(card: ModelCard, export: dict | None = None) -> ModelCard:
+def exported_card(card: ModelCard, export: ExportInfo | None = None) -> ModelCard:
     """The checkpoint's card plus what a deployment needs: class names (ImageNet's for a 1000-class model that
     has none of its own) and how the file was exported."""
     if not card.class_names and card.num_classes == 1000:
@@ -42,9 +42,9 @@ def exported_card(card: ModelCard, export: dict | None = None) -> ModelCard:
     return card.replace(export=export) if export is not None else card
 
 
-def onnx_export_options(options: OnnxOptions) -> dict:
-    return {"opset": options.opset, "batch": options.batch, "dynamic_size": options.dynamic_size,
-            "precision": "float16" if options.float16 else "float32", "fold_bn": options.fold_bn}
+def onnx_export_options(options: OnnxOptions) -> ExportInfo:
+    return ExportInfo(opset=options.opset, batch=options.batch, dynamic_size=options.dynamic_size,
+                      precision="float16" if options.float16 else "float32", fold_bn=options.fold_bn)
 
 
 def trace_onnx(net, card: ModelCard, size: int, taps: list[str] | None = None, options: OnnxOptions = OnnxOptions()):
@@ -144,7 +144,7 @@ def export_ms(net, fmt: str, out: str | Path, size: int, batch: int = 1, inputs:
     sample = ms.Tensor(np.zeros([batch, 3, size, size], np.float32))
     extra = {}
     if fmt == "MINDIR" and card is not None:
-        info = exported_card(card, {"batch": batch, "size": size}).to_props()
+        info = exported_card(card, ExportInfo(batch=batch, size=size)).to_props()
 
         def with_metadata(proto):
             proto.producer_name, proto.producer_version = "porting", __version__

@@ -14,9 +14,9 @@ import numpy as np
 from porting.card import ModelCard
 from porting.errors import PortingError
 from porting.heads import Head
-from porting.job import SourceInfo, SourceResult
+from porting.job import PretrainedConfig, SourceInfo, SourceResult
 from porting.sources import library
-from porting.specs import ModelSpec, spec_card
+from porting.specs import ModelSpec, build_weight_map, spec_card
 from porting.version import __version__
 
 
@@ -91,7 +91,7 @@ def check_finite(tensors: dict[str, np.ndarray], origin: str, allow: bool = Fals
 def weight_map_for(spec: ModelSpec, head: Head | None = None):
     """The spec's weight map; with the user's own `head`, its classifier's rows and layers are the head's, named by
     the source library's convention (porting.weight_maps.heads)."""
-    wm = spec.build_weight_map()
+    wm = build_weight_map(spec)
     if head is None:
         return wm
     from porting.weight_maps.heads import with_head
@@ -119,19 +119,16 @@ def map_source(spec: ModelSpec, source: SourceResult, origin: str, weight_map=No
 def card_for(spec: ModelSpec, source: SourceResult, num_classes: int, head_reinitialized: bool) -> ModelCard:
     """The spec's card (porting.specs.spec_card) with what this port adds: the source library's own preprocessing
     config where it states one, and the provenance."""
-    pre = {}
     # a library that states its weights' preprocessing (timm's pretrained config): it wins over the spec's defaults
     # where it states a value
-    cfg = source.info.pretrained_cfg if library(spec.source).states_preprocessing else {}
-    for key in ("mean", "std", "interpolation", "crop_pct"):
-        if cfg.get(key) not in (None, [], ""):
-            pre[key] = cfg[key]
-    if cfg.get("input_size"):
-        pre["input_size"] = int(cfg["input_size"][-1])
+    cfg = source.info.pretrained_cfg if library(spec.source).states_preprocessing else PretrainedConfig()
+    stated = {"mean": cfg.mean, "std": cfg.std, "interpolation": cfg.interpolation, "crop_pct": cfg.crop_pct,
+              "input_size": cfg.input_size}
+    pre = {key: value for key, value in stated.items() if value not in (None, [], "")}
     # timm evaluates some tags at a larger size than they train at (racm_in1k: 288 and crop 0.95 for 224)
-    if cfg.get("test_input_size"):
-        pre["test_input_size"] = int(cfg["test_input_size"][-1])
-        pre["test_crop_pct"] = cfg.get("test_crop_pct") or pre.get("crop_pct", spec.crop_pct)
+    if cfg.test_input_size:
+        pre.update(test_input_size=cfg.test_input_size,
+                   test_crop_pct=cfg.test_crop_pct or cfg.crop_pct or spec.crop_pct)
     return spec_card(spec).replace(
         tool_version=__version__, num_classes=num_classes, source_num_classes=int(source.info.num_classes),
         head_reinitialized=head_reinitialized, weights=describe_weights(source.weights, source.seed, source.info),
@@ -176,10 +173,9 @@ def port(spec: ModelSpec, source: SourceResult, *, num_classes: int | None = Non
     log(f"mapping {len(source.tensors)} source tensors with weight map {spec.arch}/{spec.weight_map}")
     lib = library(spec.source)
     if lib.pretrained_tags and source.weights and not spec.tag and source.info.pretrained_tag:
-        cfg = source.info.pretrained_cfg
         log(f"warning: recorded the preprocessing of {lib.title}'s default tag {spec.name}."
-            f"{source.info.pretrained_tag} (crop {cfg.get('crop_pct')}); for another tag's weights name it: "
-            f"{spec.source}:{spec.name}.TAG")
+            f"{source.info.pretrained_tag} (crop {source.info.pretrained_cfg.crop_pct}); for another tag's weights "
+            f"name it: {spec.source}:{spec.name}.TAG")
     if source.info.float32_cells:  # the model zoo's SE_ResNeXt50 classifier
         log(f"note: the source network flags {', '.join(source.info.float32_cells)} to run in float16; its worker "
             f"ran {'it' if len(source.info.float32_cells) == 1 else 'them'} in float32, as the port computes")

@@ -1,20 +1,25 @@
-"""export --to: a porting checkpoint written back in a source library's own format, proven in that library's code.
+"""export --to: a porting checkpoint written back in a source library's own format (the writer; its proof, the file
+read back and run in that library's code, is porting.proof.prove_export, as `parity` proves a port).
 
-1. fit(): how the checkpoint's graph relates to the target spec's, key by key of the architecture's config
+1. fit_between(): how the checkpoint's graph relates to the target spec's, key by key of the architecture's config
    (porting.archs.registry.TARGET_RULES): the same, folded into the weights (BN eps into the moving variance, SE
    weights reshaped), computing differently with the same weights (inexact: refused unless --approximate), or
    with other parameters (never).
-2. adapt() applies the folds; the target spec's own weight map, read backwards (WeightMap.invert: every
-   transform names its inverse), renames and re-lays the tensors out as the library stores them.
-3. The target library's worker puts them into its untrained model and writes the file with its own saver, then
-   reads that file back with its own loader and runs it on seeded inputs; the MindSpore network of the
-   checkpoint is the reference, compared layer by layer as `parity` compares.
+2. prepare(): target_params() applies the folds; the target spec's own weight map, read backwards
+   (WeightMap.invert: every transform names its inverse), renames and re-lays the tensors out as the library
+   stores them.
+3. writing(): the target library's worker puts them into its untrained model and writes the file with its own
+   saver; for a proof, the same worker then reads that file back with its own loader and runs it on the proof's
+   inputs, before the file appears. write(): the file alone, unproven (--no-check; the model zoo's .ckpt without
+   a checkout, written from the table alone).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,9 +27,16 @@ from porting import files, formats
 from porting.archs.registry import TARGET_RULES, Computes, Reshape, Same, Structure
 from porting.card import ModelCard
 from porting.errors import PortingError
-from porting.sources import checkout_folder, libraries, library, with_checkout
+from porting.job import PretrainedConfig
+from porting.results import TargetFit
+from porting.sources import checkout_folder, libraries, library
 from porting.sources.head_option import head_for_target
 from porting.specs import ModelSpec, all_specs, resolve
+from porting.weight_maps import WeightMap
+
+if TYPE_CHECKING:
+    from porting.heads import Head
+    from porting.job import SourceResult
 
 
 @dataclass
@@ -47,7 +59,8 @@ class Fit:
         return "exact" + (f" ({'; '.join(self.folds)})" if self.folds else "")
 
 
-def fit(arch: str, a: dict, b: dict) -> Fit:
+def fit_between(arch: str, a: dict, b: dict) -> Fit:
+    """How a checkpoint of config `a` of `arch` goes to config `b`."""
     out = Fit()
     rules = TARGET_RULES.get(arch, {})
     for key in sorted(set(a) | set(b)):
@@ -69,8 +82,8 @@ def fit(arch: str, a: dict, b: dict) -> Fit:
 
 
 def target_spec(text: str, card: ModelCard) -> ModelSpec:
-    """`timm:xception`, or a bare library (`timm`): the checkpoint's own source spec when it comes from that
-    library."""
+    """The spec --to names: `timm:xception`, or a bare library (`timm`): the checkpoint's own source spec when it
+    comes from that library (api.spec_for adds the checkout its library runs from, as for every spec)."""
     if ":" not in text:
         name = text.strip().lower()
         if card.source.split(":", 1)[0] == name:
@@ -89,12 +102,9 @@ def target_spec(text: str, card: ModelCard) -> ModelSpec:
     return spec
 
 
-def check_suffix(spec: ModelSpec, output: Path) -> bool:
-    """True when the output is a folder (timm's local-dir layout)."""
-    return _written_as(spec.source, spec.id, output)
-
-
-def _written_as(source: str, target: str, output: Path) -> bool:
+def output_is_folder(source: str, target: str, output: Path) -> bool:
+    """Whether `source`'s library writes `output` as a folder (timm's local-dir layout) rather than a file; a name
+    it cannot write (`target`: the spec or library --to names) is an error."""
     name = output.name
     suffixes = library(source).export_suffixes  # "": a folder with no suffix, timm's local-dir layout
     if any(name.endswith(s) for s in suffixes if s):
@@ -113,13 +123,13 @@ def check_early(ckpt: Path, output: Path, to: str) -> None:
     if ":" in to:
         resolve(to)  # an unknown spec
     if source in {lib.name for lib in libraries()}:
-        files.check_output(output, (ckpt,), what=f"{source} output", folder=_written_as(source, to, output))
+        files.check_output(output, (ckpt,), what=f"{source} output", folder=output_is_folder(source, to, output))
 
 
-def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
+def target_params(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, shapes: dict) -> dict:
     """The checkpoint's parameters for the target's graph: BN eps folded, reshapes done, optimizer state left out.
     `net()`: the checkpoint's MindSpore network (for each BN's eps); `shapes`: the target network's parameters."""
-    eps_from, eps_to = card.arch_config.get("bn_eps"), spec.arch_config.get("bn_eps")
+    eps_from, eps_to = card.config.bn_eps, spec.config.bn_eps
     out = {}
     for name, shape in shapes.items():
         if name not in params:
@@ -144,38 +154,54 @@ def adapt(params: dict[str, np.ndarray], net, card: ModelCard, spec: ModelSpec, 
     return out
 
 
-def export_config(card: ModelCard) -> dict:
+def export_config(card: ModelCard) -> PretrainedConfig:
     """What the target's format has a place for (timm's config.json): class names and the checkpoint's
     preprocessing, its own input size included (never the proof's --size)."""
-    return {"label_names": card.class_names, "mean": list(card.mean), "std": list(card.std),
-            "crop_pct": card.crop_pct, "interpolation": card.interpolation, "input_size": card.input_size,
-            "test_input_size": card.test_input_size, "test_crop_pct": card.test_crop_pct}
+    return PretrainedConfig(label_names=card.class_names, mean=list(card.mean), std=list(card.std),
+                            crop_pct=card.crop_pct, interpolation=card.interpolation, input_size=card.input_size,
+                            test_input_size=card.test_input_size, test_crop_pct=card.test_crop_pct)
 
 
-def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, check: bool = True,
-              modelzoo=None, size: int | None = None, batch: int = 2, input_seed: int = 1234, log=lambda msg: None):
-    """(report or None, Fit, target spec): the checkpoint in the target library's format at `output`, proven on
-    `batch` seeded inputs of `size` (default: the checkpoint's input size, where the target runs at it)."""
-    check_early(ckpt, output, to)
+@dataclass
+class Export:
+    """What prepare() made of a checkpoint for its target: the tensors in the target library's names and layouts,
+    and what writing() and a proof need."""
+
+    ckpt: Path
+    output: Path
+    spec: ModelSpec  # the target
+    card: ModelCard  # the checkpoint's
+    fit: Fit
+    weight_map: WeightMap  # the target spec's
+    tensors: dict[str, np.ndarray]  # what the file will hold
+    folder: bool  # the output is a folder (timm's local-dir layout)
+    size: int  # the proof's input size: --size, else the checkpoint's where the target runs at it
+    network: Callable  # network(): the checkpoint's MindSpore network, built on the first call
+    runnable: bool  # the target library's code is here (the model zoo's: a checkout), so it can write and prove
+    head: Head | None = None  # the checkpoint's own head as the target holds it: the worker builds its model with it
+
+
+def prepare(ckpt: Path, output: Path, params: dict[str, np.ndarray], card: ModelCard, spec: ModelSpec, *,
+            approximate: bool = False, size: int | None = None, log=lambda msg: None) -> Export:
+    """The checkpoint's parameters (`params`, `card`) as the target `spec` stores them, after the checks that need
+    its card: the fit (a mismatch refused, a difference unless `approximate`), the output's name and place, the
+    proof's --size. Loads MindSpore."""
     from porting import archs, checkpoint, msenv
-    from porting.compare import Report, compare
     from porting.converters.port import target_shapes, weight_map_for
-    from porting.runtimes.mindspore_runtime import MindSporeRuntime
-    from porting.sources.inputs import make_images
-    from porting.sources.jobs import source_job
 
-    params, card = checkpoint.load(ckpt)
-    spec = with_checkout(target_spec(to, card), modelzoo)
-    # the checkpoint's own head, as the target holds it: its model is built with it, the file written with its keys
+    # the checkpoint's own head, as the target holds it: its model is built with it, the file written with its keys,
+    # at the size the user built it at (a Keras model with its own head fixes it)
     head = head_for_target(spec, card.custom_head, card.source) if card.custom_head is not None else None
-    how = fit(card.arch, card.arch_config, spec.arch_config)
-    if how.mismatch:
-        raise PortingError(f"cannot export '{ckpt}' ({card.source or card.arch}) to {spec.id}: {how.mismatch}")
-    if how.differences and not approximate:
+    if head is not None:
+        spec = replace(spec, input_size=card.input_size)
+    fit = fit_between(card.arch, card.arch_config, spec.arch_config)
+    if fit.mismatch:
+        raise PortingError(f"cannot export '{ckpt}' ({card.source or card.arch}) to {spec.id}: {fit.mismatch}")
+    if fit.differences and not approximate:
         raise PortingError(f"{spec.id} does not compute as '{ckpt}' ({card.source or card.arch}) does: "
-                           f"{'; '.join(how.differences)}; --approximate writes it anyway and reports the "
+                           f"{'; '.join(fit.differences)}; --approximate writes it anyway and reports the "
                            f"measured agreement")
-    folder = check_suffix(spec, output)
+    folder = output_is_folder(spec.source, spec.id, output)
     if head is not None and folder:  # a model folder's config builds the library's standard classifier
         files_as = " or ".join(s for s in library(spec.source).export_suffixes if s)
         raise PortingError(f"output '{output}': a {library(spec.source).title} model folder holds its standard "
@@ -190,10 +216,8 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         except PortingError:
             size = spec.input_size
     msenv.setup()
-    lib = library(spec.source)
     # a library that is a checkout (the model zoo) is written without it, as a .ckpt, but proven only in it
-    code = checkout_folder(spec, required=False)
-    proof = check and (lib.checkout is None or code is not None)
+    runnable = library(spec.source).checkout is None or checkout_folder(spec, required=False) is not None
 
     @functools.cache
     def net():  # built only for the proof or a BN eps fold (seconds for the larger networks)
@@ -201,53 +225,56 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
         checkpoint.load_params(built, params, str(ckpt), train_state_ok=card.train_state is not None)
         return built
 
-    wm = weight_map_for(spec, head)
+    wm = weight_map_for(spec, head)  # the head's rows, with the target's names, where the checkpoint has its own
     if card.arch_config == spec.arch_config:  # the checkpoint's own shapes (minus any optimizer state)
         shapes = {row.target: params[row.target].shape for row in wm.rows if row.target in params}
     else:
         shapes = target_shapes(spec, card.num_classes, head=head)
-    tensors = wm.invert(adapt(params, net, card, spec, shapes), context=spec.id)
-    for fold in how.folds:
+    tensors = wm.invert(target_params(params, net, card, spec, shapes), context=spec.id)
+    for fold in fit.folds:
         log(f"{spec.id}: {fold}")
-    x = make_images(input_seed, batch, size, card.mean, card.std)
-    report = Report(spec=f"{ckpt.name} -> {spec.id}", rtol=1e-4, info={
-        "batch": batch, "size": size, "inputs": "seeded synthetic images", "weights": str(output),
-        "reference": f"{ckpt.name} in MindSpore"})
-    with files.atomic_output(output, (ckpt,), what=f"{spec.source} output", folder=folder) as staged:
-        if lib.checkout is not None and code is None:
-            _write_ckpt(tensors, staged.file)
-            log(f"no model-zoo checkout: wrote {output} without the proof in the model zoo's {spec.name}; pass "
-                f"--modelzoo DIR (or set PORTING_MODELZOO) to prove it, or run `porting parity {spec.id} --weights "
-                f"{output} --modelzoo DIR`")
-        else:
-            log(f"writing {spec.id} with {spec.source}'s own saver in its worker process"
-                + (", then reading it back with its loader and running it" if proof else ""))
-            taps = [layer.source for layer in wm.layers] if proof else []
-            # the model written is the checkpoint's, at its input size (a Keras model with its own head fixes it)
-            with source_job(replace(spec, input_size=card.input_size), untrained=True, num_classes=card.num_classes,
-                            assign=tensors, unassigned=wm.ignore, export_config=export_config(card),
-                            save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
-                            inputs=x if proof else None, taps=taps, head=head) as done:
-                reference = {}
-                if proof:
-                    with MindSporeRuntime(net()) as runtime:
-                        reference = runtime.infer(x, [layer.target for layer in wm.layers])
-                result = done()
-            if proof:
-                _check_written(result.tensors, tensors, output)
-                labels = result.info.pretrained_cfg.get("label_names")
-                if lib.export_has_class_names and card.class_names and labels != card.class_names:
-                    raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
-                                       f"checkpoint's")
-                by_source = {layer.source: layer for layer in wm.layers}
-                layers = [by_source[n] for n in result.info.order if n in by_source]
-                to_source = {layer.target: layer.source for layer in layers}
-                ref = {to_source.get(k, k): v for k, v in reference.items() if k in to_source or k == "logits"}
-                compare(report, spec.source, ref, result.outputs, layers)
-                if not report.ok and not approximate:
-                    raise PortingError(f"{spec.id} read back from the export disagrees with '{ckpt}': "
-                                       f"{report.disagreement()}; nothing written")
-    return (report if proof else None), how, spec
+    return Export(ckpt, output, spec, card, fit, wm, tensors, folder, size, net, runnable, head)
+
+
+@contextlib.contextmanager
+def writing(export: Export, *, inputs: np.ndarray | None = None, taps: Sequence[str] = (),
+            log=lambda msg: None) -> Iterator[Callable[[], SourceResult]]:
+    """Writes the export's file, whole or not at all, while the body runs; yields written(), which waits for the
+    writing and returns the worker's result. The target library's worker puts the tensors into its untrained model
+    and writes the file with its own saver; with `inputs` (a proof: porting.proof.prove_export) it then reads the
+    file back with its own loader and runs it on them, recording `taps`. An error in the body leaves nothing
+    written. Needs the library's code (export.runnable)."""
+    from porting.sources.jobs import source_job
+
+    spec, output = export.spec, export.output
+    if not export.runnable:
+        raise PortingError(f"{spec.id}: its library's code is not here to write {output} with")
+    proof = inputs is not None
+    with files.atomic_output(output, (export.ckpt,), what=f"{spec.source} output", folder=export.folder) as staged:
+        log(f"writing {spec.id} with {spec.source}'s own saver in its worker process"
+            + (", then reading it back with its loader and running it" if proof else ""))
+        with source_job(spec, untrained=True, num_classes=export.card.num_classes, assign=export.tensors,
+                        unassigned=export.weight_map.ignore, export_config=export_config(export.card),
+                        save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
+                        inputs=inputs, taps=list(taps), head=export.head) as done:
+            written = functools.cache(done)
+            yield written
+            written()  # the file is whole before it appears, whether the body waited for it or not
+
+
+def write(export: Export, log=lambda msg: None) -> None:
+    """The export's file, unproven (--no-check, or a library that is a checkout without one: the model zoo's
+    .ckpt is written from the table alone, and a line says how to prove it)."""
+    if export.runnable:
+        with writing(export, log=log) as written:
+            written()
+        return
+    spec, output = export.spec, export.output
+    with files.atomic_output(output, (export.ckpt,), what=f"{spec.source} output", folder=export.folder) as staged:
+        _write_ckpt(export.tensors, staged.file)
+    log(f"no model-zoo checkout: wrote {output} without the proof in the model zoo's {spec.name}; pass "
+        f"--modelzoo DIR (or set PORTING_MODELZOO) to prove it, or run `porting parity {spec.id} --weights "
+        f"{output} --modelzoo DIR`")
 
 
 def _write_ckpt(tensors: dict[str, np.ndarray], path: Path) -> None:
@@ -256,19 +283,11 @@ def _write_ckpt(tensors: dict[str, np.ndarray], path: Path) -> None:
     ms.save_checkpoint([{"name": k, "data": ms.Tensor(v)} for k, v in tensors.items()], str(path))
 
 
-def _check_written(read_back: dict[str, np.ndarray], meant: dict[str, np.ndarray], output: Path) -> None:
-    """The file holds, bit for bit, what was meant (the library's saver and loader changed nothing)."""
-    for name, value in meant.items():
-        got = read_back.get(name)
-        if got is None or got.dtype != value.dtype or got.shape != value.shape or got.tobytes() != value.tobytes():
-            raise PortingError(f"'{output}': tensor '{name}' read back from it is not the one written")
-
-
-def target_fits() -> list[tuple[str, str, Fit]]:
+def target_fits() -> list[TargetFit]:
     """(from spec, to spec, Fit) for every pair of specs of one architecture."""
     specs = all_specs()
-    return [(a.id, b.id, fit(a.arch, a.arch_config, b.arch_config)) for a in specs for b in specs
-            if a.arch == b.arch and a is not b]
+    return [TargetFit(a.id, b.id, fit_between(a.arch, a.arch_config, b.arch_config)) for a in specs
+            for b in specs if a.arch == b.arch and a is not b]
 
 
 def targets_table() -> str:
@@ -284,15 +303,15 @@ def targets_table() -> str:
         for a in specs:
             cells = []
             for b in specs:
-                how = fit(arch, a.arch_config, b.arch_config)
+                fit = fit_between(arch, a.arch_config, b.arch_config)
                 if a is b:
                     cells.append("= (round trip)")
                     continue
-                text = how.verdict()
+                text = fit.verdict()
                 if text not in notes:
                     notes.append(text)
-                mark = "exact" if how.exact and not how.folds else (
-                    "exact, folded" if how.exact else "approx." if not how.mismatch else "no")
+                mark = "exact" if fit.exact and not fit.folds else (
+                    "exact, folded" if fit.exact else "approx." if not fit.mismatch else "no")
                 cells.append(f"{mark} [{notes.index(text) + 1}]")
             lines.append(f"| `{a.id}` | " + " | ".join(cells) + " |")
         lines += [""] + [f"{i}. {text}" for i, text in enumerate(notes, 1)] + [""]

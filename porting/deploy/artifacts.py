@@ -171,11 +171,11 @@ def _onnx(path: Path, records: list[RuntimeRecord], precision: str, opened) -> l
     if props is None or shape is None:
         props, shape = _read_onnx(path)
     card = ModelCard.from_props(props, path)
-    if precision == "f16" and card.export_options.get("precision") != "float16":
+    if precision == "f16" and card.export_info.precision != "float16":
         names = [r.name for r in records if r.f16_from_file]
         if names:
             raise PortingError(f"--precision f16 in {names[0]} runs porting's float16 export; '{path}' is "
-                               f"{card.export_options.get('precision', 'float32')}: export it with --fp16")
+                               f"{card.export_info.precision or 'float32'}: export it with --fp16")
     batch = shape[0] if isinstance(shape[0], int) else None
     size = shape[2] if isinstance(shape[2], int) else None
     return [Artifact(path, f"ONNX ({r.engine})", card, r, batch, size) for r in runtimes]
@@ -200,9 +200,9 @@ def _mindir(path: Path, records: list[RuntimeRecord], device: str | None, opened
 
     msenv.setup(device, graph=True)
     card = ModelCard.from_props(read_mindir_metadata(path), path)
-    fixed = card.export_options
+    fixed = card.export_info
     return [Artifact(path, KINDS[".mindir"], card, opened.enter_context(record.runtime(path, what=str(path))),
-                     fixed.get("batch"), fixed.get("size")) for record in records]
+                     fixed.batch, fixed.size) for record in records]
 
 
 def _ckpt(path: Path, records: list[RuntimeRecord], device: str | None, opened) -> list[Artifact]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from porting import archs, checkpoint, files
 from porting.errors import PortingError
+from porting.results import BenchRow
 from porting.runtimes import RuntimeRecord, all_runtimes, check_precision, choose_runtimes, runtime_record
 from porting.sources.inputs import make_images
 
@@ -54,9 +55,9 @@ def _precisions(record: RuntimeRecord, precisions: tuple[str, ...]) -> list[str]
 
 def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None, reps: int = 10, warmup: int = 2,
           device: str | None = None, progress=None, runtimes: tuple[str, ...] | None = None,
-          precisions: tuple[str, ...] = ("f32", "default"), log=lambda msg: None) -> list[dict]:
-    """[{runtime, batch, size, median_s, img_per_s, precision}] for MindSpore (GRAPH mode) and each of
-    `runtimes` (bench_runtimes) at each of `precisions` it takes."""
+          precisions: tuple[str, ...] = ("f32", "default"), log=lambda msg: None) -> list[BenchRow]:
+    """A row (results.BenchRow: runtime, batch, size, median_s, img_per_s, precision) for MindSpore (GRAPH mode)
+    and each of `runtimes` (bench_runtimes) at each of `precisions` it takes, per batch size."""
     from porting import msenv
     from porting.converters.export import OnnxOptions, export_ms, export_onnx
 
@@ -95,7 +96,8 @@ def bench(ckpt: Path, batches: tuple[int, ...] = (1, 8), size: int | None = None
     return results
 
 
-def _time(calls: dict, batches: tuple[int, ...], size: int, card, reps: int, warmup: int, progress) -> list[dict]:
+def _time(calls: dict, batches: tuple[int, ...], size: int, card, reps: int, warmup: int,
+          progress) -> list[BenchRow]:
     task = progress.add_task("bench", total=len(batches) * len(calls) * (warmup + reps)) if progress else None
     results = []
     for batch in batches:
@@ -115,6 +117,6 @@ def _time(calls: dict, batches: tuple[int, ...], size: int, card, reps: int, war
                     times[name].append(time.perf_counter() - t0)
         for name, measured in times.items():
             median = statistics.median(measured)
-            results.append({"runtime": name, "batch": batch, "size": size, "median_s": median,
-                            "img_per_s": batch / median, "precision": calls[name][1]})
+            results.append(BenchRow(runtime=name, batch=batch, size=size, median_s=median, img_per_s=batch / median,
+                                    precision=calls[name][1]))
     return results

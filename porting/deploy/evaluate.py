@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +15,7 @@ from porting.deploy.artifacts import open_artifacts
 from porting.images.folders import check_images
 from porting.images.labels import imagenet_classes, labelled_images
 from porting.images.pipelines import file_dataset, load_image, pipeline_cwd
+from porting.results import Accuracy, ClassProbability, EvalResult, Prediction
 from porting.runtimes import choose_runtimes
 
 
@@ -64,12 +66,12 @@ class Scores:
         self.top5 += topk_hits(logits, labels, 5)
         self.samples += len(labels)
 
-    def result(self) -> dict:
+    def result(self) -> Accuracy:
         n = max(self.samples, 1)
-        return {"Loss": self.loss_sum / n, "Top_1_Acc": self.top1 / n, "Top_5_Acc": self.top5 / n}
+        return Accuracy(loss=self.loss_sum / n, top1=self.top1 / n, top5=self.top5 / n)
 
 
-def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+def scores(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
     """Scores of one batch."""
     folded = Scores()
     folded.add(logits, labels)
@@ -110,8 +112,8 @@ class LogitsFile:
 def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None = None, device: str | None = None,
              progress=None, log=lambda msg: None, label_file: Path | None = None, overrides: dict | None = None,
              results: Path | None = None, topk: int = 5, runtimes: Sequence[str] | None = None,
-             precision: str | None = None, dump_logits: Path | None = None) -> list[dict]:
-    """[{'Loss', 'Top_1_Acc', 'Top_5_Acc', 'samples', 'runtime', 'precision'}]: one result per runtime, over
+             precision: str | None = None, dump_logits: Path | None = None) -> list[EvalResult]:
+    """One result per runtime (its loss, top-1, top-5, samples, runtime and precision: results.EvalResult), over
     DATA/val (or DATA), in either layout (data.labelled_images), the images read once for all runtimes and one
     batch of logits held at a time (each runtime's scores folded as the batches come). `results` gets the
     deployment guide's per-image top-k lines and `dump_logits` an .npz of the logits and labels, both of one
@@ -161,7 +163,7 @@ def evaluate(model: Path, data: Path, batch_size: int = 32, workers: int | None 
                     dumped.add(each[0], labels)
         if dumped is not None:
             dumped.close()
-    return [dict(each.result(), runtime=a.runtime, precision=a.precision, samples=each.samples)
+    return [EvalResult(**asdict(each.result()), runtime=a.runtime, precision=a.precision, samples=each.samples)
             for a, each in zip(artifacts, folded)]
 
 
@@ -179,7 +181,7 @@ def run_batches(run, dataset, progress=None, description: str = "eval"):
             progress.update(task, advance=1)
 
 
-def score_dataset(run, dataset, progress=None, description: str = "eval") -> dict:
+def score_dataset(run, dataset, progress=None, description: str = "eval") -> Accuracy:
     """Scores of one pass over a batched (image, label) dataset, one batch of logits held at a time."""
     folded = Scores()
     for logits, labels in run_batches(run, dataset, progress, description):
@@ -228,10 +230,9 @@ PREDICT_BATCH = 32  # images predict runs at once
 
 def predict(model: Path, images: list[Path], topk: int | None = None, labels_file: Path | None = None,
             device: str | None = None, overrides: dict | None = None, runtimes: Sequence[str] | None = None,
-            precision: str | None = None, log=lambda msg: None) -> list[dict]:
-    """[{'image', 'runtime', 'precision', 'top': [{'class', 'index', 'probability'}]}], image by image for each
-    runtime in turn; the images go PREDICT_BATCH at a time through every runtime, so memory does not grow with
-    their number."""
+            precision: str | None = None, log=lambda msg: None) -> list[Prediction]:
+    """Each image's top classes (results.Prediction), image by image for each runtime in turn; the images go
+    PREDICT_BATCH at a time through every runtime, so memory does not grow with their number."""
     artifacts = open_artifacts(model, device, runtimes, precision, log)
     with contextlib.ExitStack() as opened:
         for artifact in artifacts:
@@ -251,7 +252,6 @@ def predict(model: Path, images: list[Path], topk: int | None = None, labels_fil
                 probs = softmax(as_logits(card, artifact(batch)).astype(np.float64))
                 for path, row in zip(chunk, probs):
                     order = np.argsort(-row)[:topk]
-                    found.append({"image": str(path), "runtime": artifact.runtime, "precision": artifact.precision,
-                                  "top": [{"class": names[i], "index": int(i), "probability": float(row[i])}
-                                          for i in order]})
+                    found.append(Prediction(str(path), artifact.runtime, artifact.precision,
+                                            [ClassProbability(names[i], int(i), float(row[i])) for i in order]))
     return [result for found in results for result in found]

@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from porting import files
+from porting.card import Quantization
 from porting.errors import PortingError, first_line
 from porting.deploy.artifacts import open_artifact
 from porting.images.folders import check_images
 from porting.images.labels import Samples, labelled_images
 from porting.images.pipelines import file_dataset, pipeline_cwd
+from porting.results import FileSizes, QuantizeReport
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -102,21 +105,22 @@ class _Agreement:
             self.scores[1].add(b, labels)
 
     def result(self) -> dict:
+        """QuantizeReport's fields of the comparison."""
         n = max(self.samples, 1)
-        if not self.classes:
-            return {"max_feature_error": self.max_error, "feature_scale": self.scale}
-        out = {"top1_agreement": self.agree / n, "top5_overlap": self.overlap / n, "max_logit_error": self.max_error,
-               "logit_scale": self.scale}
-        if self.scores:
-            out["float32"], out["int8"] = self.scores[0].result(), self.scores[1].result()
-        return out
+        float32, int8 = (self.scores[0].result(), self.scores[1].result()) if self.scores else (None, None)
+        if not self.classes:  # a feature extractor: its largest feature difference, no top-1
+            return dict(top1_agreement=None, top5_overlap=None, max_logit_error=self.max_error,
+                        logit_scale=self.scale, output="features")
+        return dict(top1_agreement=self.agree / n, top5_overlap=self.overlap / n, max_logit_error=self.max_error,
+                    logit_scale=self.scale, float32=float32, int8=int8)
 
 
 DEFAULT_IMAGES = 1000  # the deployment guide's: one ImageNet image per class
 
 
 def quantize(model: Path, calib: Path, out: Path, images: int | None = None, holdout: int = 200,
-             method: str = "minmax", label_file: Path | None = None, log=lambda msg: None, progress=None) -> dict:
+             method: str = "minmax", label_file: Path | None = None, log=lambda msg: None,
+             progress=None) -> QuantizeReport:
     """`images`: how many calibration images; None: DEFAULT_IMAGES, or what the folder holds beside the `holdout`
     images if that is fewer (all of it when it holds no more than `holdout`)."""
     model, out = Path(os.path.abspath(model)), Path(os.path.abspath(out))  # the pipeline runs from a scratch cwd
@@ -130,7 +134,7 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
 
     fp32 = open_artifact(model)
     card = fp32.card
-    if card.export_options.get("precision") == "float16":
+    if card.export_info.precision == "float16":
         raise PortingError(f"'{model}' is a float16 export: quantize the float32 one")
     pre = fp32.preprocessing()  # at the file's own input size (an export at --size 96 takes 96)
     samples = labelled_images(calib, card, label_file, log, unlabelled_ok=True)
@@ -186,16 +190,14 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
                 raise PortingError(f"onnxruntime could not quantize '{model}': {first_line(exc)}") from None
         quantized = onnx.load(str(staged.file))
         del quantized.metadata_props[:]  # the float32 export's metadata, and how the int8 one was made
-        export = dict(card.export_options, precision="int8", quantization={
-            "format": "QDQ", "per_channel": True, "weights": "int8", "activations": "int8", "calibration": method,
-            "calibration_images": reader.used, "classes_covered": covered})
+        export = replace(card.export_info, precision="int8", quantization=Quantization(
+            format="QDQ", per_channel=True, weights="int8", activations="int8", calibration=method,
+            calibration_images=reader.used, classes_covered=covered))
         for key, value in card.replace(export=export).to_props().items():
             quantized.metadata_props.add(key=key, value=value)
         onnx.save(quantized, str(staged.file))
-    report = {"calibration_images": reader.used, "classes_covered": covered, "compared_images": len(held),
-              "held_out": len(held) if held_out else 0, "method": method, "input_size": pre.size,
-              "size_mib": {"float32": round(Path(model).stat().st_size / 2**20, 1),
-                           "int8": round(Path(out).stat().st_size / 2**20, 1)}}
+    sizes = FileSizes(float32=round(Path(model).stat().st_size / 2**20, 1),
+                      int8=round(Path(out).stat().st_size / 2**20, 1))
     int8 = open_artifact(out)
     agreement = _Agreement(labelled=bool(np.all(samples.labels[held] >= 0)), classes=not card.headless)
     with fp32, int8, pipeline_cwd():  # one pass over the held-out images feeds both models, a batch at a time
@@ -204,5 +206,6 @@ def quantize(model: Path, calib: Path, out: Path, images: int | None = None, hol
                                         file_dataset(_subset(samples, held), pre, batch), progress,
                                         "float32 and int8"):
             agreement.add(*np.split(both, 2, axis=1), labels)
-    report.update(agreement.result())
-    return report
+    return QuantizeReport(calibration_images=reader.used, classes_covered=covered, compared_images=len(held),
+                          held_out=len(held) if held_out else 0, method=method, input_size=pre.size, size_mib=sizes,
+                          **agreement.result())

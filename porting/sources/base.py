@@ -16,7 +16,7 @@ import numpy as np
 
 from porting.errors import PortingError
 from porting.sources.inputs import make_images
-from porting.job import SourceJob
+from porting.job import PretrainedConfig, SourceJob
 
 LOGITS = "logits"
 
@@ -55,7 +55,7 @@ class SourceRunner:
 
     def inference_info(self, model) -> dict:
         """The model put in inference mode, and what the parent needs to know of it (SourceInfo's fields:
-        num_classes, pretrained_cfg...)."""
+        num_classes, pretrained_cfg as a PretrainedConfig...)."""
         raise NotImplementedError
 
     def parameters(self, model) -> list[Tensor]:
@@ -100,7 +100,9 @@ class SourceRunner:
         parameters without one stay as they are)."""
         raise PortingError(f"--train-step runs timm, Keras and PaddleClas models; not {self.library}'s")
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
+        """The model's weights in the library's own file; `config` is what `export --to` tells the formats that
+        have a place for it (timm's config.json: preprocessing and class names); the others hold tensors alone."""
         raise NotImplementedError
 
     def preprocess(self, model, images: list[str], size: int, resize: int):
@@ -124,8 +126,6 @@ class SourceRunner:
             raise PortingError(f"the {self.library} model does not take the export ({len(problems)} problems): "
                                + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
         self.assign(model, values)
-
-    export_config: dict = {}  # set by the worker before save_weights: what the format has a place for
 
     def load(self, job: SourceJob):
         """(model in inference mode, info) as the job asks."""

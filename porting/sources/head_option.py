@@ -32,7 +32,8 @@ def classifier_module(spec) -> tuple[str, object]:
     """(the source module of `spec`'s classifier: 'fc', 'last_linear', 'head.fc', PaddleClas 'out'..., the
     transform of its weight's row), read from the spec's weight map."""
     target = f"{spec.head}.weight"
-    row = next((r for r in spec.build_weight_map().rows if r.target == target), None)
+    rows = spec.weight_map_module().build(spec, library(spec.source).convention).rows
+    row = next((r for r in rows if r.target == target), None)
     if row is None:
         raise PortingError(f"--head: {spec.id}'s weight map has no row for its classifier '{target}'")
     return row.source.rsplit(".", 1)[0], row.transform

@@ -24,7 +24,8 @@ from porting import files
 from porting.archs.registry import ModelSpec
 from porting.errors import PortingError
 from porting.heads import Head
-from porting.job import PipelineRequest, SourceInfo, SourceJob, SourceResult, Training, TrainStep
+from porting.job import (PipelineRequest, PretrainedConfig, SourceInfo, SourceJob, SourceResult, Training,
+                         TrainStep)
 from porting.runtimes.base import LOGITS, Runtime
 from porting.sources.registry import checkout_folder
 
@@ -213,7 +214,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
                taps: list[str] | None = None, save_weights: str | None = None, save_weights_as: str | None = None,
                untrained: bool = False, preprocess: tuple[list[str], int, int] | None = None,
                training: Training | None = None, assign: dict[str, np.ndarray] | None = None,
-               unassigned: list[str] | None = None, export_config: dict | None = None,
+               unassigned: list[str] | None = None, export_config: PretrainedConfig | None = None,
                train_step: TrainStep | None = None, step_grads: dict[str, np.ndarray] | None = None,
                keep_model: str = "", head: Head | None = None) -> Iterator[Callable[[], SourceResult]]:
     """Start building `spec`'s source model in its own process; yields `result()`, which waits for it.
@@ -251,7 +252,7 @@ def source_job(spec: ModelSpec, *, weights: str | None = None, seed: int | None 
             preprocess=PipelineRequest(preprocess[0], preprocess[1], preprocess[2], str(tmp / "preprocessed.npy"))
             if preprocess is not None else None, tmpdir=str(tmp / "tmp"),
             assign=str(tmp / "assign.npz") if assign is not None else None, unassigned=list(unassigned or []),
-            export_config=dict(export_config or {}),
+            export_config=export_config or PretrainedConfig(),
             train_step=dataclasses.replace(train_step, out=str(tmp / "step.npz"),
                                            grads=str(tmp / "grads.npz") if step_grads is not None else "")
             if train_step else None, keep_model=keep_model, head=head.to_dict() if head is not None else None)

@@ -33,7 +33,7 @@ class SourceLibrary:
     name: str  # the SOURCE of SOURCE:MODEL specs ('keras')
     title: str  # how messages name it ('Keras (keras.applications)')
     runner: str  # 'module:Class' of its SourceRunner, imported in its worker process alone
-    convention: Convention  # how it names and lays out a layer's tensors (porting.weight_maps.conventions)
+    convention: Convention  # how it names and lays out a layer's tensors: the weight maps are handed it
     resize_backend: str  # how it resizes images (porting.card.RESIZE_BACKENDS), unless a spec says otherwise
     weight_suffixes: tuple[str, ...]  # the weights files its runner reads (--weights)
     export_suffixes: tuple[str, ...]  # what `export --to` writes ("": a folder, timm's local-dir layout)

@@ -65,9 +65,8 @@ def _run(job: SourceJob) -> None:
         with np.load(job.assign) as npz:
             runner.assign_checked(model, {k: npz[k] for k in npz.files}, job.unassigned)
     if job.save_weights:
-        runner.export_config = job.export_config
         try:
-            runner.save_weights(model, job.save_weights)
+            runner.save_weights(model, job.save_weights, job.export_config)
         except PortingError:
             raise
         except Exception as exc:  # noqa: BLE001 - torch/Keras/Paddle writers raise RuntimeError etc. on a full disk

@@ -21,7 +21,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from porting import archs, checkpoint, files
-from porting.card import ModelCard
+from porting.card import ModelCard, TrainState
 from porting.converters.port import added_dense_name
 from porting.options import TrainingRun
 from porting.errors import PortingError
@@ -252,7 +252,7 @@ class Trainer:
         recipe, factor = scaled(opts.recipe, global_batch, opts.lr_given)
         self.recipe = recipe
         # the augmentation's random draws depend on the number of workers: a resumed run keeps its run's
-        workers = opts.run.workers or (resumed.settings.get("workers") if resumed else None) or default_workers()
+        workers = opts.run.workers or (resumed.train_state.workers if resumed else None) or default_workers()
         custom = card.custom_head
         backbone_bn = opts.run.backbone_bn or (custom.backbone_bn if custom is not None else "train")
         train_backbone = opts.run.train_backbone or custom is None or custom.backbone_trainable
@@ -302,8 +302,8 @@ class Trainer:
         self.net, self.step_cell = train_step(net, recipe, num_classes, lr)
         self.start = resumed.restore(self.step_cell, self.steps_per_epoch, self.log) if resumed else 0
         # the divergence stop's state: a resumed run stops where the run it continues would have
-        self.start_loss = resumed.train_state.get("start_loss") if resumed else None
-        self.recent_losses = list(resumed.train_state.get("recent_losses", [])) if resumed else []
+        self.start_loss = resumed.train_state.start_loss if resumed else None
+        self.recent_losses = list(resumed.train_state.recent_losses) if resumed else []
         if self.start >= self.total_steps:
             raise PortingError(f"nothing to do: '{opts.output}' already holds {self.start} of {self.total_steps} "
                                f"steps")
@@ -354,10 +354,10 @@ class Trainer:
         tensors = {p.name: p.asnumpy() for _, p in self.step_cell.parameters_and_names()}
         tensors = {k: v for k, v in tensors.items() if k != "learning_rate"}  # rebuilt from the recipe
         path = self.output / f"{self.prefix}-{epoch_label}_{step_in_epoch or self.steps_per_epoch}.ckpt"
-        checkpoint.save(tensors, path, self.card.replace(train_state={
-            "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch, "epochs": self.recipe.epochs,
-            "world_size": self.world, "loss": loss_value, "recipe": as_dict(self.recipe), "settings": self.settings,
-            "start_loss": start_loss, "recent_losses": list(recent)}), inputs=(self.ckpt,))
+        checkpoint.save(tensors, path, self.card.replace(train_state=TrainState(
+            global_step=self.global_step, steps_per_epoch=self.steps_per_epoch, epochs=self.recipe.epochs,
+            world_size=self.world, loss=loss_value, recipe=as_dict(self.recipe), settings=self.settings,
+            start_loss=start_loss, recent_losses=list(recent))), inputs=(self.ckpt,))
         kept = [p for _, _, p in _checkpoints(self.output) if p.name.startswith(self.prefix + "-")]
         for old in sorted(kept, key=lambda p: p.stat().st_mtime)[: max(0, len(kept) - self.recipe.keep_checkpoint_max)]:
             old.unlink()
@@ -367,8 +367,7 @@ class Trainer:
         with MindSporeRuntime(self.net) as runtime:
             result = score_dataset(runtime.logits, self.val_set, self.progress, f"val {epoch}")
         self.net.set_train(True)
-        line = (f"epoch: {epoch} validation: top-1 {result['Top_1_Acc']:.4f}, top-5 {result['Top_5_Acc']:.4f}, "
-                f"loss {result['Loss']:.4f}")
+        line = f"epoch: {epoch} validation: top-1 {result.top1:.4f}, top-5 {result.top5:.4f}, loss {result.loss:.4f}"
         self.train_log.write(line)
         self.log(line)
 
@@ -440,17 +439,17 @@ class Resumed:
 
     path: Path
     tensors: dict
-    train_state: dict
+    train_state: TrainState
 
     @classmethod
     def newest(cls, output: Path) -> Resumed:
         path = _newest(output)
         tensors, card = checkpoint.load(path)
-        return cls(path, tensors, card.train_state or {})
+        return cls(path, tensors, card.train_state or TrainState())
 
     @property
     def settings(self) -> dict:
-        return self.train_state.get("settings", {})
+        return self.train_state.settings
 
     def check(self, settings: dict) -> None:
         """A resumed run is the run it continues only with the same settings (recipe, seed, workers...): refuse
@@ -468,8 +467,8 @@ class Resumed:
 
     def restore(self, step_cell, steps_per_epoch: int, log) -> int:
         """Model and optimizer state into `step_cell`; returns the global step to continue from."""
-        if self.train_state.get("steps_per_epoch") not in (None, steps_per_epoch):
-            raise PortingError(f"--resume: '{self.path}' was saved with {self.train_state['steps_per_epoch']} steps "
+        if self.train_state.steps_per_epoch not in (None, steps_per_epoch):
+            raise PortingError(f"--resume: '{self.path}' was saved with {self.train_state.steps_per_epoch} steps "
                                f"per epoch, this run has {steps_per_epoch}: the training folder or the batch size "
                                f"changed")
         restored = 0
@@ -478,7 +477,7 @@ class Resumed:
                 dtype = np.int32 if param.dtype == ms.int32 else np.float32
                 param.set_data(ms.Tensor(self.tensors[param.name].astype(dtype)))
                 restored += 1
-        start = int(self.train_state.get("global_step", 0))
+        start = self.train_state.global_step
         log(f"resuming from {self.path.name}: global step {start} (epoch {start // steps_per_epoch + 1}, "
             f"step {start % steps_per_epoch}), {restored} tensors of model and optimizer state restored")
         return start

@@ -21,7 +21,7 @@ from porting.converters.port import port, source_head, target_shapes, weight_map
 from porting.errors import PortingError
 from porting.heads import Head
 from porting.job import SourceResult, TrainStep
-from porting.report import Report
+from porting.report import Report, ReportInfo, TrainStepInfo
 from porting.sources import library
 from porting.sources.inputs import make_images
 from porting.sources.jobs import run_source, source_job
@@ -150,11 +150,11 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
         log(f"the {spec.source} optimizer on MindSpore's gradients")
         optimized = run_source(spec, weights=weights, seed=seed, train_step=step, step_grads=given, head=head)
         reports.append(_report(spec, wm, shapes, folded, result, optimized, ours, step, recipe, rtol, held))
-        reports[-1].info.update(batch=batch, size=size, inputs="seeded synthetic images and labels",
-                                weights=weights or (f"random-init:{seed}" if seed is not None else "pretrained"))
-        if variants[i]:
-            reports[-1].info["train_step"]["source_changes"] = variants[i]
-        reports[-1].info["seconds"] = round(time.perf_counter() - t0, 1)
+        info = reports[-1].info
+        info.batch, info.size, info.inputs = batch, size, "seeded synthetic images and labels"
+        info.weights = weights or (f"random-init:{seed}" if seed is not None else "pretrained")
+        info.train_step.source_changes = variants[i] or None
+        info.seconds = round(time.perf_counter() - t0, 1)
     return reports
 
 
@@ -204,11 +204,11 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
     """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
     MindSpore's (`ours`). `held`: moving statistics both sides leave as they are (their updates are zero: a
     result, not a dead layer)."""
-    report = Report(spec=spec.id, rtol=rtol, info={
-        "noise": NOISE, "grad_rtol": GRAD_RTOL,
-        "train_step": {"optimizer": recipe.optimizer, "lr": recipe.lr_max, "momentum": recipe.momentum,
-                       "weight_decay": recipe.weight_decay, "label_smooth_factor": recipe.label_smooth_factor,
-                       "loss_scale": recipe.loss_scale, "bn_momentum": BN_MOMENTUM, "conversions": CONVERSIONS}})
+    report = Report(spec=spec.id, rtol=rtol, info=ReportInfo(
+        noise=NOISE, grad_rtol=GRAD_RTOL,
+        train_step=TrainStepInfo(optimizer=recipe.optimizer, lr=recipe.lr_max, momentum=recipe.momentum,
+                                 weight_decay=recipe.weight_decay, label_smooth_factor=recipe.label_smooth_factor,
+                                 loss_scale=recipe.loss_scale, bn_momentum=BN_MOMENTUM, conversions=CONVERSIONS)))
     before = {k: v.astype(np.float64) for k, v in result.tensors.items()}
 
     def mapped(prefix: str, arrays: dict, default=None) -> dict[str, np.ndarray]:
@@ -261,9 +261,7 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
                                           floor=floor.get(kind, 0.0), atol=resolution,
                                           constant_ok=(name in zero and kind in ("grad", "update"))
                                           or (name in held and kind == "bn-update")))
-    if skipped:
-        report.info["skipped"] = skipped
-    report.info["spread"] = spread
+    report.info.skipped, report.info.spread = skipped, spread
     return report
 
 

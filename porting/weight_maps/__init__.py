@@ -10,7 +10,7 @@ compares, in the order the source computes them.
 
 How a source framework names and lays out the tensors of one layer (BN names, kernel and dense layouts, the
 names inside a conv+BN unit, the tensors it never ports) is its `Convention` (porting.weight_maps.conventions);
-a table built with one (`TIMM.map(name)`) adds a layer in one call: `wm.conv_bn(src, dst, act=True)`.
+a table built with one (`convention.map(name)`) adds a layer in one call: `wm.conv_bn(src, dst, act=True)`.
 """
 from porting.weight_maps.table import (  # noqa: F401
     COPY,

@@ -1,16 +1,20 @@
-"""One convention object per source framework: how it names and lays out the tensors of a layer.
+"""How a source library names and lays out the tensors of a layer: its `Convention`.
 
 Per-model tables (porting/archs/<arch>/from_<source>.py) say only which source layer becomes which MindSpore
-cell; the names of the tensors inside a layer, their layouts and what is never ported come from here (as
-transformers keeps its TransposeType and name converters in one place).
+cell; the names of the tensors inside a layer, their layouts and what is never ported come from the library's
+convention (as transformers keeps its TransposeType and name converters in one place). Each library's record
+(porting/sources/<library>/__init__.py) holds its convention; the records sit above the weight maps, so a weight
+map is handed it (`build(spec, convention)`) by whoever builds it (porting.specs.build_weight_map).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 from porting.errors import PortingError
-from porting.weight_maps.table import COPY, DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Transform, WeightMap
+from porting.weight_maps.table import COPY, Transform, WeightMap
+
+MINDSPORE_BN = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 @dataclass(frozen=True)
@@ -28,43 +32,25 @@ class Convention:
     unit: tuple[str, str] = ("conv", "bn")  # the conv and the BN inside the source's conv+BN unit
     ignore: tuple[str, ...] = field(default=())  # fnmatch patterns of source tensors that are never ported
 
+    @classmethod
+    def mindspore(cls, source: str) -> Convention:
+        """A library written in MindSpore itself (mindcv, the model zoo): MindSpore's names and layouts."""
+        return cls(source, {name: name for name in MINDSPORE_BN})
+
     def map(self, name: str) -> WeightMap:
         return WeightMap(name, ignore=list(self.ignore), convention=self)
 
 
-# PyTorch: OIHW kernels and [out, in] dense weights as MindSpore; BatchNorm's step counter is not a weight.
-TIMM = Convention("timm", {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                           "running_var": "moving_variance"}, ignore=("*.num_batches_tracked",))
-# Paddle: BatchNorm / BatchNorm2D tensors weight/bias/_mean/_variance, Linear stored [in, out], ConvBNLayer
-# children `_conv` / `_batch_norm`.
-PADDLECLAS = Convention("paddleclas", {"weight": "gamma", "bias": "beta", "_mean": "moving_mean",
-                                       "_variance": "moving_variance"},
-                        dense_layout=IN_OUT_TO_OUT_IN, unit=("_conv", "_batch_norm"))
-# Keras 3: 'layer/variable' paths; Conv2D kernel [kh, kw, in, out], DepthwiseConv [kh, kw, C, 1], Dense [in, out].
-KERAS = Convention("keras", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")}, sep="/",
-                   weight="kernel", depthwise_weight="depthwise_kernel", dense_weight="kernel",
-                   conv_layout=HWIO_TO_OIHW, depthwise_layout=DEPTHWISE_HWC1_TO_C1HW, dense_layout=IN_OUT_TO_OUT_IN)
-# mindcv: MindSpore itself, so MindSpore's names and layouts.
-MINDCV = Convention("mindcv", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")})
-# the MindSpore model zoo: MindSpore too
-MODELZOO = replace(MINDCV, source="modelzoo")
-
-
-MINDSPORE_BN = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
 def renamed_source(wm: WeightMap, name: str, rename: Callable[[str], str | None],
-                   rename_tap: Callable[[str], str | None] | None = None, convention=None) -> WeightMap:
-    """`wm` for a MindSpore re-implementation of its source model (mindcv re-implements timm's, the model zoo's
-    networks are mindcv's ancestors): every source module path passed through `rename`, BN tensors under
-    MindSpore's names (the target's own), the rest as is. Layers go through `rename_tap` (default `rename`); one
-    without a cell of its own there (None) is not compared. `convention`: the MindSpore library's (mindcv's)."""
-    out = (convention or MINDCV).map(name)
+                   rename_tap: Callable[[str], str | None] | None = None) -> WeightMap:
+    """`wm` for a MindSpore re-implementation of another library's model (mindcv re-implements timm's, the model
+    zoo's networks are mindcv's ancestors): `wm` is that model's table built in the MindSpore library's convention
+    (`wm.convention`: MindSpore's tensor names), and every source module path goes through `rename`. Layers go
+    through `rename_tap` (default `rename`); one without a cell of its own there (None) is not compared."""
+    out = wm.convention.map(name)
     for row in wm.rows:
         module, leaf = row.source.rsplit(".", 1)
-        target_leaf = row.target.rsplit(".", 1)[1]
-        out.add(f"{rename(module)}.{target_leaf if target_leaf in MINDSPORE_BN else leaf}", row.target,
-                row.transform)
+        out.add(f"{rename(module)}.{leaf}", row.target, row.transform)
     for layer in wm.layers:
         source = (rename_tap or rename)(layer.source)
         if source is not None:

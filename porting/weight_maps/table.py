@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 
 from porting.errors import PortingError
+from porting.results import MapRow
 
 if TYPE_CHECKING:  # conventions builds on this module
     from porting.weight_maps.conventions import Convention
@@ -214,23 +215,22 @@ class WeightMap:
         return out
 
     def table(self, source_shapes: Mapping[str, tuple[int, ...]] | None = None,
-              target_shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[dict]:
-        """The expanded table, one dict per row (ignored source tensors last)."""
+              target_shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[MapRow]:
+        """The expanded table, one row per tensor (ignored source tensors last)."""
         rows = []
         for row in self.rows:
             shapes = [source_shapes[n] for n in row.sources if n in source_shapes] if source_shapes else []
-            rows.append({
-                "source": row.source,
-                "source_shape": (list(shapes[0]) if not row.parts else f"{len(shapes)} x {list(shapes[0])}")
+            rows.append(MapRow(
+                source=row.source,
+                source_shape=(list(shapes[0]) if not row.parts else f"{len(shapes)} x {list(shapes[0])}")
                 if shapes and len(shapes) == len(row.sources) else None,
-                "target": row.target,
-                "target_shape": list(target_shapes[row.target]) if target_shapes and row.target in target_shapes else None,
-                "transform": row.transform.name,
-            })
+                target=row.target,
+                target_shape=list(target_shapes[row.target]) if target_shapes and row.target in target_shapes else None,
+                transform=row.transform.name))
         for name in (source_shapes or {}):
             if self.is_ignored(name):
-                rows.append({"source": name, "source_shape": list(source_shapes[name]), "target": None,
-                             "target_shape": None, "transform": "drop"})
+                rows.append(MapRow(source=name, source_shape=list(source_shapes[name]), target=None,
+                                   target_shape=None, transform="drop"))
         return rows
 
 

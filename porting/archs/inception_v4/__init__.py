@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import ModelSpec, Structure, register_arch, register_specs, register_target_rules
+from porting.archs.registry import Structure, register_arch, register_target_rules
 
 
 # official/cv/Inception/inceptionv4/default_config.yaml: RMSProp(decay 0.9, momentum 0.9, epsilon 1.0), lr 4e-5
@@ -47,40 +47,8 @@ class InceptionV4Config:
 # Synthetic weights shift BN betas by +1: with 100+ conv-BN-ReLU layers and no residuals, beta mean 0 makes the
 # net amplify fp32 rounding ~1.5x per block (timm fp32 vs fp64 8e-5 relative at the last block; +1: 6e-6).
 CONDITIONED = {"bn_beta_mean": 1.0}
+# timm's graph, which the mindcv and model-zoo specs start from
 TIMM_GRAPH = {"bn_eps": 1e-3, "pool_branch_first": False, "swap_factorized": False}
-
-register_specs(
-    # timm inception_v4.py: pretrained cfg 299, mean = std 0.5, bicubic, crop 0.875.
-    ModelSpec("timm", "inception_v4", "inception_v4", TIMM_GRAPH, weight_map="from_timm", crop_pct=0.875,
-              random_init=CONDITIONED, variant="BN eps 1e-3, exclusive 3x3 avg pools, unpadded max pools",
-              notes="timm/models/inception_v4.py; a 1001-class TF-slim head loses its background class (index 0) "
-                    "unless `--keep-background`"),
-    # PaddleClas inception_v4.py; eval config: resize short side 320 -> crop 299, ImageNet mean/std.
-    ModelSpec("paddleclas", "InceptionV4", "inception_v4",
-              {"bn_eps": 1e-5, "pool_branch_first": True, "swap_factorized": True}, weight_map="from_paddleclas",
-              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=299 / 320,
-              random_init=CONDITIONED,
-              variant="BN eps 1e-5, pool branch first in every concat, stem / B / C factorized 1xk-kx1 stacks swapped",
-              notes="ppcls inception_v4.py; Dropout(downscale_in_infer) x0.8 folded into `fc.weight`; Linear "
-                    "[in,out] transposed"),
-    # mindcv inceptionv4.py: timm's graph ('same' avg pools that exclude the padding); eval as mindcv's
-    # create_transforms: resize the short side to size / 0.875 (bilinear, OpenCV) -> centre crop, ImageNet mean/std.
-    ModelSpec("mindcv", "inception_v4", "inception_v4", dict(TIMM_GRAPH), weight_map="from_mindcv",
-              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=0.875,
-              random_init=CONDITIONED, variant="as `timm:inception_v4`",
-              notes="mindcv/models/inceptionv4.py; the stem is one cell there, so its three mixed blocks are "
-                    "compared through their convs and pools only"),
-    # the model zoo's src/inceptionv4.py (seed 001): mindcv's graph at MindSpore's BN eps 1e-5 (its convs are
-    # nn.Conv2dBnAct), with its own head: bn0 (BatchNorm1d, eps 1e-3) on the pooled features, then nn.DenseBnAct
-    # (the classifier, a BatchNorm1d over the classes, log-softmax). Eval as its src/dataset.py: Resize(299) (short
-    # side, bilinear) -> CenterCrop(299), ImageNet mean/std.
-    ModelSpec("modelzoo", "inceptionv4", "inception_v4", {**TIMM_GRAPH, "bn_eps": 1e-5, "head_bn": True},
-              weight_map="from_modelzoo", aliases=("inception_v4",), mean=(0.485, 0.456, 0.406),
-              std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=1.0, random_init=CONDITIONED,
-              variant="a configuration (BN eps 1e-5) plus one addition for it, `head_bn`: bn0 -> Dense -> BN -> log-softmax",
-              notes="the model zoo's official/cv/Inception/inceptionv4 (seed 001), run from your checkout "
-                    "(--modelzoo); its stem is one cell, compared through its convs and pools"),
-)
 
 register_target_rules(
     "inception_v4",

@@ -7,7 +7,8 @@ Stem.construct), so their outputs are not compared.
 """
 import re
 
-from porting.archs.inception_v4 import from_timm
+from porting.archs.inception_v4 import CONDITIONED, TIMM_GRAPH, from_timm
+from porting.archs.registry import ModelSpec, register_specs
 from porting.weight_maps import WeightMap, renamed_source
 
 STEM = {
@@ -42,5 +43,16 @@ def rename_tap(path: str) -> str | None:
     return path[: -len(".bn")] + ".relu" if path and path.endswith(".bn") else path
 
 
-def build(spec) -> WeightMap:
-    return renamed_source(from_timm.build(), spec.id, rename, rename_tap)
+def build(spec, convention) -> WeightMap:
+    return renamed_source(from_timm.build(spec, convention), spec.id, rename, rename_tap)
+
+
+register_specs(
+    # mindcv inceptionv4.py: timm's graph ('same' avg pools that exclude the padding); eval as mindcv's
+    # create_transforms: resize the short side to size / 0.875 (bilinear, OpenCV) -> centre crop, ImageNet mean/std.
+    ModelSpec("mindcv", "inception_v4", "inception_v4", dict(TIMM_GRAPH), weight_map="from_mindcv",
+              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=0.875,
+              random_init=CONDITIONED, variant="as `timm:inception_v4`",
+              notes="mindcv/models/inceptionv4.py; the stem is one cell there, so its three mixed blocks are "
+                    "compared through their convs and pools only"),
+)

@@ -8,8 +8,9 @@ role, not position: `_conv4_2` of Inception-B is the 7x1 conv that the timm nami
 Head: Paddle's Linear is [in, out], and Dropout(p=0.2, mode='downscale_in_infer') multiplies its input by
 0.8 at inference, so fc.weight = 0.8 * out.weight^T (the bias is not scaled).
 """
+from porting.archs.inception_v4 import CONDITIONED
+from porting.archs.registry import ModelSpec, register_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 DROPOUT_KEEP = 0.8  # Dropout(p=0.2, mode="downscale_in_infer")
 
@@ -46,8 +47,8 @@ LAYOUT = [*[(f"_inceptionA_{k}", "_inceptionA") for k in range(1, 5)], ("_reduct
           *[(f"_inceptionC_{k}", "_inceptionC") for k in range(1, 4)]]
 
 
-def build(spec=None) -> WeightMap:
-    wm = PADDLECLAS.map("paddleclas:InceptionV4")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("paddleclas:InceptionV4")
     # the stem's `_pool` runs twice (Mixed3a and Mixed5a), so it is not tapped; the stem's output is
     for src, dst in STEM.items():
         wm.conv_bn(f"_inception_stem.{src}", dst, act=True)
@@ -60,3 +61,15 @@ def build(spec=None) -> WeightMap:
         wm.layer(block, f"features.{i}", "block")
     wm.dense("out", "fc", keep=DROPOUT_KEEP)
     return wm
+
+
+register_specs(
+    # PaddleClas inception_v4.py; eval config: resize short side 320 -> crop 299, ImageNet mean/std.
+    ModelSpec("paddleclas", "InceptionV4", "inception_v4",
+              {"bn_eps": 1e-5, "pool_branch_first": True, "swap_factorized": True}, weight_map="from_paddleclas",
+              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=299 / 320,
+              random_init=CONDITIONED,
+              variant="BN eps 1e-5, pool branch first in every concat, stem / B / C factorized 1xk-kx1 stacks swapped",
+              notes="ppcls inception_v4.py; Dropout(downscale_in_infer) x0.8 folded into `fc.weight`; Linear "
+                    "[in,out] transposed"),
+)

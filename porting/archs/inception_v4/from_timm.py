@@ -4,8 +4,9 @@ The MindSpore model keeps timm's cell names, so each ConvNormAct `features.N.<un
 ConvBnAct of the same name: `.conv` -> `.conv`, `.bn` (BatchNormAct2d) -> `.bn`. timm's `.bn` output already
 includes the ReLU, so parity compares it with the MindSpore ConvBnAct's `.act` cell.
 """
+from porting.archs.inception_v4 import CONDITIONED, TIMM_GRAPH
+from porting.archs.registry import ModelSpec, register_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 # ConvBnAct units of each block, in timm's compute order; pools are (path, kind) taps without weights.
 STEM = ["features.0", "features.1", "features.2"]
@@ -27,8 +28,8 @@ LAYOUT = ["mixed3a", "mixed4a", "mixed5a", *["inception_a"] * 4, "reduction_a", 
           "reduction_b", *["inception_c"] * 3]
 
 
-def build(spec=None) -> WeightMap:
-    wm = TIMM.map("timm:inception_v4")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("timm:inception_v4")
     for unit in STEM:
         wm.conv_bn(unit, unit, act=True)
     for i, kind in enumerate(LAYOUT, 3):
@@ -40,3 +41,12 @@ def build(spec=None) -> WeightMap:
         wm.layer(f"features.{i}", f"features.{i}", "block")
     wm.dense("last_linear", "fc")
     return wm
+
+
+register_specs(
+    # timm inception_v4.py: pretrained cfg 299, mean = std 0.5, bicubic, crop 0.875.
+    ModelSpec("timm", "inception_v4", "inception_v4", TIMM_GRAPH, weight_map="from_timm", crop_pct=0.875,
+              random_init=CONDITIONED, variant="BN eps 1e-3, exclusive 3x3 avg pools, unpadded max pools",
+              notes="timm/models/inception_v4.py; a 1001-class TF-slim head loses its background class (index 0) "
+                    "unless `--keep-background`"),
+)

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import (Computes, ModelSpec, Reshape, register_arch, register_specs,
-                                    register_target_rules)
+from porting.archs.registry import Computes, Reshape, register_arch, register_target_rules
 
 
 # research/cv/SE_ResNeXt50/default_config.yaml: Momentum 0.9, lr 0.4 with 1 warmup epoch from 0, cosine
@@ -47,75 +46,19 @@ class SEResNeXtConfig:
         return asdict(self)
 
 
-def _config(**changes) -> dict:
-    """SE-ResNeXt50 32x4d: timm resnet.py's graph, with the variant's changes."""
+def timm_graph(**changes) -> dict:
+    """SE-ResNeXt50 32x4d: timm resnet.py's graph, with the variant's changes (each spec's arch_config)."""
     return {"layers": [3, 4, 6, 3], "cardinality": 32, "base_width": 4, "bn_eps": 1e-5, "stem": [64],
             "stem_pool_padding": 1, "stem_pool_ceil": False, "se_reduction": 16, "se_dense": False,
             "avg_down": False, **changes}
 
 
 IMAGENET_224 = dict(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-TIMM_NOTES = "timm/models/resnet.py"
-
-register_specs(
-    # timm resnet.py: 7x7 stem, max pool 3/2 padded by 1, SE as 1x1 convs after bn3, BN eps 1e-5;
-    # `gluon_seresnext50_32x4d` is timm's deprecated name for the gluon_in1k weights of the same model (timm
-    # resnet.py register_model_deprecations), so it is a spec of its own (its download and preprocessing
-    # differ) with that alias. Preprocessing from each timm pretrained cfg: 224, ImageNet mean/std, crop 0.875.
-    ModelSpec("timm", "seresnext50_32x4d", "se_resnext", _config(), weight_map="from_timm", **IMAGENET_224,
-              crop_pct=0.875, variant="7x7 stem, max pool 3/2 pad 1, SE as 1x1 convs after bn3, BN eps 1e-5",
-              notes=TIMM_NOTES),
-    # timm resnet.py's 101-layer model (stages 3-4-23-3); its one pretrained tag is gluon_in1k. Synthetic BN
-    # betas shifted by +1: at 0 this random net is deep enough that timm's own fp32 forward differs from its fp64
-    # one by 8e-5 relative at layer4.2's SE (128 px), too close to parity's 1e-4; at +1 by 3e-6.
-    ModelSpec("timm", "seresnext101_32x4d", "se_resnext", _config(layers=[3, 4, 23, 3]), weight_map="from_timm",
-              **IMAGENET_224, crop_pct=0.875, random_init={"bn_beta_mean": 1.0},
-              variant="as `timm:seresnext50_32x4d` with 3-4-23-3 bottlenecks", notes=TIMM_NOTES),
-    ModelSpec("timm", "seresnext50_32x4d.gluon_in1k", "se_resnext", _config(), weight_map="from_timm",
-              aliases=("gluon_seresnext50_32x4d",), **IMAGENET_224, crop_pct=0.875,
-              variant="as `timm:seresnext50_32x4d`",
-              notes="timm's deprecated `gluon_seresnext50_32x4d` is this tag of resnet.py's model; the online "
-                    "download takes the gluon weights"),
-    # timm senet.py (legacy, the Cadene port): pool0 unpadded with ceil_mode=True.
-    ModelSpec("timm", "legacy_seresnext50_32x4d", "se_resnext", _config(stem_pool_padding=0, stem_pool_ceil=True),
-              weight_map="from_timm", **IMAGENET_224, interpolation="bilinear", crop_pct=0.875,
-              variant="stem pool unpadded with ceil_mode: 112 -> 56",
-              notes="timm/models/senet.py (Cadene names `layer0.*`, `se_module`, `last_linear`)"),
-    # PaddleClas SE_ResNeXt50_32x4d (se_resnext.py): same graph as timm's with the SE in Linear layers.
-    # SE_ResNeXt50_vd_32x4d (se_resnext_vd.py): deep stem 64-64-128 and AvgPool2D(2, 2, ceil_mode=True,
-    # exclusive) shortcuts. Eval config (deploy/configs/inference_cls.yaml): resize short side 256 (cv2
-    # bilinear) -> centre crop 224, ImageNet mean/std.
-    ModelSpec("paddleclas", "SE_ResNeXt50_32x4d", "se_resnext", _config(se_dense=True),
-              weight_map="from_paddleclas", **IMAGENET_224, interpolation="bilinear", crop_pct=224 / 256,
-              variant="SE with Dense layers, BN eps 1e-5",
-              notes="ppcls se_resnext.py; SE `squeeze`/`excitation` and head Linear [in,out] transposed; BN+ReLU "
-                    "fused in Paddle"),
-    ModelSpec("paddleclas", "SE_ResNeXt50_vd_32x4d", "se_resnext",
-              _config(stem=[64, 64, 128], se_dense=True, avg_down=True), weight_map="from_paddleclas",
-              **IMAGENET_224, interpolation="bilinear", crop_pct=224 / 256,
-              variant="deep stem 3x3 convs 64-64-128, shortcut AvgPool2d(2, 2, ceil_mode, exclusive) + 1x1 conv",
-              notes="ppcls se_resnext_vd.py"),
-    # mindcv senet.py: the Cadene model with its stem pool 'same' and the SE in Dense layers; eval as mindcv's
-    # create_transforms (resize short side to size / 0.875, bilinear, OpenCV -> centre crop).
-    ModelSpec("mindcv", "seresnext50_32x4d", "se_resnext", _config(stem_pool_padding="same", se_dense=True),
-              weight_map="from_mindcv", **IMAGENET_224, interpolation="bilinear", crop_pct=0.875,
-              variant="stem pool 'same', SE with Dense layers", notes="mindcv/models/senet.py"),
-    # the model zoo's src/backbone/resnet.py (seed 002): mindcv's graph (stem pool 'same', SE Dense layers, BN eps
-    # 1e-5) with each grouped 3x3 as 32 convs on split channels (GroupConv), stacked by the weight map; its
-    # classifier's float16 flag is not a weight (the worker runs it at float32). Eval as its src/dataset.py:
-    # Resize((256, 256)) (both sides: the aspect ratio is not kept) -> CenterCrop(224), ImageNet mean/std.
-    ModelSpec("modelzoo", "se_resnext50", "se_resnext", _config(stem_pool_padding="same", se_dense=True),
-              weight_map="from_modelzoo", aliases=("seresnext50_32x4d",), **IMAGENET_224, interpolation="bilinear",
-              crop_pct=224 / 256, resize_backend="mindspore-square",
-              variant="a configuration, `mindcv:seresnext50_32x4d`'s",
-              notes="the model zoo's research/cv/SE_ResNeXt50 (seed 002), run from your checkout (--modelzoo); "
-                    "its GroupConv's 32 kernels stacked into one grouped conv"),
-)
 
 
-def blocks(arch_config: dict):
+def blocks(config: SEResNeXtConfig):
     """(stage index 1..4, block index, has a downsample shortcut) for every bottleneck of a variant."""
-    for s, depth in enumerate(arch_config.get("layers", [3, 4, 6, 3]), 1):
+    for s, depth in enumerate(config.layers, 1):
         for i in range(depth):
             yield s, i, i == 0  # the first block of every stage changes width (stage 1: 64 -> 256) or stride
 

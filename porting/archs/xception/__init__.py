@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.archs.recipe import Recipe, register_recipe
-from porting.archs.registry import Computes, ModelSpec, Same, register_arch, register_specs, register_target_rules
+from porting.archs.registry import Computes, Same, register_arch, register_target_rules
 
 
 # official/cv/Inception/xception/default_config.yaml, config_ascend: Momentum 0.9, lr 4e-5 -> 0.4 (1 warmup
@@ -39,41 +39,6 @@ ENTRY_MIDDLE_EXIT = [
     *[(728, 728, 3, 1, True, True)] * 8,
     (728, 1024, 2, 2, True, False),
 ]
-
-IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-
-register_specs(
-    ModelSpec("timm", "legacy_xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1},
-              weight_map="from_timm", aliases=("xception",), crop_pct=0.8975,
-              variant="BN eps 1e-5, symmetric padding", notes="timm/models/xception.py"),
-    # keras.applications.Xception (keras/src/applications/xception.py): BatchNormalization eps 1e-3, TF 'same'
-    # padding for the 3x3 separable convs and the stride-2 max pools (pads (0, 1) on even inputs).
-    # preprocess_input mode 'tf' (x / 127.5 - 1) = mean = std 0.5; Keras resizes bilinearly by default
-    # (keras.layers.Resizing, image_dataset_from_directory); crop 299/333 as measured for these weights by
-    # Cadene/timm (legacy_xception.tf_in1k was ported from the Keras release).
-    ModelSpec("keras", "xception", "xception", {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"},
-              weight_map="from_keras", interpolation="bilinear", crop_pct=0.8975, source_min_size=71,
-              variant="BN eps 1e-3, TF 'same' padding: max pools pad (0, 1) on even inputs",
-              notes="keras.applications.Xception; `.weights.h5`, legacy `.h5` (what keras.applications downloads) "
-                    "or `.keras`; NHWC -> NCHW"),
-    # mindcv/models/xception.py: timm's graph with 'same' max pools, BNs at MindSpore's eps 1e-5; eval
-    # preprocessing as mindcv's create_transforms: resize the short side to size / 0.875 (bilinear, OpenCV in
-    # mindspore.dataset) -> centre crop, ImageNet mean/std.
-    ModelSpec("mindcv", "xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": "same"},
-              weight_map="from_mindcv", **IMAGENET, interpolation="bilinear", crop_pct=0.875,
-              variant="BN eps 1e-5, symmetric conv padding, max pools 'same' as mindcv's",
-              notes="mindcv/models/xception.py; a MindSpore `.ckpt` (see \"Checkpoints you already have in "
-                    "MindSpore\")"),
-    # the model zoo's src/Xception.py (seed 000): mindcv's graph (mindcv's xception came from it), with the global
-    # mean written as AvgPool2d(10), which is the global mean only where the last maps are 10x10: inputs of 295 to
-    # 326 px. Eval as its src/dataset.py: Resize(320) (short side, bilinear) -> CenterCrop(299), mean = std 127.5.
-    ModelSpec("modelzoo", "xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": "same"},
-              weight_map="from_modelzoo", interpolation="bilinear", crop_pct=299 / 320, source_min_size=295,
-              source_max_size=326,
-              variant="a configuration, `mindcv:xception`'s; its AvgPool2d(10) head is the global mean at 295-326 px (299)",
-              notes="the model zoo's official/cv/Inception/xception (seed 000), run from your checkout (--modelzoo); "
-                    "a `.ckpt` its train.py saved"),
-)
 
 register_target_rules(
     "xception",

@@ -6,25 +6,26 @@ Keras's `block{n}_sepconv{k}` / `block{n}_sepconv{k}_bn` are our `rep.sep{k}` / 
 1x1 Conv2D/BN and the Add of each block have automatic Keras names; XceptionModel below names them
 by structure `block{n}_residual`, `block{n}_residual_bn`, `block{n}_add`.
 
-Layouts (PORTING_NOTES section 4, row 3) are the KERAS convention's: Conv2D kernel [kh, kw, in, out] -> OIHW;
+Layouts (PORTING_NOTES section 4, row 3) are the Keras convention's: Conv2D kernel [kh, kw, in, out] -> OIHW;
 SeparableConv2D depthwise_kernel [kh, kw, C, 1] -> [C, 1, kh, kw] and pointwise_kernel [1, 1, in, out] -> OIHW;
 Dense kernel [in, out] -> [out, in].
 """
+from porting.archs.registry import ModelSpec, register_specs
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
 from porting.errors import PortingError
-from porting.weight_maps.conventions import KERAS, KerasModel
+from porting.weight_maps.conventions import KerasModel
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
     """One Keras SeparableConv2D layer -> our SeparableConv2d cell (depthwise + pointwise)."""
     wm.conv(src, f"{dst}.depthwise", depthwise=True, tap=False)
-    wm.add(f"{src}/pointwise_kernel", f"{dst}.pointwise.weight", KERAS.conv_layout)
+    wm.add(f"{src}/pointwise_kernel", f"{dst}.pointwise.weight", wm.convention.conv_layout)
     wm.layer(src, dst, "separable")
 
 
-def build(spec=None) -> WeightMap:
-    wm = KERAS.map("keras:xception")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("keras:xception")
     wm.conv("block1_conv1", "features.conv1")
     wm.bn("block1_conv1_bn", "features.bn1")
     wm.conv("block1_conv2", "features.conv2")
@@ -86,3 +87,17 @@ class XceptionModel(KerasModel):
 
 KERAS_MODEL = XceptionModel("xception", "Xception", 299, "predictions", "xception",
                             features_layer="block14_sepconv2_act", features=2048)
+
+
+register_specs(
+    # keras.applications.Xception (keras/src/applications/xception.py): BatchNormalization eps 1e-3, TF 'same'
+    # padding for the 3x3 separable convs and the stride-2 max pools (pads (0, 1) on even inputs).
+    # preprocess_input mode 'tf' (x / 127.5 - 1) = mean = std 0.5; Keras resizes bilinearly by default
+    # (keras.layers.Resizing, image_dataset_from_directory); crop 299/333 as measured for these weights by
+    # Cadene/timm (legacy_xception.tf_in1k was ported from the Keras release).
+    ModelSpec("keras", "xception", "xception", {"bn_eps": 1e-3, "conv_padding": "same", "pool_padding": "same"},
+              weight_map="from_keras", interpolation="bilinear", crop_pct=0.8975, source_min_size=71,
+              variant="BN eps 1e-3, TF 'same' padding: max pools pad (0, 1) on even inputs",
+              notes="keras.applications.Xception; `.weights.h5`, legacy `.h5` (what keras.applications downloads) "
+                    "or `.keras`; NHWC -> NCHW"),
+)

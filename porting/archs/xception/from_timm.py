@@ -3,9 +3,9 @@
 timm names the layers of a block by position in `rep`, a Sequential of [ReLU, SeparableConv, BN] triples
 whose first ReLU is dropped in block1 (start_with_relu=False); we name them sep1/bn1, sep2/bn2...
 """
+from porting.archs.registry import ModelSpec, register_specs
 from porting.archs.xception import ENTRY_MIDDLE_EXIT
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 
 def separable(wm: WeightMap, src: str, dst: str) -> None:
@@ -14,8 +14,8 @@ def separable(wm: WeightMap, src: str, dst: str) -> None:
     wm.layer(src, dst, "separable")
 
 
-def build(spec=None) -> WeightMap:
-    wm = TIMM.map("timm:legacy_xception")
+def build(spec, convention) -> WeightMap:
+    wm = convention.map("timm:legacy_xception")
     wm.conv("conv1", "features.conv1")
     wm.bn("bn1", "features.bn1")
     wm.conv("conv2", "features.conv2")
@@ -35,3 +35,10 @@ def build(spec=None) -> WeightMap:
     wm.bn("bn4", "features.bn4")
     wm.dense("fc", "fc")
     return wm
+
+
+register_specs(
+    ModelSpec("timm", "legacy_xception", "xception", {"bn_eps": 1e-5, "conv_padding": 1, "pool_padding": 1},
+              weight_map="from_timm", aliases=("xception",), crop_pct=0.8975,
+              variant="BN eps 1e-5, symmetric padding", notes="timm/models/xception.py"),
+)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.errors import PortingError
-from porting.archs.registry import Computes, ModelSpec, register_arch, register_specs, register_target_rules
+from porting.archs.registry import Computes, register_arch, register_target_rules
 
 ENTRY = {
     # (in, out, stride) of the entry flow, as in timm's block_cfg lists
@@ -74,45 +74,10 @@ def block_specs(cfg: XceptionAlignedConfig) -> list[BlockSpec]:
     return blocks
 
 
-
 # Synthetic weights shift BN betas by +1: at beta mean 0 these random nets amplify fp32 rounding with depth (the
 # pre-activation ones are chaotic: timm's own fp32 vs fp64 forward differ by 4e-3 relative at xception65p's last
 # block at 299, 2e-5 for xception71); at +1 by 2e-5 and 4e-6.
-CONDITIONED = {"bn_beta_mean": 1.0}
-TIMM_FILE = "timm/models/xception_aligned.py"
-
-
-def _timm(name: str, layout: str, preact: bool, eps: float, crop: float, variant: str, notes: str = TIMM_FILE):
-    """timm's aligned Xception `name`; eps read from each model function."""
-    return ModelSpec("timm", name, "xception_aligned", {"layout": layout, "preact": preact, "bn_eps": eps},
-                     weight_map="from_timm", crop_pct=crop, random_init=CONDITIONED, variant=variant, notes=notes)
-
-
-register_specs(
-    _timm("xception41", "41", False, 1e-3, 0.903, "layout 41: entry 3 / middle 8 blocks, post-activation, BN eps 1e-3",
-          "timm/models/xception_aligned.py; symmetric padding (`get_padding`), stride on each block's 3rd separable "
-          "conv, last block without residual and with ReLU inside its separable convs"),
-    _timm("xception65", "65", False, 1e-3, 0.94, "layout 65: entry 3 / middle 16 blocks, post-activation, BN eps 1e-3"),
-    _timm("xception71", "71", False, 1e-3, 0.903, "layout 71: entry 5 / middle 16 blocks, post-activation, BN eps 1e-3"),
-    _timm("xception41p", "41", True, 1e-5, 0.94, "layout 41, pre-activation, BN eps 1e-5",
-          "timm/models/xception_aligned.py: BN+ReLU before each block (the shortcut sees the normalised input), bare "
-          "1x1 shortcut conv, stem conv 2 without BN, final ReLU"),
-    _timm("xception65p", "65", True, 1e-3, 0.94, "layout 65, pre-activation, BN eps 1e-3",
-          "timm/models/xception_aligned.py (unlike 41p, built with eps 1e-3)"),
-    # PaddleClas Xception41/65_deeplab (ppcls/arch/backbone/model_zoo/xception_deeplab.py): the post-activation
-    # topology with BN eps 1e-3 and the last block dilated by 2; Dropout downscale_in_infer x0.5 folded into the
-    # head. Eval preprocessing as PaddleClas's Xception configs: resize short side 320 -> centre crop 299,
-    # ImageNet mean/std. Synthetic BN betas shifted by +1 as for timm's.
-    *[ModelSpec("paddleclas", f"Xception{depth}_deeplab", "xception_aligned",
-                {"layout": str(depth), "preact": False, "bn_eps": 1e-3, "exit_dilation": 2},
-                weight_map="from_paddleclas", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                interpolation="bilinear", crop_pct=299 / 320, random_init=CONDITIONED,
-                variant=f"layout {depth}, post-activation, BN eps 1e-3, exit block dilation 2",
-                notes="ppcls xception_deeplab.py; Dropout(downscale_in_infer) x0.5 folded into `fc.weight`; Linear "
-                      "[in,out] transposed; `.pdparams` keyed by structure or by ParamAttr name" if depth == 41
-                else "ppcls xception_deeplab.py, as Xception41_deeplab")
-      for depth in (41, 65)],
-)
+CONDITIONED = {"bn_beta_mean": 1.0}  # timm's and PaddleClas's
 
 register_target_rules(
     "xception_aligned",

@@ -8,9 +8,9 @@ applies the ReLU inside the BN layer, so those taps point at our ReLU cell. Befo
 Dropout(p=0.5, mode='downscale_in_infer'), which at inference multiplies by 0.5: pool and fc are linear, so the
 factor is folded into the fc weight (not the bias).
 """
-from porting.archs.xception_aligned import ENTRY, MIDDLE, XceptionAlignedConfig, block_specs
+from porting.archs.registry import ModelSpec, register_specs
+from porting.archs.xception_aligned import CONDITIONED, ENTRY, MIDDLE, XceptionAlignedConfig, block_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import PADDLECLAS
 
 DROPOUT_KEEP = 0.5  # Dropout(p=0.5, mode="downscale_in_infer"): inference output = x * (1 - p)
 UNIT = ("_conv", "_bn")  # this file's ConvBNLayer names its BN `_bn`, not `_batch_norm`
@@ -24,9 +24,9 @@ def block_names(cfg: XceptionAlignedConfig) -> list[str]:
             + ["_exit_flow_1", "_exit_flow_2"])
 
 
-def build(spec) -> WeightMap:
-    cfg = XceptionAlignedConfig(**spec.arch_config)
-    wm = PADDLECLAS.map(spec.id)
+def build(spec, convention) -> WeightMap:
+    cfg = spec.config
+    wm = convention.map(spec.id)
     for src, dst in (("_conv1", "stem.0"), ("_conv2", "stem.1")):  # ConvBNLayer(act='relu')
         wm.conv_bn(src, dst, act=True, unit=UNIT)
     for i, (src, b) in enumerate(zip(block_names(cfg), block_specs(cfg))):
@@ -44,3 +44,20 @@ def build(spec) -> WeightMap:
         wm.layer(src, dst, "block")
     wm.dense("_fc", "fc", keep=DROPOUT_KEEP)
     return wm
+
+
+register_specs(
+    # PaddleClas Xception41/65_deeplab (ppcls/arch/backbone/model_zoo/xception_deeplab.py): the post-activation
+    # topology with BN eps 1e-3 and the last block dilated by 2; Dropout downscale_in_infer x0.5 folded into the
+    # head. Eval preprocessing as PaddleClas's Xception configs: resize short side 320 -> centre crop 299,
+    # ImageNet mean/std. Synthetic BN betas shifted by +1 as for timm's.
+    *[ModelSpec("paddleclas", f"Xception{depth}_deeplab", "xception_aligned",
+                {"layout": str(depth), "preact": False, "bn_eps": 1e-3, "exit_dilation": 2},
+                weight_map="from_paddleclas", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                interpolation="bilinear", crop_pct=299 / 320, random_init=CONDITIONED,
+                variant=f"layout {depth}, post-activation, BN eps 1e-3, exit block dilation 2",
+                notes="ppcls xception_deeplab.py; Dropout(downscale_in_infer) x0.5 folded into `fc.weight`; Linear "
+                      "[in,out] transposed; `.pdparams` keyed by structure or by ParamAttr name" if depth == 41
+                else "ppcls xception_deeplab.py, as Xception41_deeplab")
+      for depth in (41, 65)],
+)

@@ -4,14 +4,14 @@ The MindSpore cells carry timm's module names, so most rows are name-for-name. W
 is taken after a ReLU that lives inside it (ConvNormAct's BatchNormAct2d `bn`, the pre-activation `norm`s),
 the parity tap points at the MindSpore ReLU cell that follows the BN.
 """
-from porting.archs.xception_aligned import XceptionAlignedConfig, block_specs
+from porting.archs.registry import ModelSpec, register_specs
+from porting.archs.xception_aligned import CONDITIONED, block_specs
 from porting.weight_maps import WeightMap
-from porting.weight_maps.conventions import TIMM
 
 
-def build(spec) -> WeightMap:
-    cfg = XceptionAlignedConfig(**spec.arch_config)
-    wm = TIMM.map(spec.id)
+def build(spec, convention) -> WeightMap:
+    cfg = spec.config
+    wm = convention.map(spec.id)
     wm.conv_bn("stem.0", "stem.0", act=True)  # timm ConvNormAct (conv + BatchNormAct2d `bn`)
     if cfg.preact:
         wm.conv("stem.1", "stem.1")
@@ -44,3 +44,26 @@ def build(spec) -> WeightMap:
         wm.layer("act", "act", "act")
     wm.dense("head.fc", "fc")
     return wm
+
+
+TIMM_FILE = "timm/models/xception_aligned.py"
+
+
+def _timm(name: str, layout: str, preact: bool, eps: float, crop: float, variant: str, notes: str = TIMM_FILE):
+    """timm's aligned Xception `name`; eps read from each model function."""
+    return ModelSpec("timm", name, "xception_aligned", {"layout": layout, "preact": preact, "bn_eps": eps},
+                     weight_map="from_timm", crop_pct=crop, random_init=CONDITIONED, variant=variant, notes=notes)
+
+
+register_specs(
+    _timm("xception41", "41", False, 1e-3, 0.903, "layout 41: entry 3 / middle 8 blocks, post-activation, BN eps 1e-3",
+          "timm/models/xception_aligned.py; symmetric padding (`get_padding`), stride on each block's 3rd separable "
+          "conv, last block without residual and with ReLU inside its separable convs"),
+    _timm("xception65", "65", False, 1e-3, 0.94, "layout 65: entry 3 / middle 16 blocks, post-activation, BN eps 1e-3"),
+    _timm("xception71", "71", False, 1e-3, 0.903, "layout 71: entry 5 / middle 16 blocks, post-activation, BN eps 1e-3"),
+    _timm("xception41p", "41", True, 1e-5, 0.94, "layout 41, pre-activation, BN eps 1e-5",
+          "timm/models/xception_aligned.py: BN+ReLU before each block (the shortcut sees the normalised input), bare "
+          "1x1 shortcut conv, stem conv 2 without BN, final ReLU"),
+    _timm("xception65p", "65", True, 1e-3, 0.94, "layout 65, pre-activation, BN eps 1e-3",
+          "timm/models/xception_aligned.py (unlike 41p, built with eps 1e-3)"),
+)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from porting.errors import PortingError
-from porting.archs.registry import ModelSpec, register_arch, register_specs
+from porting.archs.registry import register_arch
 
 # (in, out, stride, ReLU first) of the entry-flow blocks, by entry_flow_block_num
 ENTRY_BLOCKS = {
@@ -45,13 +45,3 @@ class XceptionPPConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-register_specs(*[
-    ModelSpec("paddleclas", f"Xception{depth}", "xception_ppcls",
-              {"entry_blocks": entry, "middle_blocks": middle, "bn_eps": 1e-5}, weight_map="from_paddleclas",
-              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear", crop_pct=299 / 320,
-              variant=f"entry {entry} / middle {middle} blocks, BN eps 1e-5",
-              notes="ppcls xception.py: sep conv = pointwise -> BN -> depthwise -> BN, bare 1x1 shortcut conv; "
-                    "`.pdparams` keyed by structure or by ParamAttr name (`fc_weights`...)")
-    for depth, entry, middle in ((41, 3, 8), (65, 3, 16), (71, 5, 16))])

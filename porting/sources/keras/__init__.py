@@ -2,7 +2,13 @@
 KerasModel says (from_keras.KERAS_MODEL) and reads weights with Keras's own loaders."""
 from porting.sources.keras.graph import read_own_model
 from porting.sources.registry import SourceLibrary, register_source
-from porting.weight_maps.conventions import KERAS as CONVENTION
+from porting.weight_maps import DEPTHWISE_HWC1_TO_C1HW, HWIO_TO_OIHW, IN_OUT_TO_OUT_IN, Convention
+
+# Keras 3: 'layer/variable' paths; Conv2D kernel [kh, kw, in, out], DepthwiseConv [kh, kw, C, 1], Dense [in, out].
+CONVENTION = Convention("keras", {name: name for name in ("gamma", "beta", "moving_mean", "moving_variance")},
+                        sep="/", weight="kernel", depthwise_weight="depthwise_kernel", dense_weight="kernel",
+                        conv_layout=HWIO_TO_OIHW, depthwise_layout=DEPTHWISE_HWC1_TO_C1HW,
+                        dense_layout=IN_OUT_TO_OUT_IN)
 
 KERAS = register_source(SourceLibrary(
     "keras", "Keras (keras.applications)", "porting.sources.keras.runner:KerasRunner", CONVENTION,

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
 from porting.heads import Head  # noqa: E402
-from porting.job import SourceJob  # noqa: E402
+from porting.job import PretrainedConfig, SourceJob  # noqa: E402
 from porting.sources.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
 from porting.sources.keras import KERAS, own  # noqa: E402
 from porting.sources.keras.graph import read_file  # noqa: E402
@@ -252,11 +252,10 @@ class KerasRunner(SourceRunner):
     def inference_info(self, model) -> dict:
         m, mine = self.model, self._own_of(model)
         if mine is not None:  # the user's input size; preprocessing stays the backbone's
-            size = mine.size or m.size
-            return {"num_classes": mine.head.num_classes, "head": mine.head.to_dict(), "pretrained_cfg": {
-                "input_size": [3, size, size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
-        return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": {
-            "input_size": [3, m.size, m.size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
+            return {"num_classes": mine.head.num_classes, "head": mine.head.to_dict(), "pretrained_cfg": PretrainedConfig(
+                input_size=mine.size or m.size, mean=[m.mean_std] * 3, std=[m.mean_std] * 3)}
+        return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": PretrainedConfig(
+            input_size=m.size, mean=[m.mean_std] * 3, std=[m.mean_std] * 3)}
 
     def _named_layers(self, model) -> list[tuple[str, object]]:
         """(porting's name, layer) of every layer, in the order they compute (a nested backbone's included)."""
@@ -451,7 +450,7 @@ class KerasRunner(SourceRunner):
             mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * g * g  # from 1
             var.assign_sub(step.lr * g / tf.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         """By suffix: .weights.h5 (model.save_weights), .h5/.hdf5 (Keras's legacy HDF5 weights writer, the layout
         keras.applications downloads; Keras 3's save_weights refuses that suffix), .keras (model.save). `path` is
         in the parent's staging folder (porting.files), which moves it into place only once it is whole."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from porting import msenv
 from porting.errors import PortingError, check_fits, first_line
-from porting.job import SourceJob
+from porting.job import PretrainedConfig, SourceJob
 from porting.sources.base import SourceRunner, Tensor
 from porting.sources.mindcv import MINDCV
 
@@ -120,7 +120,7 @@ class MindcvRunner(MindSporeSource):
         model.set_train(False)
         return {"num_classes": int(shapes(model)[f"{HEAD}.weight"][0])}
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         ms.save_checkpoint(model, path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from porting.errors import PortingError
 from porting.sources.registry import Checkout, SourceLibrary, register_source
-from porting.weight_maps.conventions import MODELZOO as CONVENTION
+from porting.weight_maps import Convention
 
 ENV = "PORTING_MODELZOO"
 
@@ -71,6 +71,8 @@ def checkout(spec, required: bool = True) -> str | None:
                            f"the clone's root) or set {ENV}=DIR")
     return None
 
+
+CONVENTION = Convention.mindspore("modelzoo")  # MindSpore too
 
 MODELZOO = register_source(SourceLibrary(
     "modelzoo", "the MindSpore model zoo", "porting.sources.modelzoo.runner:ModelzooRunner", CONVENTION,

@@ -28,7 +28,7 @@ import mindspore as ms  # noqa: E402 - after the context is set
 from mindspore import nn  # noqa: E402
 
 from porting.card import META_KEY  # noqa: E402 - a .ckpt porting wrote carries it
-from porting.job import SourceJob, Training
+from porting.job import PretrainedConfig, SourceJob, Training
 
 
 class Weights:
@@ -141,7 +141,7 @@ class ModelzooRunner(MindSporeSource):
     def tensors(self, model) -> dict[str, np.ndarray]:
         return dict(model.params) if isinstance(model, Weights) else super().tensors(model)
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         """The checkpoint the model zoo's train.py saves: its ModelCheckpoint writes the training network, so the
         optimizer's state (the recipe's Momentum or RMSProp) and the step counters come with the weights. Without
         a training recipe (export --to), the network alone: what its eval.py loads with nothing left unused."""

@@ -1,7 +1,13 @@
 """PaddleClas (PaddlePaddle): its record. The runner (runner.py) builds PaddleClas's backbones and reads .pdparams
 with paddle.load."""
 from porting.sources.registry import SourceLibrary, register_source
-from porting.weight_maps.conventions import PADDLECLAS as CONVENTION
+from porting.weight_maps import IN_OUT_TO_OUT_IN, Convention
+
+# Paddle: BatchNorm / BatchNorm2D tensors weight/bias/_mean/_variance, Linear stored [in, out], ConvBNLayer
+# children `_conv` / `_batch_norm`.
+CONVENTION = Convention("paddleclas", {"weight": "gamma", "bias": "beta", "_mean": "moving_mean",
+                                       "_variance": "moving_variance"},
+                        dense_layout=IN_OUT_TO_OUT_IN, unit=("_conv", "_batch_norm"))
 
 PADDLECLAS = register_source(SourceLibrary(
     "paddleclas", "PaddleClas", "porting.sources.paddleclas.runner:PaddleRunner", CONVENTION,

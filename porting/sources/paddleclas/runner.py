@@ -26,9 +26,9 @@ import warnings
 
 import numpy as np
 
-from porting.errors import PortingError, first_line
+from porting.errors import PortingError, check_fits, first_line
 from porting.heads import Head, HeadLayer
-from porting.job import SourceJob
+from porting.job import PretrainedConfig, SourceJob
 from porting.sources.base import SourceRunner, Tensor, library_smoothing
 from porting.sources.head_option import check_head, resolved_head
 from porting.sources.paddleclas import PADDLECLAS
@@ -285,8 +285,8 @@ class PaddleRunner(SourceRunner):
     def inference_info(self, model) -> dict:
         model.eval()
         if self.head is not None:
-            return {"num_classes": self.head.num_classes, "pretrained_cfg": {}, "head": self.head.to_dict()}
-        return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1]), "pretrained_cfg": {}}
+            return {"num_classes": self.head.num_classes, "head": self.head.to_dict()}
+        return {"num_classes": int(model.state_dict()[_head_key(model)].shape[-1])}
 
     def parameters(self, model) -> list[Tensor]:
         out = []
@@ -391,7 +391,7 @@ class PaddleRunner(SourceRunner):
                     mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * p.grad * p.grad  # from 1
                     p.set_value(p - step.lr * p.grad / paddle.sqrt(mean_square + step.rmsprop_epsilon))  # moment from 0
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         if not path.endswith(".pdparams"):
             raise PortingError(f"'{path}': PaddleClas weights are saved as .pdparams")
         state = model.state_dict()

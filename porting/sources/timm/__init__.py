@@ -1,7 +1,11 @@
 """timm (PyTorch): its record. The runner (runner.py) builds models with timm.create_model and reads weights with
 timm's own loader; timm's pretrained config states each tag's preprocessing and class names."""
 from porting.sources.registry import SourceLibrary, register_source
-from porting.weight_maps.conventions import TIMM as CONVENTION
+from porting.weight_maps import Convention
+
+# PyTorch: OIHW kernels and [out, in] dense weights as MindSpore; BatchNorm's step counter is not a weight.
+CONVENTION = Convention("timm", {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                                 "running_var": "moving_variance"}, ignore=("*.num_batches_tracked",))
 
 TIMM = register_source(SourceLibrary(
     "timm", "timm", "porting.sources.timm.runner:TimmRunner", CONVENTION,

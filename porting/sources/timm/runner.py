@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from porting.errors import PortingError, first_line
+from porting.errors import PortingError, check_fits, first_line
 from porting.heads import Head, HeadLayer
-from porting.job import SourceJob
+from porting.job import PretrainedConfig, SourceJob
 from porting.sources.base import SourceRunner, Tensor, library_smoothing
 from porting.sources.head_option import check_head, resolved_head
 from porting.sources.timm import TIMM
@@ -131,14 +131,16 @@ class TimmRunner(SourceRunner):
 
     def inference_info(self, model) -> dict:
         model.eval()
-        cfg = model.pretrained_cfg
+        cfg = model.pretrained_cfg  # timm's own dict
         # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
-        return {"num_classes": model.num_classes, "head": self.head.to_dict() if self.head else None, "pretrained_tag": str(cfg.get("tag") or ""), "pretrained_cfg": {
-            "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
-            "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
-            "crop_pct": cfg.get("crop_pct"), "test_input_size": list(cfg.get("test_input_size") or []) or None,
-            "test_crop_pct": cfg.get("test_crop_pct"), **({"label_names": list(cfg["label_names"])}
-                                                            if cfg.get("label_names") else {})}}
+        return {"num_classes": model.num_classes, "head": self.head.to_dict() if self.head else None,
+                "pretrained_tag": str(cfg.get("tag") or ""),
+                "pretrained_cfg": PretrainedConfig(
+                    input_size=int(cfg.get("input_size", (3, 299, 299))[-1]), mean=list(cfg.get("mean", ())) or None,
+                    std=list(cfg.get("std", ())) or None, interpolation=cfg.get("interpolation") or None,
+                    crop_pct=cfg.get("crop_pct"),
+                    test_input_size=int(cfg["test_input_size"][-1]) if cfg.get("test_input_size") else None,
+                    test_crop_pct=cfg.get("test_crop_pct"), label_names=list(cfg.get("label_names") or []) or None)}
 
     def parameters(self, model) -> list[Tensor]:
         out = []
@@ -242,13 +244,13 @@ class TimmRunner(SourceRunner):
                         mean_square = step.rmsprop_decay + (1 - step.rmsprop_decay) * g * g  # from 1
                         p -= step.lr * g / torch.sqrt(mean_square + step.rmsprop_epsilon)  # moment from 0
 
-    def save_weights(self, model, path: str) -> None:
+    def save_weights(self, model, path: str, config: PretrainedConfig) -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         if not path.endswith(TIMM.weight_suffixes) and self.head is not None:
             raise PortingError(f"'{path}': a timm model folder's config.json describes timm's standard classifier "
                                f"only; write a head of your own as a .safetensors or .pth state dict")
         if not path.endswith(TIMM.weight_suffixes):  # a folder timm's `local-dir:` loads
-            _save_folder(_timm(), model, path, self.export_config)
+            _save_folder(_timm(), model, path, config)
         elif path.endswith(".safetensors"):
             from safetensors.torch import save_file
             save_file(state, path)
@@ -269,15 +271,16 @@ class TimmRunner(SourceRunner):
             " ".join(str(t).split()) for t in transform.transforms)
 
 
-def _save_folder(timm, model, path: str, config: dict) -> None:
+def _save_folder(timm, model, path: str, config: PretrainedConfig) -> None:
     """timm's own saver for the Hub layout (config.json + model.safetensors): the architecture, the class count,
     the preprocessing in its pretrained config, and the class names where the checkpoint has them."""
-    size = int(config.get("input_size") or model.pretrained_cfg.get("input_size", (3, 299, 299))[-1])
-    data = {"input_size": (3, size, size), **{k: config[k] for k in ("mean", "std", "crop_pct", "interpolation",
-                                                                     "test_crop_pct") if config.get(k) is not None}}
-    if config.get("test_input_size"):  # the size timm evaluates these weights at (racm_in1k: 288, trained at 224)
-        data["test_input_size"] = (3, int(config["test_input_size"]), int(config["test_input_size"]))
-    labels = {"label_names": list(config["label_names"])} if config.get("label_names") else {}
+    size = config.input_size or int(model.pretrained_cfg.get("input_size", (3, 299, 299))[-1])
+    data = {"input_size": (3, size, size), **{k: v for k, v in (
+        ("mean", config.mean), ("std", config.std), ("crop_pct", config.crop_pct),
+        ("interpolation", config.interpolation), ("test_crop_pct", config.test_crop_pct)) if v is not None}}
+    if config.test_input_size:  # the size timm evaluates these weights at (racm_in1k: 288, trained at 224)
+        data["test_input_size"] = (3, config.test_input_size, config.test_input_size)
+    labels = {"label_names": list(config.label_names)} if config.label_names else {}
     timm.models.save_for_hf(model, path, model_config=labels, safe_serialization=True, data_config=data)
 
 
