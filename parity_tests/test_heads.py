@@ -394,7 +394,7 @@ def test_finetune_replaces_the_last_dense_and_holds_the_backbone(head_checkpoint
     assert again.code == 0, again.stderr
     assert "resuming from" in again.stderr
     resumed, card = checkpoint.load(max(out.glob("*.ckpt"), key=lambda p: p.stat().st_mtime))
-    assert card.train_state["global_step"] == 2 and card.custom_head.num_classes == 3
+    assert card.train_state.global_step == 2 and card.custom_head.num_classes == 3
     assert all(np.array_equal(before[k], resumed[k]) for k in backbone)
 
 
@@ -436,9 +436,9 @@ def test_a_feature_extractors_parity_report_says_features_and_no_top1():
     from rich.console import Console
 
     from porting.compare import Comparison
-    from porting.report import Report, summary_table, verdict
+    from porting.report import Report, ReportInfo, summary_table, verdict
 
-    report = Report(spec=SPEC, info={"output": "features", "batch": 2, "size": SIZE})
+    report = Report(spec=SPEC, info=ReportInfo(output="features", batch=2, size=SIZE))
     reference = {"features": np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)}
     comparison = Comparison(report, "mindspore", [], "features", top1=False)
     comparison.add(reference, {"features": reference["features"] + 1e-6})
