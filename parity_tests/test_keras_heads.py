@@ -230,7 +230,7 @@ def test_the_worker_runs_the_users_own_model(user_models, kind, backbone_taps):
     keras_y = user_models[f"{kind}.y"]  # a feature map comes back NCHW, as porting compares every 4-D tensor
     np.testing.assert_array_equal(result.outputs["logits"], keras_y.transpose(0, 3, 1, 2) if keras_y.ndim == 4
                                   else keras_y)
-    assert info.pretrained_cfg["input_size"] == [3, SIZE, SIZE]
+    assert info.pretrained_cfg.input_size == SIZE
     assert Head.from_dict(info.head, kind) == head and info.num_classes == head.num_classes
     assert info.order == backbone_taps + head_taps  # the order Keras computes them
     assert result.outputs["block14_sepconv2_act"].shape == (2, 2048, 3, 3)
@@ -344,7 +344,7 @@ def test_the_guides_model_ports_without_a_flag_and_passes_parity_in_every_runtim
     assert ported.params["fc.0.weight"].shape == (32, 2048) and ported.params["fc.2.weight"].shape == (6, 32)
 
     report = api.parity(SPEC, user_models["nested"], onnx=True, openvino=True)  # no --size: the file's
-    assert report.info["size"] == SIZE
+    assert report.info.size == SIZE
     assert_parity(report, ("mindspore", "onnx", "openvino"))
     assert_openvino(report)
     head = [layer.name for layer in card.custom_head.layers]
@@ -363,7 +363,7 @@ def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
     else:
         assert_parity(report, ("mindspore",))
     assert _head_rows(report) == [layer.name for layer in _graph_head(user_models[kind]).layers]
-    assert report.info["size"] == SIZE
+    assert report.info.size == SIZE
 
 
 @pytest.mark.parametrize("kind", ["nested", "sequential"])

@@ -68,8 +68,8 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     assert_parity(report, ("mindspore", "onnx"))
     assert _head_kinds(report) == ["fc.0", "fc.1", "fc.2", "fc.3"]  # every head layer, in order
 
-    rows = {r["source"]: r for r in api.weight_map(spec, head=TIMM_HEAD)["rows"]}  # what `porting map` lists
-    assert [(r["target"], r["target_shape"]) for k, r in rows.items() if k.startswith("fc.")] == [
+    rows = {r.source: r for r in api.weight_map(spec, head=TIMM_HEAD).rows}  # what `porting map` lists
+    assert [(r.target, r.target_shape) for k, r in rows.items() if k.startswith("fc.")] == [
         ("fc.0.weight", [256, 2048]), ("fc.0.bias", [256]), ("fc.3.weight", [5, 256]), ("fc.3.bias", [5])]
 
     ckpt = work / "sx_head.ckpt"
