@@ -31,6 +31,7 @@ from porting.weight_maps.heads import HEAD_KIND
 from porting.runtimes import LOGITS, Runtime, choose_runtimes
 from porting.sources.inputs import SeededImages
 from porting.sources.jobs import SourceRuntime, reusing_workers, run_source, source_job
+from porting.sources.registry import own_model
 from porting.specs import ModelSpec, spec_card
 
 # Bytes of recorded layer outputs (float32) one chunk of images may hold; the source's worker, the reference and
@@ -163,7 +164,8 @@ def _parity(spec: ModelSpec, *, weights, seed, batch, size, runtimes, onnx, mind
         record.require()
         chosen.append(record)
 
-    size = size or spec.input_size
+    file_head, file_size = own_model(spec, weights)  # a user's Keras model: its head, the size it was built at
+    head, size = head or file_head, size or file_size
     wm = weight_map or weight_map_for(spec, head)
     count = len(images) if images else batch
     take = _images(spec, size, images, batch, input_seed)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +223,9 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
             log(f"writing {spec.id} with {spec.source}'s own saver in its worker process"
                 + (", then reading it back with its loader and running it" if proof else ""))
             taps = [layer.source for layer in wm.layers] if proof else []
-            with source_job(spec, untrained=True, num_classes=card.num_classes, assign=tensors,
-                            unassigned=wm.ignore, export_config=export_config(card),
+            # the model written is the checkpoint's, at its input size (a Keras model with its own head fixes it)
+            with source_job(replace(spec, input_size=card.input_size), untrained=True, num_classes=card.num_classes,
+                            assign=tensors, unassigned=wm.ignore, export_config=export_config(card),
                             save_weights=str(staged.file), save_weights_as=str(output), want_tensors=proof,
                             inputs=x if proof else None, taps=taps, head=head) as done:
                 reference = {}

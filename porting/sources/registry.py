@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from porting.errors import PortingError
+from porting.heads import Head
 from porting.weight_maps.conventions import Convention
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class SourceLibrary:
     # where a user's own head comes from (porting.heads): 'graph' (read from the file's own graph: Keras), 'flag'
     # (--head, checked against the file's tensor shapes: timm, PaddleClas), '' (none: standard heads only)
     head_source: str = ""
+    # 'graph': (file, spec) -> (the user's own head, the input size it was built at or None) of a whole-model file,
+    # read without the framework, or None for the library's standard model (own_model below)
+    read_own_model: Callable[[str, ModelSpec], tuple[Head, int | None] | None] | None = None
 
 
 LIBRARIES: dict[str, SourceLibrary] = {}  # in registration order
@@ -89,3 +93,14 @@ def checkout_folder(spec: ModelSpec, required: bool = True) -> str | None:
     without one named, an error when `required`, else None."""
     checkout = library(spec.source).checkout
     return checkout.find(spec, required) if checkout else None
+
+
+def own_model(spec: ModelSpec, weights: str | os.PathLike | None) -> tuple[Head | None, int]:
+    """(the user's own head a weights file holds, or None; the size to run it at: the one the file fixes, a
+    Keras model built at 150 px, else the spec's), known in the parent before any worker runs."""
+    read = library(spec.source).read_own_model
+    found = read(str(weights), spec) if read is not None and weights else None
+    if found is None:
+        return None, spec.input_size
+    head, size = found
+    return head, size or spec.input_size

@@ -25,6 +25,7 @@ from porting.report import Report
 from porting.sources import library
 from porting.sources.inputs import make_images
 from porting.sources.jobs import run_source, source_job
+from porting.sources.registry import own_model
 from porting.specs import ModelSpec
 from porting.training.step import BN_MOMENTUM
 
@@ -95,7 +96,8 @@ def train_step_parity(spec: ModelSpec, *, weights: str | None = None, seed: int 
     from porting.training.step import train_step
 
     variants = variants or [{}]
-    size = size or spec.input_size
+    file_head, file_size = own_model(spec, weights)  # a user's Keras model: its head, the size it was built at
+    head, size = head or file_head, size or file_size
     if head is not None and head.headless:
         raise PortingError(f"--train-step: {spec.id} here is a feature extractor (no classifier): no loss to step on")
     num_classes = head.num_classes if head is not None else spec.num_classes
@@ -187,6 +189,16 @@ def _hold_as_source(net, card, log) -> set[str]:
             if bn_inference and not name.startswith(inside) and name.endswith((".moving_mean", ".moving_variance"))}
 
 
+def _head_momenta(spec: ModelSpec, result: SourceResult) -> dict[str, float]:
+    """The momentum of each BatchNorm of the source model's own head (SourceInfo.head) by its moving variance's
+    MindSpore name: the head keeps its own (a Keras head's 0.99) where the backbone takes the recipe's."""
+    if result.info.head is None:
+        return {}
+    head = Head.from_dict(result.info.head, spec.id)
+    return {f"{spec.head}.{i}.moving_variance": layer.momentum for i, layer in enumerate(head.layers)
+            if layer.kind == "batchnorm"}
+
+
 def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceResult, ours: MindSporeStep,
             step: TrainStep, recipe, rtol: float, held: set[str] = frozenset()) -> Report:
     """The rows of one source step (`result`, and its optimizer on MindSpore's gradients: `optimized`) against
@@ -232,7 +244,8 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
         # and PyTorch's take the unbiased one): its update is converted with the layer's count n, then compared
         if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance and name not in held:
             n = counts[variance_of[name]]
-            deltas = [_unbiased_update(d, src_before[name], n, step.bn_momentum) for d in deltas]
+            momentum = _head_momenta(spec, result).get(name, step.bn_momentum)  # a head's BN: its own
+            deltas = [_unbiased_update(d, src_before[name], n, momentum) for d in deltas]
         entries.append((name, "bn-update", deltas[0], deltas[1:], ours.after[name] - ours.before[name],
                         _resolution(ours.after[name])))
     # A gradient that is zero in exact arithmetic (a BN's beta before a linear layer and another train-mode BN,

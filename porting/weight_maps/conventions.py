@@ -85,6 +85,9 @@ class KerasModel:
     head: str  # its classifier Dense layer
     preprocess_module: str  # keras.applications.<module>.preprocess_input
     mean_std: float = 0.5  # preprocess_input mode 'tf' (x / 127.5 - 1): mean = std = 0.5
+    # its last feature map (include_top=False ends there): the layer and its channels, where a user's head begins
+    features_layer: str = ""
+    features: int = 0
 
     def build(self, keras, num_classes: int, size: int | None = None, weights=None):
         # classifier_activation=None: the head outputs logits, not softmax probabilities

@@ -84,4 +84,5 @@ class XceptionModel(KerasModel):
         return names
 
 
-KERAS_MODEL = XceptionModel("xception", "Xception", 299, "predictions", "xception")
+KERAS_MODEL = XceptionModel("xception", "Xception", 299, "predictions", "xception",
+                            features_layer="block14_sepconv2_act", features=2048)

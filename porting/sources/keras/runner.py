@@ -5,6 +5,10 @@ The runner knows Keras; what it knows of one keras.applications model is that mo
 its constructor, size, classifier layer, preprocessing and how its layers are named. Models are built with `classifier_activation=None`, so the classifier gives logits (the
 default would append a softmax), which is what the ported MindSpore model computes and parity compares.
 Tensor names are `{layer}/{variable}` (Keras 3 paths), e.g. `block1_conv1/kernel`.
+
+A user's own model (the backbone nested, flat or in a Sequential, then their head: graph.py reads it from the
+file's JSON before Keras loads anything) is loaded with safe_mode=True and run whole for its logits; own.py names
+and taps its layers, and builds one from a Head (seeded random weights, export --to keras in the user's shape).
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from porting.errors import PortingError, first_line  # noqa: E402
+from porting.heads import Head  # noqa: E402
 from porting.job import SourceJob  # noqa: E402
 from porting.sources.base import LOGITS, SourceRunner, Tensor, channel_statistics, library_smoothing  # noqa: E402
-from porting.sources.keras import KERAS  # noqa: E402
+from porting.sources.keras import KERAS, own  # noqa: E402
+from porting.sources.keras.graph import read_file  # noqa: E402
 from porting.threads import cpu_threads  # noqa: E402
 from porting.weight_maps.conventions import KerasModel  # noqa: E402
 
@@ -122,13 +128,62 @@ class KerasRunner(SourceRunner):
 
     def check(self, job: SourceJob) -> None:
         self.model = _adapter(job.model)
+        # a user's model the job asks for (export --to keras writes the checkpoint's head back), at the job's size
+        self.head = Head.from_dict(job.head, "the job") if job.head else None
+        self.size, self.classes = job.input_size, job.num_classes
+        self._own: dict[int, own.OwnModel] = {}
         if "keras" in sys.modules:  # a kept worker's earlier job: its models and layer-name counters go
             _keras().backend.clear_session()
         if job.save_weights:  # checked before TensorFlow is imported
             _check_suffix(job.save_weights)
 
     def build(self, name: str, num_classes: int):
+        if self.head is not None:
+            head = self.head
+            if self.classes and head.num_classes and self.classes != head.num_classes:
+                head = head.with_classes(self.classes)
+            return self._build_own(head, self.size)
         return self.model.build(_keras(), num_classes)
+
+    # -------------------------------------------------------------------- users' own models (own.py)
+
+    def _own_of(self, model) -> own.OwnModel | None:
+        return self._own.get(id(model))
+
+    def _described(self, model, head: Head, where: str):
+        self._own[id(model)] = own.describe(_keras(), self.model, model, head, where)
+        return model
+
+    def _build_own(self, head: Head, size: int, dtype: str | None = None):
+        keras = _keras()
+        with _dtype(keras, dtype) if dtype else contextlib.nullcontext():
+            model = own.build(keras, self.model, head, size)
+        return self._described(model, head, f"the keras model of head {head.describe()}")
+
+    def _load_own(self, path: str, graph):
+        """A user's model from its file: its backbone checked against keras.applications' own on the file's JSON,
+        then loaded by Keras with safe_mode=True (no code from the file runs)."""
+        if self.head is not None and self.head.to_dict() != graph.head.to_dict():
+            raise PortingError(f"'{path}' holds the head {graph.head.describe()}, not the one asked for "
+                               f"({self.head.describe()})")
+        keras = _keras()
+        own.check_backbone(keras, self.model, graph, path)
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad archive; the user needs one line
+            raise PortingError(f"cannot load '{path}' as a Keras model: {first_line(exc)}") from None
+        return self._described(model, graph.head, path)
+
+    def _load_own_weights(self, path: str):
+        """A weights-only file written from a user's model (export --to keras .weights.h5 / .h5): read into that
+        model, built from the job's head."""
+        model = self._build_own(self.head, self.size)
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise PortingError(f"cannot load '{path}' into the keras model of head {self.head.describe()}: "
+                               f"{first_line(exc)}") from None
+        return model
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         """Checks the file before importing TensorFlow where it can (h5py reads the head of a .h5)."""
@@ -136,6 +191,11 @@ class KerasRunner(SourceRunner):
             raise PortingError(f"weights file '{path}' does not exist")
         _check_suffix(path)
         m = self.model
+        graph = read_file(path, m)  # the file's own graph, as JSON: a user's head is refused or read here
+        if graph is not None and graph.head is not None:
+            return self._load_own(path, graph)
+        if self.head is not None:
+            return self._load_own_weights(path)
         if path.endswith(".keras"):
             return self._load_whole_model(path, num_classes)
         classes = num_classes or _classes_in_h5(path, m.head)
@@ -176,6 +236,9 @@ class KerasRunner(SourceRunner):
 
     def download(self, job: SourceJob):
         keras, m = _keras(), self.model
+        if self.head is not None:
+            raise PortingError(f"keras has no pretrained {m.constructor} with the head {self.head.describe()}; pass "
+                               f"--weights FILE")
         if job.num_classes not in (None, 1000):
             raise PortingError(f"keras's ImageNet {m.constructor} weights have 1000 classes; use --num-classes on the "
                                f"MindSpore side to re-initialise the head")
@@ -187,15 +250,26 @@ class KerasRunner(SourceRunner):
                 f"--weights FILE with a local .h5 / .weights.h5 / .keras file") from None
 
     def inference_info(self, model) -> dict:
-        m = self.model
+        m, mine = self.model, self._own_of(model)
+        if mine is not None:  # the user's input size; preprocessing stays the backbone's
+            size = mine.size or m.size
+            return {"num_classes": mine.head.num_classes, "head": mine.head.to_dict(), "pretrained_cfg": {
+                "input_size": [3, size, size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
         return {"num_classes": int(model.get_layer(m.head).units), "pretrained_cfg": {
             "input_size": [3, m.size, m.size], "mean": [m.mean_std] * 3, "std": [m.mean_std] * 3}}
 
-    def _named_weights(self, model):
+    def _named_layers(self, model) -> list[tuple[str, object]]:
+        """(porting's name, layer) of every layer, in the order they compute (a nested backbone's included)."""
+        mine = self._own_of(model)
+        if mine is not None:
+            return [(mine.names[id(layer)], layer) for layer in mine.layers]
         names = self.model.layer_names(_keras(), model)
-        for layer in model.layers:
+        return [(names[id(layer)], layer) for layer in model.layers]
+
+    def _named_weights(self, model):
+        for name, layer in self._named_layers(model):
             for var in layer.weights:
-                yield names[id(layer)], var
+                yield name, var
 
     def parameters(self, model) -> list[Tensor]:
         out = []
@@ -252,11 +326,28 @@ class KerasRunner(SourceRunner):
 
     def batch_statistics(self, model, x: np.ndarray, bns: list[str]):
         """Each BN's input in one training-mode pass of a functional sub-model (Keras has no hooks)."""
+        mine = self._own_of(model)
+        if mine is not None:
+            found = own.bn_inputs_in_training(_keras(), mine, self._nhwc(mine, x), bns)
+            return {name: channel_statistics(_nchw(np.asarray(found[name])), axis=1) for name in bns}
         *inputs, _ = self._outputs(model, x, bns, "input", training=True)
         return {name: channel_statistics(value) for name, value in zip(bns, inputs)}
 
+    def _nhwc(self, mine: own.OwnModel, x: np.ndarray) -> np.ndarray:
+        """A user's model runs at the size it was built for (or any, where its input is free)."""
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
+            raise PortingError(f"keras {self.model.constructor} expects an N x 3 x H x W square batch, got "
+                               f"{list(x.shape)}")
+        if mine.size and x.shape[2] != mine.size:
+            raise PortingError(f"the keras model takes {mine.size}x{mine.size} inputs (the size its file was built "
+                               f"at), not {x.shape[2]}x{x.shape[3]}: leave --size out, or give {mine.size}")
+        return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
+
     def forward(self, model, x: np.ndarray, taps: list[str]):
         """Logits plus the named layers' outputs, in the order Keras computes them, from one sub-model."""
+        mine = self._own_of(model)
+        if mine is not None:
+            return self._forward_own(mine, x, taps)
         names = self.model.layer_names(_keras(), model)
         missing = [t for t in taps if t not in names.values()]
         if missing:
@@ -270,14 +361,33 @@ class KerasRunner(SourceRunner):
         *values, logits = self._outputs(self._sized[2], x, order, "output", training=False)
         return {**dict(zip(order, values)), LOGITS: logits}, order
 
+    def _forward_own(self, mine: own.OwnModel, x: np.ndarray, taps: list[str]):
+        names = [name for name, _ in self._named_layers(mine.model)]
+        missing = [t for t in taps if t not in names]
+        if missing:
+            raise PortingError(f"the keras model has no layer(s) {', '.join(missing)}")
+        order = [name for name in names if name in set(taps)]
+        found, logits = own.outputs(_keras(), mine, self._nhwc(mine, x), order, "output")
+        # a feature extractor without pooling outputs its last feature map: NCHW, as every 4-D tensor porting compares
+        return {**{name: _nchw(np.asarray(found[name])) for name in order}, LOGITS: _nchw(np.asarray(logits))}, order
+
     def tensors(self, model) -> dict[str, np.ndarray]:
         return {f"{layer}/{var.name}": np.asarray(var.numpy()) for layer, var in self._named_weights(model)}
 
     # -------------------------------------------------------------------- parity --train-step (README)
 
     def float64(self, model):
-        """The same model built with Keras's floatx and dtype policy float64, its float32 values cast."""
-        return self._at_size(model, int(model.input_shape[1]), "float64")
+        """The same model built with Keras's floatx and dtype policy float64, its float32 values cast (a user's
+        model built from its head, each layer as trainable as the user's)."""
+        mine = self._own_of(model)
+        if mine is None:
+            return self._at_size(model, int(model.input_shape[1]), "float64")
+        other = self._build_own(mine.head, mine.size or self.model.size, "float64")
+        trainable = dict((name, layer.trainable) for name, layer in self._named_layers(model))
+        for name, layer in self._named_layers(other):
+            layer.trainable = trainable[name]
+        self.assign(other, {k: v.astype(np.float64) for k, v in self.tensors(model).items()})
+        return other
 
     def gradients(self, model, x, labels, step):
         """model(x, training=True) under tf.GradientTape (x NCHW -> NHWC in the model's dtype, built at x's size
@@ -287,19 +397,24 @@ class KerasRunner(SourceRunner):
         import tensorflow as tf
 
         keras = _keras()
-        run = self._at_size(model, int(x.shape[2]))
-        names = self.model.layer_names(keras, run)
+        mine = self._own_of(model)
+        if mine is not None:
+            self._nhwc(mine, x)
+        run = model if mine is not None else self._at_size(model, int(x.shape[2]))
         counts = {}
-        for layer in run.layers:
+        # a user's head keeps its BatchNorms' own momentum, as the MindSpore head is built with it; the backbone's
+        # take the recipe's, as the MindSpore architecture's
+        head = {layer.name for layer in mine.head.layers} if mine is not None else set()
+        for name, layer in self._named_layers(run):
             if isinstance(layer, keras.layers.Dropout):
                 layer.rate = 0.0
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = step.bn_momentum
-                _, h, w, _ = layer.input.shape
-                counts[f"{names[id(layer)]}/{layer.moving_variance.name}"] = x.shape[0] * h * w
+            if isinstance(layer, keras.layers.BatchNormalization) and self._updates(run, layer):
+                if name not in head:
+                    layer.momentum = step.bn_momentum
+                counts[f"{name}/{layer.moving_variance.name}"] = x.shape[0] * int(np.prod(layer.input.shape[1:-1]))
         trainable = [(f"{layer}/{var.name}", var) for layer, var in self._named_weights(run) if var.trainable]
         with tf.GradientTape() as tape:
-            logits = run(tf.cast(np.transpose(x, (0, 2, 3, 1)), run.input.dtype), training=True)
+            logits = run(tf.cast(np.transpose(x, (0, 2, 3, 1)), run.inputs[0].dtype), training=True)
             classes = int(logits.shape[-1])
             loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
                 tf.one_hot(labels, classes, dtype=logits.dtype), logits, from_logits=True,
@@ -308,6 +423,14 @@ class KerasRunner(SourceRunner):
         if run is not model:
             model.set_weights(run.get_weights())
         return float(loss), {name: g.numpy() for (name, _), g in zip(trainable, grads)}, counts
+
+    def _updates(self, model, bn) -> bool:
+        """Whether a BatchNormalization updates its moving statistics in model(x, training=True): Keras's runs on
+        them when frozen (trainable False) and inside a backbone called with training=False. Only these have a
+        count (README "Training-step parity": the others stay as they are)."""
+        mine = self._own_of(model)
+        inference = mine is not None and mine.in_backbone(bn) and mine.head.backbone_bn == "inference"
+        return bn.trainable and not inference
 
     def optimizer_step(self, model, grads, step):
         """keras.optimizers.SGD for the recipe's Momentum (its first step w -= lr g is MindSpore's v = m v + g,
@@ -355,3 +478,7 @@ class KerasRunner(SourceRunner):
         return np.stack(arrays).astype(np.float32), (
             f"keras.utils.load_img(target_size=({size}, {size}), nearest: the whole image squeezed, no crop) -> "
             f"{self.model.preprocess_module}.preprocess_input (x / 127.5 - 1)")
+
+
+def _nchw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2))) if a.ndim == 4 else a
