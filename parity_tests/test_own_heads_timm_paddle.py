@@ -89,8 +89,14 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     with pytest.raises(PortingError, match="a timm model folder holds its standard classifier only"):
         api.export_to(ckpt, work / "sx_head_folder", "timm")  # its config.json would build timm's Linear
     assert not (work / "sx_head_folder").exists()
+    # as fine-tuning leaves it: with its class folders' names, which a state dict has no place for
+    from porting import checkpoint
+
+    params, card = checkpoint.load(ckpt)
+    named = work / "sx_head_named.ckpt"
+    checkpoint.save(params, named, card.replace(class_names=["a", "b", "c", "d", "e"]))
     back = work / "sx_head_back.pth"
-    report, _, _ = api.export_to(ckpt, back, "timm", size=64, batch=1)
+    report, _, _ = api.export_to(named, back, "timm", size=64, batch=1)
     assert report.ok
     written, source = torch.load(back), torch.load(weights)
     assert sorted(written) == sorted(source)  # the user's own keys: fc.0.weight ... fc.3.bias

@@ -220,6 +220,9 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                 f"--modelzoo DIR (or set PORTING_MODELZOO) to prove it, or run `porting parity {spec.id} --weights "
                 f"{output} --modelzoo DIR`")
         else:
+            if lib.export_has_class_names and card.class_names and not folder:
+                log(f"'{output}' is a state dict, with no place for the checkpoint's {len(card.class_names)} class "
+                    f"names (a {lib.title} model folder's config keeps them)")
             log(f"writing {spec.id} with {spec.source}'s own saver in its worker process"
                 + (", then reading it back with its loader and running it" if proof else ""))
             taps = [layer.source for layer in wm.layers] if proof else []
@@ -236,7 +239,8 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
             if proof:
                 _check_written(result.tensors, tensors, output)
                 labels = result.info.pretrained_cfg.get("label_names")
-                if lib.export_has_class_names and card.class_names and labels != card.class_names:
+                # the class names go in a model folder's config (timm's config.json); a state dict has no place
+                if folder and lib.export_has_class_names and card.class_names and labels != card.class_names:
                     raise PortingError(f"'{output}': {lib.title} reads back class names {labels}, not the "
                                        f"checkpoint's")
                 by_source = {layer.source: layer for layer in wm.layers}
