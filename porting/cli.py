@@ -442,8 +442,9 @@ def random_weights(spec: str = typer.Argument(..., help="SOURCE:MODEL"),
     """Write seeded synthetic source weights in the source library's own file format."""
 
     model = api.spec_for(spec, modelzoo)
-    api.random_weights(model, output, seed=seed, num_classes=num_classes, head=api.own_head(model, head))
-    log(f"wrote {output} ({model.id}, seed {seed})")
+    own_head = api.own_head(model, head)
+    api.random_weights(model, output, seed=seed, num_classes=num_classes, head=own_head)
+    log(f"wrote {output} ({model.id}" + (f" with the head {own_head.describe()}" if own_head else "") + f", seed {seed})")
 
 
 @app.command("bench")

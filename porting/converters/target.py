@@ -251,6 +251,10 @@ def writing(export: Export, *, inputs: np.ndarray | None = None, taps: Sequence[
         raise PortingError(f"{spec.id}: its library's code is not here to write {output} with")
     proof = inputs is not None
     with files.atomic_output(output, (export.ckpt,), what=f"{spec.source} output", folder=export.folder) as staged:
+        lib = library(spec.source)
+        if lib.export_has_class_names and export.card.class_names and not export.folder:
+            log(f"'{output}' is a state dict, with no place for the checkpoint's {len(export.card.class_names)} "
+                f"class names (a {lib.title} model folder's config keeps them)")
         log(f"writing {spec.id} with {spec.source}'s own saver in its worker process"
             + (", then reading it back with its loader and running it" if proof else ""))
         with source_job(spec, untrained=True, num_classes=export.card.num_classes, assign=export.tensors,

@@ -10,7 +10,9 @@ between them, but not which. So the user says it (`--head linear:256,relu,dropou
 - the worker builds the library's model with that head, reads the backbone's width into it (`resolved_head`)
   and checks the file against the model (`check_head`): a file whose head is not the one described, or not the
   library's standard one when nothing is described, is one line naming the tensors found there and the --head
-  that would read them; a guess at the layers the file cannot show is offered as a guess, never ported.
+  that would read them; a guess at the layers the file cannot show is offered as a guess, never ported;
+- on the way back (`export --to`), `head_for_target` numbers a checkpoint's head at the target's classifier, or
+  refuses a target that cannot hold it.
 
 No framework here: the runners hand over names and shapes.
 """
@@ -141,7 +143,8 @@ def found_layers(shapes: Mapping[str, tuple], module: str, dense_in_out: bool, b
         at = f"{prefix}{index}"
         weight = tensors.get("weight")
         if bn_stat in tensors:
-            found.append(Found(index, "batchnorm", tensors[bn_stat][0], True, f"{at}.{bn_stat} {list(tensors[bn_stat])}"))
+            stat = tensors[bn_stat]
+            found.append(Found(index, "batchnorm", stat[0], True, f"{at}.{bn_stat} {list(stat)}"))
         elif weight is not None and len(weight) == 2:
             found.append(Found(index, "dense", weight[1] if dense_in_out else weight[0], "bias" in tensors,
                                f"{at}.weight {list(weight)}"))
