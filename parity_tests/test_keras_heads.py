@@ -366,6 +366,20 @@ def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
     assert report.info["size"] == SIZE
 
 
+def test_map_lists_the_rows_of_a_files_own_head(user_models):
+    """`porting map keras:xception --weights FILE`: the head's rows, named by the file's layers, from its graph."""
+    from porting import api
+
+    head = _graph_head(user_models["sequential"])
+    table = api.weight_map(SPEC, weights=user_models["sequential"])
+    assert table["head"] == head.describe()
+    rows = {row["source"]: row for row in table["rows"] if row["target"].startswith("fc.")}
+    bn, dense = head.layers[0].name, head.layers[2].name
+    assert set(rows) == {f"{bn}/{v}" for v in ("gamma", "beta", "moving_mean", "moving_variance")} | {
+        f"{dense}/kernel", f"{dense}/bias"}
+    assert rows[f"{dense}/kernel"]["target"] == "fc.2.weight" and rows[f"{dense}/kernel"]["target_shape"] == [5, 2048]
+
+
 @pytest.mark.parametrize("kind", ["nested", "sequential"])
 def test_train_step_parity_on_the_users_model(user_models, kind):
     """One step of keras's own training against finetune's: the nested model's backbone (training=False, frozen)
