@@ -68,6 +68,10 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     assert_parity(report, ("mindspore", "onnx"))
     assert _head_kinds(report) == ["fc.0", "fc.1", "fc.2", "fc.3"]  # every head layer, in order
 
+    rows = {r["source"]: r for r in api.weight_map(spec, head=TIMM_HEAD)["rows"]}  # what `porting map` lists
+    assert [(r["target"], r["target_shape"]) for k, r in rows.items() if k.startswith("fc.")] == [
+        ("fc.0.weight", [256, 2048]), ("fc.0.bias", [256]), ("fc.3.weight", [5, 256]), ("fc.3.bias", [5])]
+
     ckpt = work / "sx_head.ckpt"
     ported = api.port(spec, weights, head=TIMM_HEAD, output=ckpt)
     assert ported.card.num_classes == 5 and ported.card.custom_head.num_classes == 5
@@ -82,6 +86,9 @@ def test_a_timm_sequential_head_ports_proves_and_goes_back_in_the_users_keys(fil
     got = net(ms.Tensor(x)).asnumpy()
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
 
+    with pytest.raises(PortingError, match="a timm model folder holds its standard classifier only"):
+        api.export_to(ckpt, work / "sx_head_folder", "timm")  # its config.json would build timm's Linear
+    assert not (work / "sx_head_folder").exists()
     back = work / "sx_head_back.pth"
     report, _, _ = api.export_to(ckpt, back, "timm", size=64, batch=1)
     assert report.ok
@@ -147,6 +154,10 @@ def test_a_paddleclas_custom_head_ports_proves_and_goes_back_bit_exact(files, wo
     report = api.parity(spec, weights, head=PADDLE_HEAD, size=64, onnx=True)
     assert_parity(report, ("mindspore", "onnx"))
     assert _head_kinds(report) == [f"out.{i}" for i in range(5)]
+    # one training step of the user's model, its head's BatchNorm1D (Paddle's biased batch variance) included
+    step = api.train_step_parity(spec, weights, head=PADDLE_HEAD, size=64, batch=2)
+    assert step.ok, step.first_failure()
+    assert {"fc.0.weight", "fc.1.moving_variance", "fc.4.bias"} <= {r.target for r in step.rows}  # MindSpore's
     ckpt = work / "paddle_head.ckpt"
     api.port(spec, weights, head=PADDLE_HEAD, output=ckpt)
     back = work / "paddle_head_back.pdparams"
@@ -192,3 +203,22 @@ def test_the_file_shows_its_layers_and_the_gaps_between_them():
     # Paddle stores a Linear [in, out]; the standard head (fc.weight, fc.bias) is no Sequential
     assert found_layers({"out.0.weight": (2048, 7)}, "out", dense_in_out=True, bn_stat="_variance")[0].units == 7
     assert found_layers({"fc.weight": (5, 2048), "fc.bias": (5,)}, "fc", False, "running_var") is None
+
+
+def test_a_checkpoints_head_goes_where_its_target_can_hold_it():
+    """export --to's head for the target (no framework): renumbered at the target's classifier, a Keras layout
+    only back to Keras, nothing to mindcv or the model zoo."""
+    from porting.heads import Head, HeadLayer
+    from porting.sources.head_option import head_for_target
+    from porting.specs import resolve
+
+    paddle = Head("avg", (HeadLayer("dense", "out.0", units=8), HeadLayer("activation", "out.1", activation="relu"),
+                          HeadLayer("dense", "out.2", units=3)), features=2048)
+    to_timm = head_for_target(resolve("timm:seresnext50_32x4d"), paddle, "paddleclas:SE_ResNeXt50_32x4d")
+    assert [layer.name for layer in to_timm.layers] == ["fc.0", "fc.1", "fc.2"] and to_timm.features == 2048
+    keras = Head("avg", (HeadLayer("dense", "dense", units=6),), features=2048, layout="keras-nested")
+    with pytest.raises(PortingError, match="laid out 'keras-nested': it goes back to keras"):
+        head_for_target(resolve("timm:legacy_xception"), keras, "keras:xception")
+    assert head_for_target(resolve("keras:xception"), keras, "keras:xception") is keras
+    with pytest.raises(PortingError, match="mindcv:xception cannot hold the checkpoint's head"):
+        head_for_target(resolve("mindcv:xception"), keras, "keras:xception")

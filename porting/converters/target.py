@@ -176,6 +176,10 @@ def export_to(ckpt: Path, output: Path, to: str, *, approximate: bool = False, c
                            f"{'; '.join(how.differences)}; --approximate writes it anyway and reports the "
                            f"measured agreement")
     folder = check_suffix(spec, output)
+    if head is not None and folder:  # a model folder's config builds the library's standard classifier
+        files_as = " or ".join(s for s in library(spec.source).export_suffixes if s)
+        raise PortingError(f"output '{output}': a {library(spec.source).title} model folder holds its standard "
+                           f"classifier only; the checkpoint's own head ({head.describe()}) goes in a {files_as} file")
     files.check_output(output, (ckpt,), what=f"{spec.source} output", folder=folder)
     if size is not None:
         spec.check_size(size)

@@ -140,7 +140,8 @@ def found_layers(shapes: Mapping[str, tuple], module: str, dense_in_out: bool, b
         at = f"{prefix}{index}"
         weight = tensors.get("weight")
         if bn_stat in tensors:
-            found.append(Found(index, "batchnorm", tensors[bn_stat][0], True, f"{at}.{bn_stat} {list(tensors[bn_stat])}"))
+            stat = tensors[bn_stat]
+            found.append(Found(index, "batchnorm", stat[0], True, f"{at}.{bn_stat} {list(stat)}"))
         elif weight is not None and len(weight) == 2:
             found.append(Found(index, "dense", weight[1] if dense_in_out else weight[0], "bias" in tensors,
                                f"{at}.weight {list(weight)}"))

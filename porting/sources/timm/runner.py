@@ -96,7 +96,7 @@ class TimmRunner(SourceRunner):
         # the user's model: timm's without its classifier (num_classes=0), then theirs at the classifier's place
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool=self.asked.get("pooling", "avg"))
         self.head = resolved_head(self.asked, int(model.num_features), f"timm {name}")
-        if not self.head.headless:
+        if self.head.layers:  # also layers without a Linear (a feature extractor ending in bn, relu...)
             model.set_submodule(_classifier(timm, name), _sequential(self.head))
             model.num_classes = self.head.num_classes
         return model
@@ -132,13 +132,16 @@ class TimmRunner(SourceRunner):
     def inference_info(self, model) -> dict:
         model.eval()
         cfg = model.pretrained_cfg
+        head = {"head": self.head.to_dict()} if self.head else {}  # a head of the user's own (SourceInfo.head)
         # the preprocessing of the tag the model was built with (the named one, else timm's default tag)
-        return {"num_classes": model.num_classes, "head": self.head.to_dict() if self.head else None, "pretrained_tag": str(cfg.get("tag") or ""), "pretrained_cfg": {
-            "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
-            "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
-            "crop_pct": cfg.get("crop_pct"), "test_input_size": list(cfg.get("test_input_size") or []) or None,
-            "test_crop_pct": cfg.get("test_crop_pct"), **({"label_names": list(cfg["label_names"])}
-                                                            if cfg.get("label_names") else {})}}
+        return {"num_classes": model.num_classes, **head, "pretrained_tag": str(cfg.get("tag") or ""),
+                "pretrained_cfg": {
+                    "input_size": list(cfg.get("input_size", (3, 299, 299))), "mean": list(cfg.get("mean", ())),
+                    "std": list(cfg.get("std", ())), "interpolation": cfg.get("interpolation"),
+                    "crop_pct": cfg.get("crop_pct"),
+                    "test_input_size": list(cfg.get("test_input_size") or []) or None,
+                    "test_crop_pct": cfg.get("test_crop_pct"),
+                    **({"label_names": list(cfg["label_names"])} if cfg.get("label_names") else {})}}
 
     def parameters(self, model) -> list[Tensor]:
         out = []
