@@ -112,7 +112,7 @@ def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, hea
     head = own_head(model, head)
     if weights is not None:
         _check_weights(model, weights)
-        if library(model.source).head_source != "graph":
+        if library(model.source).read_own_model is None:
             raise PortingError(f"map --weights reads the head of a file that carries its graph (Keras); "
                                f"{model.source} files carry none: describe it with --head")
         file_head, size = own_model(model, weights)
