@@ -351,6 +351,17 @@ def test_the_guides_model_ports_without_a_flag_and_passes_parity_in_every_runtim
     assert _head_rows(report) == head  # every head layer, in order, after the backbone's
 
 
+def test_on_labelled_photos_the_port_agrees_with_the_users_model_on_every_image(user_models, tiny_data):
+    """parity --images on the repository's small class folders (porting's preprocessing at the file's 96 px, fed
+    to both): the ported model's top-1 is the Keras model's for every image."""
+    from porting import api
+
+    images = sorted((tiny_data / "val").rglob("*.png"))
+    report = api.parity(SPEC, user_models["nested"], images=tiny_data / "val", batch=len(images))
+    assert_parity(report, ("mindspore",))
+    assert report.info["batch"] == len(images) == 12 and report.info["size"] == SIZE
+
+
 @pytest.mark.parametrize("kind", ["flat", "sequential", "notop-none"])
 def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
     from porting import api
