@@ -63,6 +63,7 @@ BUILD = textwrap.dedent("""
 
     def flat():
         base = base_model()
+        base.trainable = False  # saved layer by layer: its BatchNorms run on their statistics, in fit() too
         return keras.Model(base.input, guide_head(base.output))
 
     def sequential():
@@ -152,11 +153,12 @@ def test_the_head_is_read_from_the_files_own_graph(user_models):
     assert head.backbone_bn == "inference" and head.backbone_trainable is False and head.num_classes == 6
 
     flat = read_file(str(user_models["flat"]), KERAS_MODEL).head
-    assert flat.layout == "keras-flat" and flat.backbone_bn == "train" and flat.backbone_trainable
+    assert flat.layout == "keras-flat" and flat.backbone_bn == "inference" and not flat.backbone_trainable
     assert [layer.kind for layer in flat.layers] == ["dense", "dropout", "dense"]
 
     seq = read_file(str(user_models["sequential"]), KERAS_MODEL)
     assert seq.input_size == SIZE and seq.head.layout == "keras-sequential" and seq.head.pooling == "max"
+    assert seq.head.backbone_bn == "train" and seq.head.backbone_trainable
     assert [(layer.kind, layer.activation, layer.alpha) for layer in seq.head.layers] == [
         ("batchnorm", "", 0.0), ("activation", "leaky_relu", pytest.approx(0.1)), ("dense", "", 0.0)]
     assert seq.head.layers[0].eps == 1e-3 and seq.head.layers[0].momentum == 0.99
