@@ -63,6 +63,7 @@ BUILD = textwrap.dedent("""
 
     def flat():
         base = base_model()
+        base.trainable = False  # saved layer by layer: its BatchNorms run on their statistics, in fit() too
         return keras.Model(base.input, guide_head(base.output))
 
     def sequential():
@@ -152,11 +153,12 @@ def test_the_head_is_read_from_the_files_own_graph(user_models):
     assert head.backbone_bn == "inference" and head.backbone_trainable is False and head.num_classes == 6
 
     flat = read_file(str(user_models["flat"]), KERAS_MODEL).head
-    assert flat.layout == "keras-flat" and flat.backbone_bn == "train" and flat.backbone_trainable
+    assert flat.layout == "keras-flat" and flat.backbone_bn == "inference" and not flat.backbone_trainable
     assert [layer.kind for layer in flat.layers] == ["dense", "dropout", "dense"]
 
     seq = read_file(str(user_models["sequential"]), KERAS_MODEL)
     assert seq.input_size == SIZE and seq.head.layout == "keras-sequential" and seq.head.pooling == "max"
+    assert seq.head.backbone_bn == "train" and seq.head.backbone_trainable
     assert [(layer.kind, layer.activation, layer.alpha) for layer in seq.head.layers] == [
         ("batchnorm", "", 0.0), ("activation", "leaky_relu", pytest.approx(0.1)), ("dense", "", 0.0)]
     assert seq.head.layers[0].eps == 1e-3 and seq.head.layers[0].momentum == 0.99
@@ -351,6 +353,17 @@ def test_the_guides_model_ports_without_a_flag_and_passes_parity_in_every_runtim
     assert _head_rows(report) == head  # every head layer, in order, after the backbone's
 
 
+def test_on_labelled_photos_the_port_agrees_with_the_users_model_on_every_image(user_models, tiny_data):
+    """parity --images on the repository's small class folders (porting's preprocessing at the file's 96 px, fed
+    to both): the ported model's top-1 is the Keras model's for every image."""
+    from porting import api
+
+    images = sorted((tiny_data / "val").rglob("*.png"))
+    report = api.parity(SPEC, user_models["nested"], images=tiny_data / "val", batch=len(images))
+    assert_parity(report, ("mindspore",))
+    assert report.info["batch"] == len(images) == 12 and report.info["size"] == SIZE
+
+
 @pytest.mark.parametrize("kind", ["flat", "sequential", "notop-none"])
 def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
     from porting import api
@@ -364,6 +377,20 @@ def test_the_flat_sequential_and_headless_models_pass_parity(user_models, kind):
         assert_parity(report, ("mindspore",))
     assert _head_rows(report) == [layer.name for layer in _graph_head(user_models[kind]).layers]
     assert report.info.size == SIZE
+
+
+def test_map_lists_the_rows_of_a_files_own_head(user_models):
+    """`porting map keras:xception --weights FILE`: the head's rows, named by the file's layers, from its graph."""
+    from porting import api
+
+    head = _graph_head(user_models["sequential"])
+    table = api.weight_map(SPEC, weights=user_models["sequential"])
+    assert table["head"] == head.describe()
+    rows = {row["source"]: row for row in table["rows"] if row["target"].startswith("fc.")}
+    bn, dense = head.layers[0].name, head.layers[2].name
+    assert set(rows) == {f"{bn}/{v}" for v in ("gamma", "beta", "moving_mean", "moving_variance")} | {
+        f"{dense}/kernel", f"{dense}/bias"}
+    assert rows[f"{dense}/kernel"]["target"] == "fc.2.weight" and rows[f"{dense}/kernel"]["target_shape"] == [5, 2048]
 
 
 @pytest.mark.parametrize("kind", ["nested", "sequential"])

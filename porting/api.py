@@ -94,19 +94,30 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
-def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: str | Head | None = None) -> MapTable:
+def weight_map(spec: str | ModelSpec, *, modelzoo: str | Path | None = None, head: str | Head | None = None,
+               weights: str | Path | None = None) -> MapTable:
     """The expanded weight map of `spec`, checked as port-weights checks it (on the library's untrained model):
     a porting.results.MapTable (spec, arch, ignore, rows: source, source_shape, target, target_shape,
     transform; head: the head's description or None). `head`: the user's own head (porting.heads; for timm and
-    PaddleClas also --head's spelling, as for port), whose rows replace the classifier's."""
+    PaddleClas also --head's spelling, as for port), whose rows replace the classifier's; `weights`: a Keras
+    whole-model file whose own head it is (read from its graph, as port reads it)."""
     import numpy as np
 
     from porting import msenv
     from porting.converters.port import target_shapes, weight_map_for
+    from porting.sources import library
     from porting.sources.jobs import run_source
+    from porting.sources.registry import own_model
 
     model = spec_for(spec, modelzoo)
     head = own_head(model, head)
+    if weights is not None:
+        _check_weights(model, weights)
+        if library(model.source).read_own_model is None:
+            raise PortingError(f"map --weights reads the head of a file that carries its graph (Keras); "
+                               f"{model.source} files carry none: describe it with --head")
+        file_head, size = own_model(model, weights)
+        head, model = head or file_head, replace(model, input_size=size)  # a Flatten's width is the file's size
     wm = weight_map_for(model, head)
     sources = {k: v.shape for k, v in run_source(model, untrained=True, head=head).tensors.items()}
     msenv.setup()

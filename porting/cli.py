@@ -188,10 +188,14 @@ def targets_table(fits: list[TargetFit]) -> Fitted:
 @app.command("map")
 def map_cmd(spec: str = typer.Argument(..., help="SOURCE:MODEL, e.g. timm:xception"),
             as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
-            modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD) -> None:
+            modelzoo: Optional[Path] = MODELZOO, head: Optional[str] = HEAD,
+            weights: Optional[Path] = typer.Option(
+                None, "--weights", "-w", help="Keras: a whole-model .keras / .h5 file whose own head's rows to list "
+                                              "(read from its graph, nothing of it run).",
+                show_default="none: the library's standard classifier")) -> None:
     """Print the expanded weight map: source name and shape, target name and shape, transform."""
 
-    table_map = api.weight_map(spec, modelzoo=modelzoo, head=head)
+    table_map = api.weight_map(spec, modelzoo=modelzoo, head=head, weights=weights)
     if as_json:
         out.print_json(table_map.to_json())
         return

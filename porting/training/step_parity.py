@@ -242,7 +242,10 @@ def _report(spec, wm, shapes, folded, result: SourceResult, optimized: SourceRes
         deltas = [runs[r][1][name] - src_before[name] for r in ("64", "32", "32p")]
         # a library whose BN running variance takes the biased batch variance (its record says why; MindSpore's
         # and PyTorch's take the unbiased one): its update is converted with the layer's count n, then compared
-        if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance and name not in held:
+        # (a BN the source did not update has no count: a layer it froze alone, which MindSpore's step trains:
+        # its update, none, is compared as it is and disagrees)
+        if name.endswith(".moving_variance") and library(spec.source).biased_bn_variance and name not in held \
+                and variance_of[name] in counts:
             n = counts[variance_of[name]]
             momentum = _head_momenta(spec, result).get(name, step.bn_momentum)  # a head's BN: its own
             deltas = [_unbiased_update(d, src_before[name], n, momentum) for d in deltas]

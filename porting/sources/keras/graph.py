@@ -297,8 +297,8 @@ def _nested(layers, by_name, input_name, output, backbone: Layer, model, where) 
     chain = _chain(layers, backbone.name, output, where)
     _check_own_classes(chain, where, "head")
     head = _head(([pooling] if pooling else []) + chain, _features(inner, model, where), "keras-nested", where,
-                 backbone_bn="inference" if backbone.kwargs.get("training") is False else "train",
-                 backbone_trainable=not (backbone.config.get("trainable") is False or _all_frozen(inner)))
+                 **_backbone(backbone.config.get("trainable") is False or _all_frozen(inner),
+                             backbone.kwargs.get("training") is False))
     size = _input_size(by_name[input_name], where)
     if size is None:  # a free outer input: the nested model's own
         first = next((layer for layer in inner if layer.cls == "InputLayer"), None)
@@ -325,7 +325,7 @@ def _flat(layers, by_name, input_name, output, model, where) -> KerasGraph:
         # keras.applications' own model with its classifier: no custom head, read as porting always has
         return KerasGraph(None, size, "", tuple(layer.raw for layer in backbone))
     head = _head(chain, _features(backbone, model, where), "keras-flat", where,
-                 backbone_trainable=not _all_frozen(backbone))
+                 **_backbone(_all_frozen(backbone)))
     return KerasGraph(head, size, "", tuple(layer.raw for layer in backbone))
 
 
@@ -345,13 +345,21 @@ def _sequential(body: dict, model, where: str) -> KerasGraph:
     inner, pooling = _inside(backbone, model, where)
     _check_own_classes(chain, where, "head")
     head = _head(([pooling] if pooling else []) + chain, _features(inner, model, where), "keras-sequential", where,
-                 backbone_trainable=not (backbone.config.get("trainable") is False or _all_frozen(inner)))
+                 **_backbone(backbone.config.get("trainable") is False or _all_frozen(inner)))
     return KerasGraph(head, size, backbone.name, tuple(layer.raw for layer in inner if layer is not pooling))
 
 
 # ----------------------------------------------------------------------------------------------- the head
 
 WEIGHTED = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "BatchNormalization", "Dense")
+
+
+def _backbone(frozen: bool, called_in_inference: bool = False) -> dict:
+    """How the source trains the backbone (Head.backbone_bn, backbone_trainable): its BatchNorms stay on their
+    moving statistics when it is called with training=False, and also when it is frozen (a Keras
+    BatchNormalization with trainable False runs in inference mode, in fit() too)."""
+    return {"backbone_bn": "inference" if frozen or called_in_inference else "train",
+            "backbone_trainable": not frozen}
 
 
 def _all_frozen(layers: list[Layer]) -> bool:

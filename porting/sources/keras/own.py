@@ -113,8 +113,10 @@ def build(keras, family, head: Head, size: int):
     if head.layout not in KERAS_LAYOUTS:
         raise PortingError(f"a head laid out as '{head.layout}' (timm's or Paddle's nn.Sequential) has no Keras "
                            f"form here; the keras runner writes {', '.join(KERAS_LAYOUTS)} models")
-    if head.layout == "keras-sequential" and head.backbone_bn == "inference":
-        raise PortingError("a Sequential cannot call its backbone with training=False; the head says it did")
+    if head.layout != "keras-nested" and head.backbone_bn == "inference" and head.backbone_trainable:
+        # only a nested call says training=False; flat and Sequential models keep BNs on their statistics by freezing
+        raise PortingError(f"a {head.layout.removeprefix('keras-')} Keras model cannot keep a trainable backbone's "
+                           f"BatchNorms on their moving statistics (only a nested call with training=False does)")
     # include_top=False with pooling 'avg' / 'max' and nothing after: keras.applications' own pooling layer
     own_pooling = head.layout == "keras-flat" and not head.layers and head.pooling in ("avg", "max")
     base = getattr(keras.applications, family.constructor)(weights=None, include_top=False,
