@@ -361,7 +361,7 @@ def test_on_labelled_photos_the_port_agrees_with_the_users_model_on_every_image(
     images = sorted((tiny_data / "val").rglob("*.png"))
     report = api.parity(SPEC, user_models["nested"], images=tiny_data / "val", batch=len(images))
     assert_parity(report, ("mindspore",))
-    assert report.info["batch"] == len(images) == 12 and report.info["size"] == SIZE
+    assert report.info.batch == len(images) == 12 and report.info.size == SIZE
 
 
 @pytest.mark.parametrize("kind", ["flat", "sequential", "notop-none"])
@@ -385,12 +385,12 @@ def test_map_lists_the_rows_of_a_files_own_head(user_models):
 
     head = _graph_head(user_models["sequential"])
     table = api.weight_map(SPEC, weights=user_models["sequential"])
-    assert table["head"] == head.describe()
-    rows = {row["source"]: row for row in table["rows"] if row["target"].startswith("fc.")}
+    assert table.head == head.describe()
+    rows = {row.source: row for row in table.rows if row.target.startswith("fc.")}
     bn, dense = head.layers[0].name, head.layers[2].name
     assert set(rows) == {f"{bn}/{v}" for v in ("gamma", "beta", "moving_mean", "moving_variance")} | {
         f"{dense}/kernel", f"{dense}/bias"}
-    assert rows[f"{dense}/kernel"]["target"] == "fc.2.weight" and rows[f"{dense}/kernel"]["target_shape"] == [5, 2048]
+    assert rows[f"{dense}/kernel"].target == "fc.2.weight" and rows[f"{dense}/kernel"].target_shape == [5, 2048]
 
 
 @pytest.mark.parametrize("kind", ["nested", "sequential"])

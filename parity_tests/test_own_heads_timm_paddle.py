@@ -110,7 +110,7 @@ def test_on_labelled_photos_the_port_gives_the_users_models_top1_for_every_image
     report = api.parity("timm:seresnext50_32x4d", weights, head=TIMM_HEAD, images=tiny_data / "val", batch=12,
                         size=64)
     assert report.first_failure() is None and report.top1_agree["mindspore"] == 1.0
-    assert report.info["batch"] == 12 and _head_kinds(report) == ["fc.0", "fc.1", "fc.2", "fc.3"]
+    assert report.info.batch == 12 and _head_kinds(report) == ["fc.0", "fc.1", "fc.2", "fc.3"]
 
 
 def test_a_timm_head_file_without_head_or_with_another_is_one_line_naming_its_tensors(files, work):
