@@ -262,11 +262,12 @@ def export_to(ckpt: str | Path, output: str | Path, to: str, *, approximate: boo
     loader and compared layer by layer with the checkpoint in MindSpore (porting.proof.prove_export: `batch` seeded
     inputs of `size`, default the checkpoint's). Returns (report, or None when unproven; the
     porting.converters.target.Fit; the target spec). Inexact targets need `approximate`."""
-    from porting import checkpoint
     from porting.converters import target
 
     ckpt, output = Path(ckpt), Path(output)
-    target.check_early(ckpt, output, to)  # the command line's mistakes before MindSpore loads
+    target.check_early(ckpt, output, to)  # the command line's mistakes before MindSpore loads (checkpoint imports it)
+    from porting import checkpoint
+
     params, card = checkpoint.load(ckpt)
     model = spec_for(target.target_spec(to, card), modelzoo)  # --to names a spec, or a library: the card's own
     export = target.prepare(ckpt, output, params, card, model, approximate=approximate, size=size, log=log)
