@@ -329,6 +329,7 @@ class ModelCard:
                                f"{self.fixed_size} px inputs only")
         return size
 
+    @property
     def export_info(self) -> ExportInfo:
         """How the file was exported (every field None for a checkpoint)."""
         return self.export or ExportInfo()

@@ -89,6 +89,16 @@ def _adapter(name: str) -> KerasModel:
 
 # ----------------------------------------------------------------------------------------------- files
 
+def _load_weights(model, path: str, into: str):
+    """Keras's own loader (saving_lib for .weights.h5, the legacy order-based HDF5 reader for .h5), its many
+    exception types said in one line."""
+    try:
+        model.load_weights(path)
+    except Exception as exc:
+        raise PortingError(f"cannot load '{path}' into {into}: {first_line(exc)}") from None
+    return model
+
+
 def _check_suffix(path: str) -> None:
     if not path.endswith(KERAS.weight_suffixes):
         raise PortingError(f"weights file '{path}': expected a Keras .weights.h5, legacy .h5 (as "
@@ -177,13 +187,8 @@ class KerasRunner(SourceRunner):
     def _load_own_weights(self, path: str):
         """A weights-only file written from a user's model (export --to keras .weights.h5 / .h5): read into that
         model, built from the job's head."""
-        model = self._build_own(self.head, self.size)
-        try:
-            model.load_weights(path)
-        except Exception as exc:
-            raise PortingError(f"cannot load '{path}' into the keras model of head {self.head.describe()}: "
-                               f"{first_line(exc)}") from None
-        return model
+        return _load_weights(self._build_own(self.head, self.size), path,
+                             f"the keras model of head {self.head.describe()}")
 
     def load_file(self, path: str, name: str, num_classes: int | None):
         """Checks the file before importing TensorFlow where it can (h5py reads the head of a .h5)."""
@@ -202,14 +207,7 @@ class KerasRunner(SourceRunner):
         if not classes:
             raise PortingError(f"'{path}' holds no {m.constructor} classifier ('{m.head}' Dense) weights; porting "
                                f"needs the full model (include_top=True)")
-        model = m.build(_keras(), classes)
-        try:
-            # Keras's own loader: saving_lib for .weights.h5, the legacy (order-based) HDF5 reader for .h5.
-            model.load_weights(path)
-        except Exception as exc:
-            raise PortingError(f"cannot load '{path}' into keras {m.constructor} ({classes} classes): "
-                               f"{first_line(exc)}") from None
-        return model
+        return _load_weights(m.build(_keras(), classes), path, f"keras {m.constructor} ({classes} classes)")
 
     def _load_whole_model(self, path: str, num_classes: int | None):
         keras, m = _keras(), self.model
